@@ -1,0 +1,60 @@
+;;;; build.lisp — builds every crow executable into build/bin/ (run by `make programs`).
+;;;;
+;;;; For each program: ASDF compiles its system and dependencies (incrementally, cache under
+;;;; build/asdf/), bundles the Lisp objects into one static library (monolithic-lib-op), and
+;;;; c:build-program links that with build/libcrowcore.a last, with an explicit epilogue that
+;;;; calls the program's entry point and exits with its status (without it ECL starts a REPL).
+
+(require :asdf)
+(require :cmp)
+
+(defparameter *root* (make-pathname :name nil :type nil :defaults *load-truename*))
+(defun root (relative) (merge-pathnames relative *root*))
+
+(asdf:initialize-source-registry
+ `(:source-registry (:directory ,*root*) :inherit-configuration))
+(asdf:initialize-output-translations
+ `(:output-translations (t (,(root "build/asdf/") :**/ :*.*.*)) :inherit-configuration))
+
+;;; The program table.  The Makefile reads the names from the lines starting `(program "`.
+(defparameter *programs*
+  '((program "crow-sh"   :system "crow/sh"   :entry "CROW.SH:MAIN")
+    (program "crow-echo" :system "crow/echo" :entry "CROW.ECHO:MAIN")))
+
+(defun entry-form (entry)
+  (let* ((colon (position #\: entry))
+         (pkg (subseq entry 0 colon))
+         (name (string-left-trim ":" (subseq entry colon))))
+    ;; The entry returns the exit status; anything escaping it is reported, status 70.
+    `(ext:quit
+      (handler-case (funcall (intern ,name ,pkg))
+        (error (e)
+          (format *error-output* "~a: ~a~%" (first (ext:command-args)) e)
+          70)))))
+
+(defun build-one (name &key system entry)
+  (let* ((out (root (format nil "build/bin/~a" name)))
+         (core (namestring (root "build/libcrowcore.a"))))
+    (format t "~&;;; build.lisp: ~a (~a)~%" name system)
+    (asdf:load-system system)
+    (asdf:operate 'asdf:monolithic-lib-op system)
+    (let ((lib (first (asdf:output-files 'asdf:monolithic-lib-op system))))
+      (ensure-directories-exist out)
+      (c:build-program (namestring out)
+                       :lisp-files (list (namestring lib))
+                       :ld-flags (list core "-lpthread" "-lm")
+                       :epilogue-code (entry-form entry)))
+    (unless (probe-file out)
+      (error "build.lisp: ~a was not produced" out))))
+
+(handler-case
+    (let ((only (rest (member "--" (ext:command-args) :test #'string=))))
+      (dolist (p *programs*)
+        (destructuring-bind (tag name &rest args) p
+          (declare (ignore tag))
+          (when (or (null only) (member name only :test #'string=))
+            (apply #'build-one name args))))
+      (ext:quit 0))
+  (error (e)
+    (format *error-output* "~&build.lisp: ~a~%" e)
+    (ext:quit 1)))

@@ -1,0 +1,89 @@
+;;;; crow.asd — one ASDF system per crow package, loadable into a live ECL (SLIME) or built
+;;;; into executables by build.lisp.
+;;;;
+;;;; The C core is not compiled by ASDF: `make lib` builds build/libcrowcore.{a,so}.  Loading
+;;;; crow/unix into a live image loads build/libcrowcore.so once (running `make lib` first if it
+;;;; is missing), so every compiled file's inline C finds the core's symbols and the image holds
+;;;; one copy of the core's state.  Executables link build/libcrowcore.a instead.
+
+(defpackage :crow-asd
+  (:use :cl :asdf)
+  (:export #:ensure-core #:project-path))
+(in-package :crow-asd)
+
+(defun project-path (relative)
+  "Returns the absolute pathname of RELATIVE inside the crow checkout."
+  (merge-pathnames relative (system-source-directory "crow")))
+
+(defvar *core-loaded* nil)
+
+(defun ensure-core ()
+  "Makes the C core's headers visible to ECL's C compiler and loads build/libcrowcore.so into
+this image (once).  Signals an error if the library cannot be built or loaded."
+  (require :cmp)
+  (let ((inc (format nil "-I~a" (namestring (project-path "c-core/"))))
+        (flags (find-symbol "*CC-FLAGS*" "C")))
+    (unless (search inc (symbol-value flags))
+      (setf (symbol-value flags) (concatenate 'string (symbol-value flags) " " inc))))
+  (unless *core-loaded*
+    (let ((so (project-path "build/libcrowcore.so")))
+      (unless (probe-file so)
+        (uiop:run-program (list "make" "-C" (namestring (project-path "")) "lib")
+                          :output *error-output* :error-output *error-output*))
+      (ffi:load-foreign-library (namestring (truename so)))
+      (setf *core-loaded* t))))
+
+(defsystem "crow"
+  :description "crow: Unix servers on an ECL Common Lisp host over a C performance core."
+  :version "0.1.0"
+  :license "BSD-2-Clause"
+  :depends-on ("crow/unix" "crow/sh" "crow/echo"))
+
+(defsystem "crow/unix"
+  :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
+  :version "0.1.0"
+  :pathname "ecl-unix/"
+  :perform (prepare-op :before (o c) (crow-asd:ensure-core))
+  :serial t
+  :components ((:file "package")
+               (:file "conditions")
+               (:file "ffi")
+               (:file "fd")
+               (:file "fs")
+               (:file "socket")
+               (:file "epoll")
+               (:file "proc")
+               (:file "signal")
+               (:file "time")
+               (:file "syslog")))
+
+(defsystem "crow/sh"
+  :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
+  :version "0.1.0"
+  :pathname "lisp/servers/sh/"
+  :depends-on ("crow/unix")
+  :serial t
+  :components ((:file "package")
+               (:file "sh")))
+
+(defsystem "crow/echo"
+  :description "crow-echo: the echo service make run starts until crow-httpd replaces it."
+  :version "0.1.0"
+  :pathname "lisp/servers/echo/"
+  :depends-on ("crow/unix")
+  :serial t
+  :components ((:file "package")
+               (:file "echo")))
+
+(defsystem "crow/test"
+  :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
+  :version "0.1.0"
+  :pathname "t/lisp/"
+  :depends-on ("fiveam" "crow/unix")
+  :serial t
+  :components ((:file "package")
+               (:file "unix-errors")
+               (:file "unix-fs")
+               (:file "unix-socket")
+               (:file "unix-proc")
+               (:file "unix-time")))
