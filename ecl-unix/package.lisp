@@ -1,0 +1,44 @@
+;;;; package.lisp — the crow.unix package: Linux system calls and libcrowcore bindings.
+
+(defpackage :crow.unix
+  (:use :cl)
+  (:export
+   ;; conditions (the errno subclasses are exported by conditions.lisp from its table)
+   #:check-syscall #:crow-error #:simple-crow-error #:strerror #:unix-error
+   #:unix-error-detail #:unix-error-errno #:unix-error-syscall
+   ;; octets and strings
+   #:make-octets #:octets #:octets-to-string #:string-to-c
+   ;; descriptors and files
+   #:%close #:%open #:%pread #:%pwrite #:%read #:%write #:%writev
+   #:+o-append+ #:+o-creat+ #:+o-excl+ #:+o-rdonly+ #:+o-rdwr+ #:+o-trunc+ #:+o-wronly+
+   #:close-fd #:fdatasync #:fstat #:fsync #:lstat #:make-stat #:mkdir #:open-fd #:pipe
+   #:pread-fd #:pwrite-fd #:read-directory #:read-fd #:rename #:rmdir #:sendfile
+   #:set-cloexec #:set-nonblocking #:stat #:stat-atime #:stat-blksize #:stat-blocks
+   #:stat-ctime #:stat-dev #:stat-gid #:stat-ino #:stat-mode #:stat-mtime #:stat-mtime-nsec
+   #:stat-nlink #:stat-rdev #:stat-size #:stat-type #:stat-uid #:unlink #:with-fd
+   #:write-all #:write-fd #:writev-fd #:dup2 #:file-exists-p #:read-file-octets
+   ;; sockets
+   #:%accept #:%connect #:accept-connection #:bind-address #:connect-address
+   #:connect-finish #:listen-socket #:local-address #:make-socket #:peer-address
+   #:peer-credentials #:recv-from #:send-to #:set-socket-option #:shutdown-socket
+   #:socket-pair #:tcp-connect #:tcp-listen #:udp-socket #:unix-connect #:unix-listen
+   #:socket-error-code
+   ;; epoll and eventfd
+   #:+epollerr+ #:+epollet+ #:+epollhup+ #:+epollin+ #:+epolloneshot+ #:+epollout+
+   #:+epollrdhup+ #:epoll-add #:epoll-create #:epoll-del #:epoll-event-data
+   #:epoll-event-events #:epoll-mod #:epoll-wait #:eventfd-create #:eventfd-read
+   #:eventfd-write #:make-epoll-events
+   ;; processes and credentials
+   #:chdir #:chroot #:execve #:exit-process #:fork #:getegid #:geteuid #:getgid #:getgrnam
+   #:getpid #:getppid #:getpwnam #:getrlimit #:getuid #:initgroups #:kill #:run-program
+   #:setgroups #:setresgid #:setresuid #:setrlimit #:setsid #:spawn #:umask #:waitpid
+   #:getgroups #:getcwd
+   ;; signals
+   #:ignore-sigpipe #:read-signals #:signal-fd #:signal-number #:watch-signals
+   ;; time
+   #:format-http-date #:format-iso8601 #:format-rfc5322-date #:monotonic-ns
+   #:monotonic-seconds #:real-time #:unix-time
+   ;; syslog
+   #:closelog #:openlog #:syslog
+   ;; the C core
+   #:core-version))

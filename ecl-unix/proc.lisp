@@ -1,0 +1,310 @@
+;;;; proc.lisp — processes and credentials: fork, execve, waitpid, spawn, kill, ids, users
+;;;; and groups, privilege drop, chroot, chdir, umask, rlimits.
+
+(in-package :crow.unix)
+
+(ffi:clines "#include <sys/types.h>" "#include <sys/wait.h>" "#include <sys/resource.h>"
+            "#include <sys/stat.h>" "#include <signal.h>" "#include <unistd.h>"
+            "#include <errno.h>" "#include <pwd.h>" "#include <grp.h>" "#include <string.h>"
+            "#include <stdlib.h>" "#include <fcntl.h>" "#include <limits.h>")
+
+(defmacro define-simple-call (name syscall doc c-expr)
+  `(defun ,name ()
+     ,doc
+     (check-syscall (,syscall)
+       (ffi:c-inline () () (values :int :int)
+         ,(format nil "{ int r = ~a; @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }" c-expr)))))
+
+(defun getpid () "Returns this process's id.  Can't fail."
+  (ffi:c-inline () () :int "getpid()" :one-liner t))
+(defun getppid () "Returns the parent's process id.  Can't fail."
+  (ffi:c-inline () () :int "getppid()" :one-liner t))
+(defun getuid () "Returns the real user id.  Can't fail."
+  (ffi:c-inline () () :unsigned-int "getuid()" :one-liner t))
+(defun geteuid () "Returns the effective user id.  Can't fail."
+  (ffi:c-inline () () :unsigned-int "geteuid()" :one-liner t))
+(defun getgid () "Returns the real group id.  Can't fail."
+  (ffi:c-inline () () :unsigned-int "getgid()" :one-liner t))
+(defun getegid () "Returns the effective group id.  Can't fail."
+  (ffi:c-inline () () :unsigned-int "getegid()" :one-liner t))
+
+(define-simple-call setsid "setsid"
+  "Starts a new session with this process as leader.  Returns the session id.  Signals
+unix-error (EPERM when already a group leader)." "setsid()")
+
+(defun getgroups ()
+  "Returns the list of supplementary group ids.  Signals unix-error."
+  (let ((v (make-octets (* 4 65536))))
+    (let ((n (check-syscall ("getgroups")
+               (ffi:c-inline (v) (:object) (values :int :int)
+                 "{ int r = getgroups(65536, (gid_t *)#0->vector.self.b8); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))))
+      (loop for i below n
+            collect (ffi:c-inline (v i) (:object :int) :unsigned-int
+                      "((gid_t *)#0->vector.self.b8)[#1]" :one-liner t)))))
+
+(defun fork ()
+  "Forks.  Returns 0 in the child, the child's pid in the parent.  Under ECL, fork before
+starting threads of your own; the child should exec or stay single-threaded and simple.
+Signals unix-error."
+  (check-syscall ("fork")
+    (ffi:c-inline () () (values :int :int)
+      "{ int r = fork(); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }")))
+
+(defun exit-process (status)
+  "Ends the process at once with STATUS (_exit: no Lisp unwinding, no atexit).  Does not
+return."
+  (ffi:c-inline (status) (:int) :void "_exit(#0)" :one-liner t))
+
+(defun %string-vector (strings)
+  "Returns a simple-vector of NUL-terminated octet vectors, one per string."
+  (map 'simple-vector #'string-to-c strings))
+
+(defun environment-strings (env)
+  (mapcar (lambda (e) (if (consp e) (format nil "~a=~a" (car e) (cdr e)) e)) env))
+
+(defun execve (program args &optional (env (ext:environ)))
+  "Replaces this process with PROGRAM (a path) run with ARGS (argv, including argv[0]) and
+ENV (a list of \"NAME=VALUE\" strings or (NAME . VALUE) conses).  Returns only on failure,
+by signalling unix-error (ENOENT, EACCES...) with the program."
+  (let ((p (string-to-c program))
+        (a (%string-vector args))
+        (e (%string-vector (environment-strings env))))
+    (check-syscall ("execve" program)
+      (ffi:c-inline (p a e) (:object :object :object) (values :int :int)
+        "{ cl_index na = #1->vector.dim, ne = #2->vector.dim, i;
+           char **argv = (char **)ecl_alloc((na + 1) * sizeof(char *));
+           char **envp = (char **)ecl_alloc((ne + 1) * sizeof(char *));
+           for (i = 0; i < na; i++) argv[i] = (char *)#1->vector.self.t[i]->vector.self.b8;
+           for (i = 0; i < ne; i++) envp[i] = (char *)#2->vector.self.t[i]->vector.self.b8;
+           argv[na] = NULL; envp[ne] = NULL;
+           execve((char *)#0->vector.self.b8, argv, envp);
+           @(return 0) = -1; @(return 1) = errno; }"))))
+
+(defun spawn (program args &key (env (ext:environ)) (stdin nil) (stdout nil) (stderr nil)
+                                directory)
+  "Starts PROGRAM with ARGS (argv including argv[0]) and ENV in a child process made by
+fork+execve entirely in C (safe with threads running).  STDIN/STDOUT/STDERR are descriptors to
+install as 0/1/2 (NIL keeps ours); DIRECTORY is the child's working directory.  Returns the
+child's pid.  Signals unix-error if the fork or the exec fails (the exec's errno is reported
+back through a close-on-exec pipe)."
+  (let ((p (string-to-c program))
+        (a (%string-vector args))
+        (e (%string-vector (environment-strings env)))
+        (d (if directory (string-to-c directory) nil))
+        (in (or stdin -1)) (out (or stdout -1)) (err (or stderr -1)))
+    (multiple-value-bind (pid errno syscall)
+        (ffi:c-inline (p a e d in out err) (:object :object :object :object :int :int :int)
+                      (values :int :int :int)
+          "{ cl_index na = #1->vector.dim, ne = #2->vector.dim, i;
+             char **argv = (char **)ecl_alloc((na + 1) * sizeof(char *));
+             char **envp = (char **)ecl_alloc((ne + 1) * sizeof(char *));
+             for (i = 0; i < na; i++) argv[i] = (char *)#1->vector.self.t[i]->vector.self.b8;
+             for (i = 0; i < ne; i++) envp[i] = (char *)#2->vector.self.t[i]->vector.self.b8;
+             argv[na] = NULL; envp[ne] = NULL;
+             const char *dir = #3 == ECL_NIL ? NULL : (char *)#3->vector.self.b8;
+             const char *prog = (char *)#0->vector.self.b8;
+             int fds[3] = { #4, #5, #6 }, rep[2], e = 0, where = 0;
+             pid_t pid = -1;
+             if (pipe2(rep, O_CLOEXEC) < 0) { e = errno; }
+             else {
+               pid = fork();
+               if (pid == 0) {
+                 int k, r, w;
+                 sigset_t all; sigemptyset(&all); sigprocmask(SIG_SETMASK, &all, NULL);
+                 for (k = 0; k < 3; k++)
+                   if (fds[k] >= 0 && fds[k] != k) {
+                     if (dup2(fds[k], k) < 0) { w = 1; goto fail; }
+                   } else if (fds[k] == k) fcntl(k, F_SETFD, 0);
+                 if (dir && chdir(dir) < 0) { w = 2; goto fail; }
+                 execve(prog, argv, envp);
+                 w = 3;
+               fail:
+                 r = errno;
+                 { int msg[2] = { r, w }; ssize_t x = write(rep[1], msg, sizeof msg); (void)x; }
+                 _exit(127);
+               }
+               if (pid < 0) e = errno;
+               close(rep[1]);
+               if (pid > 0) {
+                 int msg[2]; ssize_t n;
+                 do n = read(rep[0], msg, sizeof msg); while (n < 0 && errno == EINTR);
+                 if (n == (ssize_t)sizeof msg) {
+                   int st; e = msg[0]; where = msg[1];
+                   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) ;
+                   pid = -1;
+                 }
+               }
+               close(rep[0]);
+             }
+             @(return 0) = pid; @(return 1) = e; @(return 2) = where; }")
+      (when (minusp pid)
+        (unix-error errno (case syscall (1 "dup2") (2 "chdir") (3 "execve") (t "fork"))
+                    (if (= syscall 2) directory program)))
+      pid)))
+
+(defun waitpid (pid &key nohang)
+  "Waits for child PID (-1: any child).  Returns (values PID HOW CODE): HOW is :exited (CODE
+the exit status), :signaled (CODE the signal number) or :stopped; with NOHANG returns NIL when
+no child has changed state.  Signals unix-error (ECHILD...)."
+  (multiple-value-bind (r status errno)
+      (ffi:c-inline (pid nohang) (:int :bool) (values :int :int :int)
+        "{ int st = 0, r; do r = waitpid(#0, &st, #1 ? WNOHANG : 0); while (r < 0 && errno == EINTR);
+           @(return 0) = r; @(return 1) = st; @(return 2) = r < 0 ? errno : 0; }")
+    (cond ((minusp r) (unix-error errno "waitpid"))
+          ((zerop r) nil)
+          (t (multiple-value-bind (how code)
+                 (ffi:c-inline (status) (:int) (values :int :int)
+                   "{ int s = #0;
+                      if (WIFEXITED(s)) { @(return 0) = 0; @(return 1) = WEXITSTATUS(s); }
+                      else if (WIFSIGNALED(s)) { @(return 0) = 1; @(return 1) = WTERMSIG(s); }
+                      else { @(return 0) = 2; @(return 1) = WIFSTOPPED(s) ? WSTOPSIG(s) : 0; } }")
+               (values r (case how (0 :exited) (1 :signaled) (t :stopped)) code))))))
+
+(defun run-program (program args &key (env (ext:environ)) stdin stdout stderr directory)
+  "Runs PROGRAM with ARGS (not including argv[0]) to completion.  Returns (values HOW CODE)
+as waitpid does.  Signals unix-error when it cannot be started."
+  (let ((pid (spawn program (cons program args) :env env :stdin stdin :stdout stdout
+                                                 :stderr stderr :directory directory)))
+    (multiple-value-bind (p how code) (waitpid pid)
+      (declare (ignore p))
+      (values how code))))
+
+(defun kill (pid signal)
+  "Sends SIGNAL (a number, or a keyword like :term) to PID.  Signals unix-error (ESRCH...)."
+  (let ((sig (if (integerp signal) signal (signal-number signal))))
+    (check-syscall ("kill")
+      (ffi:c-inline (pid sig) (:int :int) (values :int :int)
+        "{ int r = kill(#0, #1); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))
+    nil))
+
+(defun %passwd-call (name-or-id group)
+  "Returns (values NAME ID GID DIR SHELL) or NIL when not found; errno as last value."
+  (let ((c (if (stringp name-or-id) (string-to-c name-or-id) nil))
+        (id (if (integerp name-or-id) name-or-id -1)))
+    (ffi:c-inline (c id group) (:object :int :bool) (values :object :int :int :object :object :int)
+      "{ char buf[16384]; int r;
+         cl_object name = ECL_NIL, dir = ECL_NIL, shell = ECL_NIL; int uid = -1, gid = -1;
+         if (#2) { struct group g, *res = NULL;
+           r = #0 != ECL_NIL ? getgrnam_r((char *)#0->vector.self.b8, &g, buf, sizeof buf, &res)
+                             : getgrgid_r((gid_t)#1, &g, buf, sizeof buf, &res);
+           if (res) { name = ecl_make_simple_base_string(g.gr_name, -1); uid = gid = (int)g.gr_gid; } }
+         else { struct passwd p, *res = NULL;
+           r = #0 != ECL_NIL ? getpwnam_r((char *)#0->vector.self.b8, &p, buf, sizeof buf, &res)
+                             : getpwuid_r((uid_t)#1, &p, buf, sizeof buf, &res);
+           if (res) { name = ecl_make_simple_base_string(p.pw_name, -1); uid = (int)p.pw_uid;
+                      gid = (int)p.pw_gid; dir = ecl_make_simple_base_string(p.pw_dir, -1);
+                      shell = ecl_make_simple_base_string(p.pw_shell, -1); } }
+         @(return 0) = name; @(return 1) = uid; @(return 2) = gid; @(return 3) = dir;
+         @(return 4) = shell; @(return 5) = r; }")))
+
+(defun getpwnam (name)
+  "Returns (values NAME UID GID HOME SHELL) for user NAME (a string, or a uid), or NIL when
+there is no such user.  Signals unix-error if the lookup itself fails."
+  (multiple-value-bind (n uid gid dir shell err) (%passwd-call name nil)
+    (cond (n (values n uid gid dir shell))
+          ((member err (list 0 +enoent+ +esrch+ +ebadf+ +eperm+)) nil)
+          (t (unix-error err "getpwnam" (princ-to-string name))))))
+
+(defun getgrnam (name)
+  "Returns (values NAME GID) for group NAME (a string, or a gid), or NIL when there is no such
+group.  Signals unix-error if the lookup itself fails."
+  (multiple-value-bind (n gid x y z err) (%passwd-call name t)
+    (declare (ignore x y z))
+    (cond (n (values n gid))
+          ((member err (list 0 +enoent+ +esrch+ +ebadf+ +eperm+)) nil)
+          (t (unix-error err "getgrnam" (princ-to-string name))))))
+
+(defun setgroups (gids)
+  "Sets the supplementary groups to GIDS (a list).  Signals unix-error (EPERM)."
+  (let ((v (make-octets (* 4 (max 1 (length gids)))))
+        (n (length gids)))
+    (loop for g in gids for i from 0
+          do (ffi:c-inline (v i g) (:object :int :unsigned-int) :void
+               "((gid_t *)#0->vector.self.b8)[#1] = #2" :one-liner t))
+    (check-syscall ("setgroups")
+      (ffi:c-inline (v n) (:object :int) (values :int :int)
+        "{ int r = setgroups((size_t)#1, (gid_t *)#0->vector.self.b8); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))
+    nil))
+
+(defun initgroups (user gid)
+  "Sets the supplementary groups from the group database for USER plus GID.  Signals
+unix-error."
+  (let ((c (string-to-c user)))
+    (check-syscall ("initgroups" user)
+      (ffi:c-inline (c gid) (:object :unsigned-int) (values :int :int)
+        "{ int r = initgroups((char *)#0->vector.self.b8, #1); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))
+    nil))
+
+(defun setresgid (rgid egid sgid)
+  "Sets the real, effective and saved group ids (-1 leaves one unchanged).  Signals unix-error."
+  (check-syscall ("setresgid")
+    (ffi:c-inline (rgid egid sgid) (:int :int :int) (values :int :int)
+      "{ int r = setresgid(#0, #1, #2); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))
+  nil)
+
+(defun setresuid (ruid euid suid)
+  "Sets the real, effective and saved user ids (-1 leaves one unchanged).  Signals unix-error."
+  (check-syscall ("setresuid")
+    (ffi:c-inline (ruid euid suid) (:int :int :int) (values :int :int)
+      "{ int r = setresuid(#0, #1, #2); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))
+  nil)
+
+(defmacro define-path-proc-call (name syscall doc c-call)
+  `(defun ,name (path)
+     ,doc
+     (let ((c (string-to-c path)))
+       (check-syscall (,syscall path)
+         (ffi:c-inline (c) (:object) (values :int :int)
+           ,(format nil "{ int r = ~a; @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }" c-call)))
+       nil)))
+
+(define-path-proc-call chroot "chroot"
+  "Makes PATH the root directory (then chdir to it yourself).  Signals unix-error (EPERM)."
+  "chroot((char *)#0->vector.self.b8)")
+(define-path-proc-call chdir "chdir" "Makes PATH the working directory.  Signals unix-error."
+  "chdir((char *)#0->vector.self.b8)")
+
+(defun getcwd ()
+  "Returns the working directory as a string.  Signals unix-error."
+  (multiple-value-bind (s errno)
+      (ffi:c-inline () () (values :object :int)
+        "{ char buf[PATH_MAX]; char *r = getcwd(buf, sizeof buf);
+           @(return 0) = r ? ecl_make_simple_base_string(buf, -1) : ECL_NIL; @(return 1) = r ? 0 : errno; }")
+    (or s (unix-error errno "getcwd"))))
+
+(defun umask (mask)
+  "Sets the file mode creation mask to MASK and returns the previous one.  Can't fail."
+  (ffi:c-inline (mask) (:int) :int "(int)umask((mode_t)#0)" :one-liner t))
+
+(define-keyword-map rlimit-resource "Returns the RLIMIT_ constant for a keyword."
+  (:as "RLIMIT_AS") (:core "RLIMIT_CORE") (:cpu "RLIMIT_CPU") (:data "RLIMIT_DATA")
+  (:fsize "RLIMIT_FSIZE") (:locks "RLIMIT_LOCKS") (:memlock "RLIMIT_MEMLOCK")
+  (:msgqueue "RLIMIT_MSGQUEUE") (:nice "RLIMIT_NICE") (:nofile "RLIMIT_NOFILE")
+  (:nproc "RLIMIT_NPROC") (:rss "RLIMIT_RSS") (:rtprio "RLIMIT_RTPRIO")
+  (:rttime "RLIMIT_RTTIME") (:sigpending "RLIMIT_SIGPENDING") (:stack "RLIMIT_STACK"))
+
+(defun getrlimit (resource)
+  "Returns (values SOFT HARD) for RESOURCE (:nofile, :as, :cpu, ... every RLIMIT_*); :infinity
+stands for RLIM_INFINITY.  Signals unix-error."
+  (let ((r (rlimit-resource resource)))
+    (multiple-value-bind (soft hard soft-inf hard-inf ret errno)
+        (ffi:c-inline (r) (:int) (values :uint64-t :uint64-t :bool :bool :int :int)
+          "{ struct rlimit l; int r = getrlimit(#0, &l);
+             @(return 0) = l.rlim_cur; @(return 1) = l.rlim_max;
+             @(return 2) = l.rlim_cur == RLIM_INFINITY; @(return 3) = l.rlim_max == RLIM_INFINITY;
+             @(return 4) = r; @(return 5) = r < 0 ? errno : 0; }")
+      (when (minusp ret) (unix-error errno "getrlimit" (princ-to-string resource)))
+      (values (if soft-inf :infinity soft) (if hard-inf :infinity hard)))))
+
+(defun setrlimit (resource soft &optional (hard soft))
+  "Sets RESOURCE's SOFT and HARD limits (integers or :infinity).  Signals unix-error (EPERM
+when raising the hard limit unprivileged, EINVAL when SOFT > HARD)."
+  (let ((r (rlimit-resource resource))
+        (s (if (eq soft :infinity) -1 soft))
+        (h (if (eq hard :infinity) -1 hard)))
+    (check-syscall ("setrlimit" (princ-to-string resource))
+      (ffi:c-inline (r s h) (:int :int64-t :int64-t) (values :int :int)
+        "{ struct rlimit l; l.rlim_cur = #1 < 0 ? RLIM_INFINITY : (rlim_t)#1;
+           l.rlim_max = #2 < 0 ? RLIM_INFINITY : (rlim_t)#2;
+           int r = setrlimit(#0, &l); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))
+    nil))
