@@ -5,16 +5,11 @@
 ;;;; c:build-program links that with build/libcrowcore.a last, with an explicit epilogue that
 ;;;; calls the program's entry point and exits with its status (without it ECL starts a REPL).
 
-(require :asdf)
 (require :cmp)
+(load (merge-pathnames "tools/ecl-env.lisp" *load-truename*))
 
-(defparameter *root* (make-pathname :name nil :type nil :defaults *load-truename*))
+(defparameter *root* cl-user::*crow-root*)
 (defun root (relative) (merge-pathnames relative *root*))
-
-(asdf:initialize-source-registry
- `(:source-registry (:directory ,*root*) :inherit-configuration))
-(asdf:initialize-output-translations
- `(:output-translations (t (,(root "build/asdf/") :**/ :*.*.*)) :inherit-configuration))
 
 ;;; The program table.  The Makefile reads the names from the lines starting `(program "`.
 (defparameter *programs*

@@ -21,7 +21,8 @@
   "Makes the C core's headers visible to ECL's C compiler and loads build/libcrowcore.so into
 this image (once).  Signals an error if the library cannot be built or loaded."
   (require :cmp)
-  (let ((inc (format nil "-I~a" (namestring (project-path "c-core/"))))
+  (let ((inc (format nil "-I~a -include ~a" (namestring (project-path "c-core/"))
+                    (namestring (project-path "ecl-unix/inline.h"))))
         (flags (find-symbol "*CC-FLAGS*" "C")))
     (unless (search inc (symbol-value flags))
       (setf (symbol-value flags) (concatenate 'string (symbol-value flags) " " inc))))
@@ -70,7 +71,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :description "crow-echo: the echo service make run starts until crow-httpd replaces it."
   :version "0.1.0"
   :pathname "lisp/servers/echo/"
-  :depends-on ("crow/unix")
+  :depends-on ("crow/unix" "crow/sh")
   :serial t
   :components ((:file "package")
                (:file "echo")))

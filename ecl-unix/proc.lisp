@@ -80,20 +80,49 @@ by signalling unix-error (ENOENT, EACCES...) with the program."
            execve((char *)#0->vector.self.b8, argv, envp);
            @(return 0) = -1; @(return 1) = errno; }"))))
 
+(defun %rlimit-vector (rlimits)
+  "Packs ((RESOURCE SOFT HARD) ...) as int64 triples in an octet vector."
+  (let ((v (make-octets (* 24 (length rlimits)))))
+    (loop for (res soft hard) in rlimits for i from 0
+          for r = (rlimit-resource res)
+          for s = (if (eq soft :infinity) -1 soft)
+          for h = (cond ((null hard) s) ((eq hard :infinity) -1) (t hard))
+          do (ffi:c-inline (v i r s h) (:object :int :int64-t :int64-t :int64-t) :void
+               "{ int64_t *t = (int64_t *)#0->vector.self.b8 + 3 * #1; t[0] = #2; t[1] = #3; t[2] = #4; }"))
+    v))
+
+(defun %gid-vector (gids)
+  (let ((v (make-octets (* 4 (max 1 (length gids))))))
+    (loop for g in gids for i from 0
+          do (ffi:c-inline (v i g) (:object :int :unsigned-int) :void
+               "((gid_t *)#0->vector.self.b8)[#1] = #2" :one-liner t))
+    v))
+
 (defun spawn (program args &key (env (ext:environ)) (stdin nil) (stdout nil) (stderr nil)
-                                directory)
+                                directory rlimits chroot uid gid (groups nil groups-p) umask)
   "Starts PROGRAM with ARGS (argv including argv[0]) and ENV in a child process made by
-fork+execve entirely in C (safe with threads running).  STDIN/STDOUT/STDERR are descriptors to
-install as 0/1/2 (NIL keeps ours); DIRECTORY is the child's working directory.  Returns the
-child's pid.  Signals unix-error if the fork or the exec fails (the exec's errno is reported
-back through a close-on-exec pipe)."
-  (let ((p (string-to-c program))
-        (a (%string-vector args))
-        (e (%string-vector (environment-strings env)))
-        (d (if directory (string-to-c directory) nil))
-        (in (or stdin -1)) (out (or stdout -1)) (err (or stderr -1)))
+fork+execve entirely in C (safe with threads running).  In the child, in this order:
+STDIN/STDOUT/STDERR (descriptors, NIL keeps ours) become 0/1/2; RLIMITS, a list of
+(RESOURCE SOFT [HARD]) like (:nofile 64), are set; CHROOT is entered; GROUPS (default: just
+GID when GID is given), GID and UID are set (setgroups, setresgid, setresuid — the child
+refuses to exec if it could regain root); UMASK is set; DIRECTORY becomes the working
+directory.  Returns the child's pid.  Signals unix-error naming the step that failed (its
+errno is reported back through a close-on-exec pipe)."
+  (let* ((p (string-to-c program))
+         (a (%string-vector args))
+         (e (%string-vector (environment-strings env)))
+         (d (if directory (string-to-c directory) nil))
+         (root (if chroot (string-to-c chroot) nil))
+         (rl (%rlimit-vector rlimits))
+         (nrl (length rlimits))
+         (gl (if groups-p groups (and gid (list gid))))
+         (gv (%gid-vector gl))
+         (ngroups (if (or groups-p gid) (length gl) -1))
+         (ids (vector (or uid -1) (or gid -1) (or umask -1) ngroups nrl))
+         (in (or stdin -1)) (out (or stdout -1)) (err (or stderr -1)))
     (multiple-value-bind (pid errno syscall)
-        (ffi:c-inline (p a e d in out err) (:object :object :object :object :int :int :int)
+        (ffi:c-inline (p a e d in out err root rl gv ids)
+                      (:object :object :object :object :int :int :int :object :object :object :object)
                       (values :int :int :int)
           "{ cl_index na = #1->vector.dim, ne = #2->vector.dim, i;
              char **argv = (char **)ecl_alloc((na + 1) * sizeof(char *));
@@ -115,6 +144,21 @@ back through a close-on-exec pipe)."
                    if (fds[k] >= 0 && fds[k] != k) {
                      if (dup2(fds[k], k) < 0) { w = 1; goto fail; }
                    } else if (fds[k] == k) fcntl(k, F_SETFD, 0);
+                 { int64_t *rl = (int64_t *)#8->vector.self.b8; int nrl = ecl_fixnum(#a->vector.self.t[4]);
+                   for (k = 0; k < nrl; k++) { struct rlimit l;
+                     l.rlim_cur = rl[3*k+1] < 0 ? RLIM_INFINITY : (rlim_t)rl[3*k+1];
+                     l.rlim_max = rl[3*k+2] < 0 ? RLIM_INFINITY : (rlim_t)rl[3*k+2];
+                     if (setrlimit((int)rl[3*k], &l) < 0) { w = 4; goto fail; } } }
+                 if (#7 != ECL_NIL) {
+                   if (chroot((char *)#7->vector.self.b8) < 0) { w = 5; goto fail; }
+                   if (chdir(\"/\") < 0) { w = 5; goto fail; } }
+                 { long u = ecl_fixnum(#a->vector.self.t[0]), g = ecl_fixnum(#a->vector.self.t[1]);
+                   long m = ecl_fixnum(#a->vector.self.t[2]), ng = ecl_fixnum(#a->vector.self.t[3]);
+                   if (ng >= 0 && setgroups((size_t)ng, (gid_t *)#9->vector.self.b8) < 0) { w = 6; goto fail; }
+                   if (g >= 0 && setresgid((gid_t)g, (gid_t)g, (gid_t)g) < 0) { w = 7; goto fail; }
+                   if (u >= 0 && setresuid((uid_t)u, (uid_t)u, (uid_t)u) < 0) { w = 8; goto fail; }
+                   if (u > 0 && (setuid(0) == 0 || geteuid() == 0)) { errno = EPERM; w = 8; goto fail; }
+                   if (m >= 0) umask((mode_t)m); }
                  if (dir && chdir(dir) < 0) { w = 2; goto fail; }
                  execve(prog, argv, envp);
                  w = 3;
@@ -138,8 +182,10 @@ back through a close-on-exec pipe)."
              }
              @(return 0) = pid; @(return 1) = e; @(return 2) = where; }")
       (when (minusp pid)
-        (unix-error errno (case syscall (1 "dup2") (2 "chdir") (3 "execve") (t "fork"))
-                    (if (= syscall 2) directory program)))
+        (unix-error errno (case syscall (1 "dup2") (2 "chdir") (3 "execve") (4 "setrlimit")
+                            (5 "chroot") (6 "setgroups") (7 "setresgid") (8 "setresuid")
+                            (t "fork"))
+                    (case syscall (2 directory) (5 chroot) (0 nil) (t program))))
       pid)))
 
 (defun waitpid (pid &key nohang)
@@ -160,11 +206,11 @@ no child has changed state.  Signals unix-error (ECHILD...)."
                       else { @(return 0) = 2; @(return 1) = WIFSTOPPED(s) ? WSTOPSIG(s) : 0; } }")
                (values r (case how (0 :exited) (1 :signaled) (t :stopped)) code))))))
 
-(defun run-program (program args &key (env (ext:environ)) stdin stdout stderr directory)
-  "Runs PROGRAM with ARGS (not including argv[0]) to completion.  Returns (values HOW CODE)
-as waitpid does.  Signals unix-error when it cannot be started."
-  (let ((pid (spawn program (cons program args) :env env :stdin stdin :stdout stdout
-                                                 :stderr stderr :directory directory)))
+(defun run-program (program args &rest spawn-keys)
+  "Runs PROGRAM with ARGS (not including argv[0]) to completion; SPAWN-KEYS are spawn's
+keywords.  Returns (values HOW CODE) as waitpid does.  Signals unix-error when it cannot be
+started."
+  (let ((pid (apply #'spawn program (cons program args) spawn-keys)))
     (multiple-value-bind (p how code) (waitpid pid)
       (declare (ignore p))
       (values how code))))
