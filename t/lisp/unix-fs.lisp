@@ -1,0 +1,138 @@
+;;;; unix-fs.lisp — descriptors and files: read/write/pread/pwrite/writev, stat against
+;;;; stat(1), directories, rename, flags, sendfile of 64 MiB.
+
+(in-package :crow.test)
+
+(def-suite unix-fs :in crow)
+(in-suite unix-fs)
+
+(test read-write-pread-pwrite
+  (with-temp-dir (d)
+    (let ((p (concatenate 'string d "f")))
+      (with-fd (fd (open-fd p :direction :io :if-exists :truncate))
+        (is (= 5 (write-fd fd (octets-of "hello"))))
+        (is (= 6 (writev-fd fd (octets-of " w") (octets-of "") (octets-of "orld"))))
+        (is (= 3 (pwrite-fd fd (octets-of "HEL") 0)))
+        (let ((buf (make-octets 20)))
+          (is (= 4 (pread-fd fd buf 7 :start 2 :end 6)))
+          (is (equal "orld" (octets-to-string buf :start 2 :end 6))))
+        (fsync fd)
+        (fdatasync fd))
+      (is (equal "HELlo world" (octets-to-string (read-file-octets p))))
+      (with-fd (fd (open-fd p))
+        (let ((buf (make-octets 4)))
+          (is (= 4 (read-fd fd buf)))
+          (signals type-error (read-fd fd buf :start 3 :end 9)))))))
+
+(test open-modes
+  (with-temp-dir (d)
+    (let ((p (concatenate 'string d "g")))
+      (with-fd (fd (open-fd p :direction :output :if-exists :error)) (write-all fd (octets-of "1")))
+      (signals eexist (open-fd p :direction :output :if-exists :error))
+      (with-fd (fd (open-fd p :direction :output)) (write-all fd (octets-of "2")))
+      (is (equal "12" (octets-to-string (read-file-octets p))) ":append is the default")
+      (with-fd (fd (open-fd p :direction :output :if-exists :truncate)) (write-all fd (octets-of "3")))
+      (is (equal "3" (octets-to-string (read-file-octets p))))
+      (signals enoent (open-fd (concatenate 'string d "none") :direction :output
+                                                               :if-does-not-exist :error)))))
+
+(test stat-against-stat-1
+  (with-temp-dir (d)
+    (let ((p (concatenate 'string d "s")))
+      (with-fd (fd (open-fd p :direction :output :mode #o640))
+        (write-all fd (make-octets 12345 :initial-element 65)))
+      (let ((st (stat p))
+            (fields (command-output "/usr/bin/stat" "-c" "%s %i %h %u %g %f %Y %d %b %B" p)))
+        (destructuring-bind (size ino nlink uid gid mode-hex mtime dev blocks)
+            (with-input-from-string (in fields)
+              (list (read in) (read in) (read in) (read in) (read in)
+                    (parse-integer (string (read in)) :radix 16)
+                    (read in) (read in) (read in)))
+          (is (= size (stat-size st)) "size ~a" size)
+          (is (= ino (stat-ino st)))
+          (is (= nlink (stat-nlink st)))
+          (is (= uid (stat-uid st)))
+          (is (= gid (stat-gid st)))
+          (is (= mode-hex (stat-mode st)) "mode ~o" mode-hex)
+          (is (= mtime (stat-mtime st)))
+          (is (= dev (stat-dev st)))
+          (is (= blocks (stat-blocks st)))
+          (is (eq :regular (stat-type st)))
+          (is (= #o640 (logand (stat-mode st) #o7777))))
+        (with-fd (fd (open-fd p))
+          (is (= 12345 (stat-size (fstat fd)))))
+        (is (eq :directory (stat-type (stat d))))
+        ;; The accessors are SETF-able, compiled inline here and callable as functions.
+        (setf (stat-size st) 42)
+        (is (= 42 (stat-size st)))
+        (is (= 42 (funcall #'stat-size st)))))))
+
+(test directories-rename-unlink
+  (with-temp-dir (d)
+    (dolist (n '("b" "a" "ü-utf8"))
+      (with-fd (fd (open-fd (concatenate 'string d n) :direction :output))))
+    (mkdir (concatenate 'string d "sub") #o755)
+    (is (equal '("a" "b" "sub" "ü-utf8") (sort (read-directory d) #'string<)))
+    (rename (concatenate 'string d "a") (concatenate 'string d "c"))
+    (is (equal '("b" "c" "sub" "ü-utf8") (sort (read-directory d) #'string<)))
+    (unlink (concatenate 'string d "c"))
+    (rmdir (concatenate 'string d "sub"))
+    (is (equal '("b" "ü-utf8") (sort (read-directory d) #'string<)))
+    (is (file-exists-p (concatenate 'string d "b")))
+    (is (not (file-exists-p (concatenate 'string d "c"))))
+    (signals enoent (read-directory (concatenate 'string d "nope")))))
+
+(test nonblocking-and-cloexec
+  (multiple-value-bind (r w) (pipe)
+    (unwind-protect
+         (progn
+           (set-nonblocking r)
+           (signals eagain (read-fd r (make-octets 8)))
+           (write-all w (octets-of "x"))
+           (is (= 1 (read-fd r (make-octets 8))))
+           (set-nonblocking r nil)
+           (set-cloexec r nil)
+           (set-cloexec r t))
+      (close-fd r) (close-fd w))))
+
+(defun cmp-files (a b)
+  (multiple-value-bind (out how code) (command-output "/usr/bin/cmp" a b)
+    (declare (ignore out))
+    (and (eq how :exited) (zerop code))))
+
+(test sendfile-64mib-byte-identical
+  (with-temp-dir (d)
+    (let* ((src (concatenate 'string d "src"))
+           (dst (concatenate 'string d "dst"))
+           (size (* 64 1024 1024))
+           (chunk (make-octets (* 1024 1024))))
+      (with-fd (fd (open-fd src :direction :output))
+        (dotimes (k 64)
+          (dotimes (i (length chunk))
+            (setf (aref chunk i) (logand #xff (+ (* i 31) (* k 7) (ash i -8)))))
+          (write-all fd chunk)))
+      (is (= size (stat-size (stat src))))
+      ;; Through a TCP connection: a thread drains the socket into DST.
+      (let* ((l (tcp-listen "127.0.0.1" 0))
+             (port (nth-value 1 (local-address l)))
+             (c (tcp-connect "127.0.0.1" port))
+             (s (accept-connection l))
+             (reader (mp:process-run-function
+                      "drain"
+                      (lambda ()
+                        (with-fd (out (open-fd dst :direction :output :if-exists :truncate))
+                          (let ((buf (make-octets 65536)))
+                            (loop for n = (read-fd s buf) until (zerop n)
+                                  do (write-all out buf :end n))))))))
+        (unwind-protect
+             (with-fd (in (open-fd src))
+               (is (= size (sendfile c in 0 size)) "sendfile sent every byte")
+               (shutdown-socket c :write))
+          (mp:process-join reader)
+          (close-fd c) (close-fd s) (close-fd l)))
+      (is (= size (stat-size (stat dst))))
+      (is (cmp-files src dst) "cmp(1) finds the copy byte-identical")
+      ;; And file to file, from an offset, stopping at end of file.
+      (with-fd (in (open-fd src))
+        (with-fd (out (open-fd dst :direction :output :if-exists :truncate))
+          (is (= (- size 1000) (sendfile out in 1000 size)) "short count at end of file"))))))

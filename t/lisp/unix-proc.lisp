@@ -1,0 +1,138 @@
+;;;; unix-proc.lisp — fork/exec/wait, spawn with rlimits/uid/chroot, users and groups,
+;;;; rlimits, umask, cwd, signals through the self-pipe.
+
+(in-package :crow.test)
+
+(def-suite unix-proc :in crow)
+(in-suite unix-proc)
+
+(test spawn-true-and-false
+  (multiple-value-bind (how code) (run-program "/bin/true" '())
+    (is (eq :exited how))
+    (is (= 0 code)))
+  (multiple-value-bind (how code) (run-program "/bin/false" '())
+    (is (eq :exited how))
+    (is (= 1 code)))
+  (multiple-value-bind (how code) (run-program "/bin/sh" '("-c" "exit 42"))
+    (is (eq :exited how))
+    (is (= 42 code)))
+  (multiple-value-bind (how code) (run-program "/bin/sh" '("-c" "kill -TERM $$"))
+    (is (eq :signaled how))
+    (is (= (crow.unix::signal-number :term) code)))
+  (let ((c (handler-case (spawn "/nonexistent/prog" '("x")) (unix-error (e) e))))
+    (is (typep c 'enoent) "a failed exec is reported to the parent")
+    (is (equal "execve" (unix-error-syscall c)))))
+
+(test fork-exit-waitpid
+  (let ((pid (fork)))
+    (when (zerop pid) (exit-process 7))
+    (multiple-value-bind (p how code) (waitpid pid)
+      (is (= p pid))
+      (is (eq :exited how))
+      (is (= 7 code))))
+  (signals echild (waitpid -1 :nohang t)))
+
+(test execve-in-forked-child
+  (multiple-value-bind (r w) (pipe)
+    (let ((pid (fork)))
+      (when (zerop pid)
+        (dup2 w 1)
+        (handler-case (execve "/bin/echo" '("echo" "from-execve") '("A=1"))
+          (error () (exit-process 99))))
+      (close-fd w)
+      (let* ((buf (make-octets 64)) (n (read-fd r buf)))
+        (is (equal (format nil "from-execve~%") (octets-to-string buf :end n))))
+      (close-fd r)
+      (is (eq :exited (nth-value 1 (waitpid pid)))))))
+
+(defun report-of (&rest spawn-keys)
+  "Runs a shell that reports uid, gid, groups, cwd and rlimits, under SPAWN-KEYS."
+  (multiple-value-bind (r w) (pipe)
+    (let ((pid (apply #'spawn "/bin/sh"
+                      (list "sh" "-c" "echo uid=$(id -u) gid=$(id -g) groups=$(id -G) cwd=$(pwd) nofile=$(ulimit -n) core=$(ulimit -c) env=$CROW_T umask=$(umask)")
+                      :stdout w :env '("CROW_T=yes" "PATH=/usr/bin:/bin") spawn-keys)))
+      (close-fd w)
+      (let* ((buf (make-octets 4096))
+             (n (loop with off = 0 for k = (read-fd r buf :start off) until (zerop k)
+                      do (incf off k) finally (return off))))
+        (close-fd r)
+        (waitpid pid)
+        (string-trim '(#\Newline) (octets-to-string buf :end n))))))
+
+(test spawn-applies-rlimits-directory-umask
+  (let ((rep (report-of :rlimits '((:nofile 64 64) (:core 0)) :directory "/tmp" :umask #o027)))
+    (is (search "nofile=64" rep) "~a" rep)
+    (is (search "core=0" rep) "~a" rep)
+    (is (search "cwd=/tmp" rep) "~a" rep)
+    (is (search "env=yes" rep) "~a" rep)
+    (is (search "umask=0027" rep) "~a" rep)
+    (is (search (format nil "uid=~d " (geteuid)) rep) "~a" rep)))
+
+(test spawn-drops-privileges
+  (if (zerop (geteuid))
+      (let ((rep (report-of :uid 65534 :gid 65534)))
+        (is (search "uid=65534 gid=65534 groups=65534 " rep) "root child became nobody: ~a" rep))
+      ;; Unprivileged, the drop is refused with EPERM, reported by the parent.
+      (signals eperm (report-of :uid 0 :gid 0 :groups '(0 1)))))
+
+(test users-and-groups
+  (multiple-value-bind (name uid gid home) (getpwnam "root")
+    (is (equal "root" name))
+    (is (= 0 uid))
+    (is (= 0 gid))
+    (is (equal "/root" home)))
+  (is (equal "root" (getpwnam 0)) "lookup by uid")
+  (is (null (getpwnam "no-such-crow-user")))
+  (is (= 0 (nth-value 1 (getgrnam "root"))))
+  (is (null (getgrnam "no-such-crow-group")))
+  (is (listp (getgroups))))
+
+(test rlimits-by-keyword
+  (multiple-value-bind (soft hard) (getrlimit :nofile)
+    (is (integerp soft))
+    (is (or (eq hard :infinity) (<= soft hard)))
+    (setrlimit :nofile 100 hard)
+    (is (= 100 (getrlimit :nofile)))
+    (setrlimit :nofile soft hard)
+    (is (eql soft (getrlimit :nofile))))
+  (dolist (r '(:as :core :cpu :data :fsize :locks :memlock :msgqueue :nice :nproc :rss
+               :rtprio :rttime :sigpending :stack))
+    (is (getrlimit r) "getrlimit ~s" r))
+  (signals einval (setrlimit :nofile 10 5)))
+
+(test umask-chdir-getcwd
+  (let ((old (umask #o022)))
+    (is (= #o022 (umask old))))
+  (let ((cwd (getcwd)))
+    (unwind-protect
+         (progn (chdir "/tmp") (is (equal "/tmp" (getcwd))))
+      (chdir cwd)))
+  (signals enoent (chdir "/nonexistent/dir")))
+
+(test signals-through-the-self-pipe
+  (let* ((fd (watch-signals '(:usr1 :usr2)))
+         (ep (epoll-create))
+         (events (make-epoll-events 2)))
+    (unwind-protect
+         (progn
+           (read-signals)
+           (epoll-add ep fd +epollin+)
+           (kill (getpid) :usr1)
+           (kill (getpid) :usr2)
+           (is (= 1 (epoll-wait ep events 5000)) "the signal pipe becomes readable")
+           (let ((got '()))
+             (loop repeat 50 while (< (length got) 2)
+                   do (setf got (append got (read-signals)))
+                      (when (< (length got) 2) (sleep 0.01)))
+             (is (equal '(:usr1 :usr2) got) "got ~s" got))
+           (is (null (read-signals)) "drained"))
+      (close-fd ep)
+      (crow.unix::default-signal :usr1)
+      (crow.unix::default-signal :usr2))))
+
+(test sigpipe-ignored
+  (ignore-sigpipe)
+  (multiple-value-bind (r w) (pipe)
+    (close-fd r)
+    (signals epipe (write-fd w (octets-of "x")))
+    (close-fd w)))
