@@ -16,8 +16,11 @@
   (start 0) (end 0))                    ; pending output is buffer[start,end)
 
 (defun log-line (fmt &rest args)
-  (format *error-output* "~&crow-echo: ~?~%" fmt args)
-  (finish-output *error-output*))
+  "Writes one log line to stderr.  A closed stderr (the log reader went away) must not stop
+the service, so write errors are ignored."
+  (ignore-errors
+   (format *error-output* "~&crow-echo: ~?~%" fmt args)
+   (finish-output *error-output*)))
 
 (defun parse-listen (spec)
   "Returns (values HOST PORT) from \"HOST:PORT\" or \"[V6]:PORT\"; signals an error otherwise."
