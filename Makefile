@@ -129,7 +129,8 @@ install: all
 	install -m 755 $(B)/libcrowcore.so $(LIBDIR)/
 	install -m 644 $(CORE_HDR) $(INCDIR)/
 	install -m 644 $(wildcard man/*.1) $(MANDIR)/
-	cp -R etc/. $(ETCDIR)/
+	cd etc && find . -path ./run.d -prune -o -type f -print | while read -r f; do \
+	  install -D -m 644 "$$f" "$(ETCDIR)/$$f"; done
 
 clean:
 	rm -rf $(B)/c-core $(B)/asan $(B)/t $(B)/bin $(B)/*.a $(B)/*.so $(B)/.programs
