@@ -102,7 +102,7 @@ finally:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
-    th.join(5)
+    th.join(30)
 
 t.ok(any("all stopped" in l for l in lines), "SIGTERM stops everything make run started", "".join(lines[-10:]))
 t.ok(any("term: stopping" in l for l in lines), "the echo service saw SIGTERM and shut down cleanly")
