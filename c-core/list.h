@@ -193,17 +193,27 @@ static inline void crow_list_splice_head(struct crow_list *dst, struct crow_list
     for ((n) = (list)->last; (n) != NULL && ((tmp) = (n)->prev, 1); (n) = (tmp))
 
 /* for (each containing struct OBJ of LIST, first to last), OBJ a pointer to the struct that
- * holds its node in MEMBER.  OBJ must not be unlinked inside the body. */
-#define CROW_LIST_FOREACH_ENTRY(obj, list, member)                                  \
-    for (struct crow_list_node *crow_n_ = (list)->first;                           \
-         crow_n_ != NULL && ((obj) = crow_list_entry(crow_n_, __typeof__(*(obj)), member), 1); \
-         crow_n_ = crow_n_->next)
+ * holds its node in MEMBER.  OBJ must not be unlinked inside the body.  The hidden cursor is
+ * named after the line, so these loops nest (on different lines) without shadowing. */
+#define CROW_LIST_FOREACH_ENTRY(obj, list, member) \
+    CROW_LIST_FOREACH_ENTRY_((obj), (list), member, CROW_LIST_CAT_(crow_list_n_, __LINE__))
+#define CROW_LIST_FOREACH_ENTRY_(obj, list, member, n)                               \
+    for (struct crow_list_node *n = (list)->first;                                   \
+         n != NULL && ((obj) = crow_list_entry(n, __typeof__(*(obj)), member), 1);   \
+         n = n->next)
 
 /* The same, reading the next node first, so the body may unlink (or free) OBJ. */
-#define CROW_LIST_FOREACH_ENTRY_SAFE(obj, list, member)                             \
-    for (struct crow_list_node *crow_n_ = (list)->first, *crow_t_ = NULL;          \
-         crow_n_ != NULL && (crow_t_ = crow_n_->next,                               \
-             (obj) = crow_list_entry(crow_n_, __typeof__(*(obj)), member), 1);      \
-         crow_n_ = crow_t_)
+#define CROW_LIST_FOREACH_ENTRY_SAFE(obj, list, member)                               \
+    CROW_LIST_FOREACH_ENTRY_SAFE_((obj), (list), member,                             \
+                                  CROW_LIST_CAT_(crow_list_n_, __LINE__),            \
+                                  CROW_LIST_CAT_(crow_list_t_, __LINE__))
+#define CROW_LIST_FOREACH_ENTRY_SAFE_(obj, list, member, n, t)                       \
+    for (struct crow_list_node *n = (list)->first, *t = NULL;                        \
+         n != NULL && (t = n->next,                                                  \
+             (obj) = crow_list_entry(n, __typeof__(*(obj)), member), 1);             \
+         n = t)
+
+#define CROW_LIST_CAT_(a, b)  CROW_LIST_CAT2_(a, b)
+#define CROW_LIST_CAT2_(a, b) a##b
 
 #endif

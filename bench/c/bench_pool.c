@@ -1,7 +1,8 @@
 /* bench_pool.c — crow_pool against malloc/free (glibc, and jemalloc/mimalloc via LD_PRELOAD).
  *
  *   bench_pool                 measures crow_pool and this process's malloc, prints the section
- *   bench_pool --row NAME      measures one allocator (NAME = crow, or a malloc under test) and
+ *   bench_pool --row NAME      measures one allocator (NAME = crow, crow-keep (a pool that keeps
+ *                              every empty slab), or a malloc under test) and
  *                              prints one line: NAME LIB pair_ns alloc_ns free_ns
  *   bench_pool --report FILE   prints the markdown section from such lines
  * bench/c/bench_pool.sh runs --row once per allocator (LD_PRELOAD) and then --report. */
@@ -121,17 +122,20 @@ static void row(const char *name, FILE *out)
 {
     struct result r;
     const char *lib;
-    use_pool = strcmp(name, "crow") == 0;
+    use_pool = strncmp(name, "crow", 4) == 0;
     if (use_pool) {
         struct crow_pool_config c;
         crow_pool_config_init(&c, OBJ);
+        if (!strcmp(name, "crow-keep"))
+            c.idle = (size_t)-1; /* keep every slab: no slab made twice */
         if (!(pool = crow_pool_new(&c))) {
             perror("bench_pool: crow_pool_new");
             exit(1);
         }
         r = measure();
         crow_pool_destroy(pool);
-        lib = "libcrowcore.a (crow_pool)";
+        lib = c.idle == 1 ? "libcrowcore.a (crow_pool, idle 1)"
+                          : "libcrowcore.a (crow_pool, idle unlimited)";
     } else {
         r = measure();
         lib = malloc_lib();
@@ -185,7 +189,9 @@ static void report(FILE *in)
            " the same binary, jemalloc and mimalloc through LD_PRELOAD (the library column is"
            " where `malloc` resolved).  Best of %d repetitions; pair loop %d iterations, each"
            " touching the object; random-order free: %d rounds of %d live objects freed in a"
-           " shuffled order (alloc column: the same objects allocated in a row).\n\n",
+           " shuffled order (alloc column: the same objects allocated in a row).  `crow` gives"
+           " empty slabs back as they empty (idle 1), so each round makes its slabs again"
+           " and takes the page faults; `crow-keep` keeps them (idle unlimited).\n\n",
            OBJ, REPS, PAIRS, ROUNDS, LIVE);
     printf("| allocator | malloc from | alloc+free pair ns | alloc ns (100k live) "
            "| random free ns | pair vs crow | free vs crow |\n");
@@ -233,6 +239,7 @@ int main(int argc, char **argv)
         return 1;
     }
     row("crow", tmp);
+    row("crow-keep", tmp);
     row("glibc", tmp);
     rewind(tmp);
     report(tmp);

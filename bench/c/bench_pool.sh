@@ -7,6 +7,7 @@ rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 libdir=/usr/lib/x86_64-linux-gnu
 "$bin" --row crow >> "$rows" || exit 1
+"$bin" --row crow-keep >> "$rows" || exit 1
 "$bin" --row glibc >> "$rows" || exit 1
 for peer in jemalloc mimalloc; do
   so=$libdir/lib$peer.so.2

@@ -132,6 +132,18 @@ int main(void)
     is_int(visited, 3, "foreach_entry_safe visits every entry while removing");
     same(&l, "6,4", "foreach_entry_safe removed the chosen entry");
 
+    /* Entry loops nest (each has its own hidden cursor) and see every pair. */
+    struct item *e2;
+    int pairs = 0, sum = 0;
+    CROW_LIST_FOREACH_ENTRY(e, &l, node) {
+        CROW_LIST_FOREACH_ENTRY(e2, &l, node) {
+            pairs++;
+            sum += e->v * 10 + e2->v;
+        }
+    }
+    is_int(pairs, 4, "nested foreach_entry visits 2 x 2 pairs");
+    is_int(sum, 66 + 64 + 46 + 44, "nested foreach_entry pairs are (6,6) (6,4) (4,6) (4,4)");
+
     /* Splices: into a non-empty list, from an empty one, into an empty one, at the head. */
     CROW_LIST_INSERT_TAIL(&m, &it[8].node);
     CROW_LIST_SPLICE(&l, &m);
