@@ -58,8 +58,9 @@ void crow_pool_destroy(struct crow_pool *pool);
 
 /* Returns an object of the pool's size and alignment, constructed (if the pool has a
  * constructor) and in whatever state it was last put back in.  Returns NULL and sets errno
- * (ENOMEM, the allocator's or the constructor's errno) when a new slab was needed and could
- * not be made; the pool is then unchanged. */
+ * (ENOMEM, the allocator's or the constructor's errno, or EINVAL if the allocator returned a
+ * slab not aligned to its size) when a new slab was needed and could not be made; the pool is
+ * then unchanged. */
 void *crow_pool_get(struct crow_pool *pool);
 
 /* Gives OBJ, which crow_pool_get returned, back to POOL.  When this empties its slab and more
