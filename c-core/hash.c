@@ -1,24 +1,25 @@
 /* hash.c — open-addressing hash table with incremental growth and shrink.
  *
- * Design: linear probing over two parallel arrays, a control byte per slot (0 empty,
- * 1 tombstone, 0x80|7 hash bits when full) and the slots themselves (U64: key and value,
- * 16 bytes; BYTES: key pointer, length, value and the full 64-bit hash, 32 bytes).  A probe
- * reads control bytes, which for 10M entries still fit the last-level cache, and touches a
- * slot only on a fingerprint match, so a hit is usually one cache miss.  The caller's hash
- * (32 or 64 bits) is multiplied by 2^64/phi; the top bits pick the slot, middle bits make
- * the fingerprint.  Deletion shifts later entries back (no tombstones) except where entries
- * must not move: in the old table while resizing, and anywhere while an iterator is live.
+ * Design: linear probing over one array of slots, the state kept in the slot itself so a
+ * probe touches one cache line.  U64 slots are {key, value} (16 bytes): key 0 marks an empty
+ * slot and key 1 a tombstone, so the entries for keys 0 and 1 live in two side slots in the
+ * table header.  BYTES slots are {hash, key pointer, length, value} (32 bytes): a NULL
+ * pointer is empty, a pointer to a private static a tombstone; the stored 64-bit hash is
+ * compared before the key bytes and spares rehashing on resize.  The caller's hash (32 or 64
+ * bits) is multiplied by 2^64/phi and the top bits pick the slot.  Deletion shifts later
+ * entries of the run back (no tombstones) except where entries must not move: in the old
+ * table while resizing, and anywhere while an iterator is live.
  *
  * Resizing is incremental, as in Redis' dict.c, but for open addressing: a new table is
- * allocated, its control bytes are cleared a chunk per operation (clearing 100s of MB at once
- * would take 100s of ms of page faults), then each put/del moves a run of old slots across,
- * leaving tombstones so old probe chains stay intact; lookups search both tables.  The work
- * per operation is `step` slots, raised to remaining/room when the table would otherwise run
- * out of free slots before the move finishes ("room" counts the inserts left before a table
- * passes 15/16 full), so no single operation scans more than a small multiple of `step`.  The
- * old block is handed back to the kernel a megabyte per operation (madvise) before free(), as
- * unmapping a large touched block at once costs tens of ms.  A failed allocation defers the
- * resize; inserts still succeed until the table reaches 15/16, then fail with ENOMEM.
+ * allocated and cleared a chunk per operation (clearing 100s of MB at once would take 100s of
+ * ms of page faults), then each put/del moves a run of old slots across, leaving tombstones
+ * so old probe runs stay intact; lookups search both tables.  The work per operation is
+ * `step` slots, raised to remaining/room when the table would otherwise run out of free slots
+ * before the phase ends ("room" counts the inserts left before a table passes 15/16 full), so
+ * no operation does more than a small multiple of `step`.  The old block is handed back to
+ * the kernel a megabyte per operation (madvise) before free(), as unmapping a large touched
+ * block at once costs tens of ms.  A failed allocation defers the resize; inserts succeed
+ * until the table reaches 15/16, then fail with ENOMEM.
  *
  * Iterators pause all resize work, so entries never move under them and deleting any entry
  * is safe; while one is live, inserts take only empty slots so a slot emptied during the
@@ -34,14 +35,13 @@
 #include "crow.h"
 #include "hash.h"
 
-#define C_EMPTY   0
-#define C_TOMB    1
-#define C_FULL    0x80
+#define K_EMPTY   0 /* U64 slot keys with a meaning; the real keys 0 and 1 go to side slots */
+#define K_TOMB    1
 #define MIN_SLOTS 16
 #define GOLDEN    0x9E3779B97F4A7C15ull
 #define NOT_FOUND ((size_t)-1)
 #define DEFAULT_STEP 64
-#define ZERO_FACTOR  64            /* control bytes cleared per slot of step */
+#define ZERO_FACTOR  8             /* slots cleared per slot of step */
 #define RETIRE_MIN   (1u << 20)    /* smaller blocks are freed at once */
 #define RETIRE_CHUNK (1u << 20)    /* bytes handed back per operation */
 
@@ -53,14 +53,15 @@ struct slot64 {
 };
 
 struct slotb {
-    const void *key;
+    uint64_t hash;
+    const void *key; /* NULL empty, tomb_key a tombstone */
     size_t len;
     void *value;
-    uint64_t hash;
 };
 
+static const char tomb_key[1], empty_key[1];
+
 struct table {
-    uint8_t *ctrl;
     char *slots;
     void *block;
     size_t block_size;
@@ -84,6 +85,8 @@ struct crow_hash {
     void *retire_p;
     size_t retire_size, retire_done;
     size_t last_zeroed, last_moved, max_zeroed, max_moved, resizes, deferred;
+    int special_used[2]; /* U64 keys 0 and 1 */
+    void *special_value[2];
 };
 
 /* ------------------------------------------------------------------ default hashes */
@@ -171,8 +174,6 @@ uint64_t crow_hash_u64(uint64_t key, uint64_t seed)
 
 /* ------------------------------------------------------------------ helpers */
 
-static inline uint8_t fingerprint(uint64_t m) { return (uint8_t)(C_FULL | ((m >> 24) & 0x7f)); }
-
 static inline uint64_t hash_u64(const struct crow_hash *h, uint64_t k)
 {
     uint64_t v = h->hash ? h->hash(&k, 8, h->ctx) : crow_hash_u64(k, h->seed);
@@ -192,7 +193,36 @@ static inline size_t slot_stride(int kind)
 static inline struct slot64 *s64(const struct table *t) { return (struct slot64 *)(void *)t->slots; }
 static inline struct slotb *sb(const struct table *t) { return (struct slotb *)(void *)t->slots; }
 
-/* The mixed hash of the entry in slot I (recomputed for integer keys). */
+static inline int slot_full(const struct crow_hash *h, const struct table *t, size_t i)
+{
+    if (h->kind == CROW_HASH_U64)
+        return s64(t)[i].key > K_TOMB;
+    const void *k = sb(t)[i].key;
+    return k != NULL && k != tomb_key;
+}
+
+static inline int slot_empty(const struct crow_hash *h, const struct table *t, size_t i)
+{
+    return h->kind == CROW_HASH_U64 ? s64(t)[i].key == K_EMPTY : sb(t)[i].key == NULL;
+}
+
+static inline void slot_set_tomb(const struct crow_hash *h, struct table *t, size_t i)
+{
+    if (h->kind == CROW_HASH_U64)
+        s64(t)[i].key = K_TOMB;
+    else
+        sb(t)[i].key = tomb_key;
+}
+
+static inline void slot_set_empty(const struct crow_hash *h, struct table *t, size_t i)
+{
+    if (h->kind == CROW_HASH_U64)
+        s64(t)[i].key = K_EMPTY;
+    else
+        sb(t)[i].key = NULL;
+}
+
+/* The mixed hash of the full slot I (recomputed for integer keys). */
 static inline uint64_t slot_mixed(const struct crow_hash *h, const struct table *t, size_t i)
 {
     if (h->kind == CROW_HASH_U64)
@@ -220,20 +250,18 @@ static void set_limits(struct crow_hash *h)
 static int table_alloc(struct crow_hash *h, struct table *t, size_t size)
 {
     size_t stride = slot_stride(h->kind);
-    size_t off = (size + 63) & ~(size_t)63;
-    if (size > (SIZE_MAX - off) / stride) {
+    if (size > SIZE_MAX / stride) {
         errno = ENOMEM;
         return -1;
     }
-    size_t bytes = off + size * stride;
+    size_t bytes = size * stride;
     void *p = crow_alloc(&h->a, bytes, 64);
     if (!p)
         return -1;
     memset(t, 0, sizeof *t);
     t->block = p;
     t->block_size = bytes;
-    t->ctrl = p;
-    t->slots = (char *)p + off;
+    t->slots = p;
     t->size = size;
     t->mask = size - 1;
     t->shift = 64 - (unsigned)__builtin_ctzll(size);
@@ -303,14 +331,11 @@ static int start_resize(struct crow_hash *h, size_t size)
     return 0;
 }
 
-static void maybe_grow(struct crow_hash *h)
+static void resize_to(struct crow_hash *h, size_t n)
 {
-    struct table *a = &h->t[0];
-    if (a->count + a->tombs + 1 <= h->grow_at)
-        return;
-    size_t n = fit(a->count + 1, h->max_load / 2);
-    if (n < a->size / 8)
-        n = a->size / 8;
+    size_t size = h->t[0].size;
+    if (n < size / 8)
+        n = size / 8;
     if (n < h->min_size)
         n = h->min_size;
     int saved = errno;
@@ -318,38 +343,37 @@ static void maybe_grow(struct crow_hash *h)
     errno = saved;
 }
 
+static void maybe_grow(struct crow_hash *h)
+{
+    struct table *a = &h->t[0];
+    if (a->count + a->tombs + 1 > h->grow_at)
+        resize_to(h, fit(a->count, h->max_load / 2));
+}
+
 static void maybe_shrink(struct crow_hash *h)
 {
     struct table *a = &h->t[0];
-    if (a->count >= h->shrink_at || a->size <= h->min_size)
-        return;
-    size_t n = fit(a->count, h->max_load / 2);
-    if (n < a->size / 8)
-        n = a->size / 8;
-    if (n < h->min_size)
-        n = h->min_size;
-    if (n < a->size) {
-        int saved = errno;
-        start_resize(h, n);
-        errno = saved;
+    if (a->count < h->shrink_at && a->size > h->min_size) {
+        size_t n = fit(a->count, h->max_load / 2);
+        if (n < a->size)
+            resize_to(h, n);
     }
 }
 
-/* First slot from M's home that is empty or a tombstone (always exists: tables stay below
- * 15/16 full counting tombstones). */
-static inline size_t free_slot(const struct table *t, uint64_t m, int reuse)
+/* First slot from M's home that is empty (or a tombstone, when REUSE).  One always exists:
+ * tables stay below 15/16 full counting tombstones. */
+static inline size_t free_slot(const struct crow_hash *h, const struct table *t, uint64_t m, int reuse)
 {
     size_t i = (size_t)(m >> t->shift);
     for (;;) {
-        uint8_t c = t->ctrl[i];
-        if (c == C_EMPTY || (c == C_TOMB && reuse))
+        if (slot_empty(h, t, i) || (reuse && !slot_full(h, t, i)))
             return i;
         i = (i + 1) & t->mask;
     }
 }
 
-static void move_slot(const struct crow_hash *h, struct table *dst, size_t j, const struct table *src,
-                      size_t i)
+static inline void move_slot(const struct crow_hash *h, struct table *dst, size_t j, const struct table *src,
+                             size_t i)
 {
     size_t st = slot_stride(h->kind);
     memcpy(dst->slots + j * st, src->slots + i * st, st);
@@ -360,16 +384,14 @@ static void migrate(struct crow_hash *h, size_t work)
     struct table *a = &h->t[0], *b = &h->t[1];
     size_t start = h->moved, end = a->size - start > work ? start + work : a->size;
     for (size_t i = start; i < end; i++) {
-        if (!(a->ctrl[i] & C_FULL))
+        if (!slot_full(h, a, i))
             continue;
-        uint64_t m = slot_mixed(h, a, i);
-        size_t j = free_slot(b, m, 1);
-        if (b->ctrl[j] == C_TOMB)
+        size_t j = free_slot(h, b, slot_mixed(h, a, i), 1);
+        if (!slot_empty(h, b, j))
             b->tombs--;
-        b->ctrl[j] = fingerprint(m);
         move_slot(h, b, j, a, i);
         b->count++;
-        a->ctrl[i] = C_TOMB;
+        slot_set_tomb(h, a, i);
         a->count--;
         a->tombs++;
     }
@@ -397,7 +419,8 @@ static void resize_step(struct crow_hash *h, size_t step)
             w = step * ZERO_FACTOR;
         if (w > rem)
             w = rem;
-        memset(b->ctrl + h->zeroed, 0, w);
+        size_t st = slot_stride(h->kind);
+        memset(b->slots + h->zeroed * st, 0, w * st);
         h->zeroed += w;
         h->last_zeroed += w;
         if (h->zeroed == b->size) {
@@ -423,11 +446,15 @@ static void note_work(struct crow_hash *h)
 static void prework(struct crow_hash *h, int inserting)
 {
     h->last_zeroed = h->last_moved = 0;
-    retire_step(h);
+    if (CROW_UNLIKELY(h->retire_p != NULL))
+        retire_step(h);
     if (h->iterators)
         return;
-    if (inserting && h->state == STABLE)
+    if (CROW_LIKELY(h->state == STABLE)) {
+        if (!inserting || h->t[0].count + h->t[0].tombs + 1 <= h->grow_at)
+            return;
         maybe_grow(h);
+    }
     if (h->state != STABLE)
         resize_step(h, h->step);
     /* Room runs out only if inserts went on while an iterator held resizing back. */
@@ -444,19 +471,16 @@ static void prework(struct crow_hash *h, int inserting)
 
 /* ------------------------------------------------------------------ lookup */
 
-static inline size_t find64(const struct crow_hash *h, const struct table *t, uint64_t m, uint64_t k)
+static inline size_t find64(const struct table *t, uint64_t m, uint64_t k)
 {
     size_t i = (size_t)(m >> t->shift);
-    uint8_t fp = fingerprint(m);
     const struct slot64 *s = s64(t);
     for (;;) {
-        uint8_t c = t->ctrl[i];
-        if (c == fp) {
-            if (CROW_LIKELY(!h->eq) ? s[i].key == k : h->eq(&k, 8, &s[i].key, 8, h->ctx))
-                return i;
-        } else if (c == C_EMPTY) {
+        uint64_t sk = s[i].key;
+        if (sk == k)
+            return i;
+        if (sk == K_EMPTY)
             return NOT_FOUND;
-        }
         i = (i + 1) & t->mask;
     }
 }
@@ -464,34 +488,31 @@ static inline size_t find64(const struct crow_hash *h, const struct table *t, ui
 static inline size_t findb(const struct crow_hash *h, const struct table *t, uint64_t hv, const void *k,
                            size_t len)
 {
-    uint64_t m = hv * GOLDEN;
-    size_t i = (size_t)(m >> t->shift);
-    uint8_t fp = fingerprint(m);
+    size_t i = (size_t)((hv * GOLDEN) >> t->shift);
     const struct slotb *s = sb(t);
     for (;;) {
-        uint8_t c = t->ctrl[i];
-        if (c == fp) {
-            if (s[i].hash == hv) {
-                if (h->eq ? h->eq(k, len, s[i].key, s[i].len, h->ctx)
-                          : s[i].len == len && (len == 0 || memcmp(s[i].key, k, len) == 0))
-                    return i;
-            }
-        } else if (c == C_EMPTY) {
+        const void *sk = s[i].key;
+        if (s[i].hash == hv && sk != tomb_key && sk != NULL) {
+            if (h->eq ? h->eq(k, len, sk, s[i].len, h->ctx)
+                      : s[i].len == len && (len == 0 || memcmp(sk, k, len) == 0))
+                return i;
+        } else if (sk == NULL) {
             return NOT_FOUND;
         }
         i = (i + 1) & t->mask;
     }
 }
 
-/* Finds the key in either table: returns the slot and sets *TAB, or NOT_FOUND. */
+/* Finds a key (U64: above K_TOMB) in either table: returns the slot and sets *TAB, or
+ * NOT_FOUND. */
 static inline size_t locate64(const struct crow_hash *h, uint64_t m, uint64_t k, int *tab)
 {
     size_t i = NOT_FOUND;
     if (CROW_LIKELY(h->t[0].count))
-        i = find64(h, &h->t[0], m, k);
+        i = find64(&h->t[0], m, k);
     *tab = 0;
     if (i == NOT_FOUND && h->state == MIGRATING) {
-        i = find64(h, &h->t[1], m, k);
+        i = find64(&h->t[1], m, k);
         *tab = 1;
     }
     return i;
@@ -526,19 +547,17 @@ static void backshift(struct crow_hash *h, struct table *t, size_t i)
     size_t hole = i, j = i;
     for (;;) {
         j = (j + 1) & t->mask;
-        uint8_t c = t->ctrl[j];
-        if (c == C_EMPTY)
+        if (slot_empty(h, t, j))
             break;
-        if (c == C_TOMB)
+        if (!slot_full(h, t, j))
             continue;
         size_t home = (size_t)(slot_mixed(h, t, j) >> t->shift);
         if (((j - home) & t->mask) >= ((j - hole) & t->mask)) {
-            t->ctrl[hole] = c;
             move_slot(h, t, hole, t, j);
             hole = j;
         }
     }
-    t->ctrl[hole] = C_EMPTY;
+    slot_set_empty(h, t, hole);
 }
 
 static void remove_at(struct crow_hash *h, int tab, size_t i)
@@ -547,13 +566,13 @@ static void remove_at(struct crow_hash *h, int tab, size_t i)
     free_key(h, t, i);
     t->count--;
 #ifdef CROW_PLANTED_BUG
-    /* Planted: the old table is emptied like a stable one while entries are being moved,
-     * cutting the probe runs of entries that have not moved yet. */
+    /* Planted: the old table is emptied like a stable one while entries are being moved
+     * out of it, cutting the probe runs of entries that have not moved yet. */
     if (h->iterators) {
 #else
     if (h->iterators || (tab == 0 && h->state == MIGRATING)) {
 #endif
-        t->ctrl[i] = C_TOMB;
+        slot_set_tomb(h, t, i);
         t->tombs++;
     } else {
         backshift(h, t, i);
@@ -566,24 +585,17 @@ static void remove_at(struct crow_hash *h, int tab, size_t i)
 static size_t insert_slot(struct crow_hash *h, uint64_t m, struct table **tp)
 {
     struct table *t = h->state == MIGRATING ? &h->t[1] : &h->t[0];
-    int reuse = h->iterators == 0;
-    size_t i = free_slot(t, m, reuse);
-    if (t->ctrl[i] == C_EMPTY || h->state == PREPARING) {
-        if (room(h) < 1) {
-            errno = h->iterators ? EBUSY : ENOMEM;
-            return NOT_FOUND;
-        }
+    size_t i = free_slot(h, t, m, h->iterators == 0);
+    int tomb = !slot_empty(h, t, i);
+    if ((!tomb || h->state == PREPARING) && CROW_UNLIKELY(room(h) < 1)) {
+        errno = h->iterators ? EBUSY : ENOMEM;
+        return NOT_FOUND;
     }
+    if (tomb)
+        t->tombs--; /* the caller fills it */
+    t->count++;
     *tp = t;
     return i;
-}
-
-static inline void claim(struct table *t, size_t i, uint64_t m)
-{
-    if (t->ctrl[i] == C_TOMB)
-        t->tombs--;
-    t->ctrl[i] = fingerprint(m);
-    t->count++;
 }
 
 int crow_hash_put_u64(struct crow_hash *h, uint64_t key, void *value, void **old)
@@ -591,6 +603,14 @@ int crow_hash_put_u64(struct crow_hash *h, uint64_t key, void *value, void **old
     if (CROW_UNLIKELY(h->kind != CROW_HASH_U64)) {
         errno = EINVAL;
         return -1;
+    }
+    if (CROW_UNLIKELY(key <= K_TOMB)) {
+        int had = h->special_used[key];
+        if (had && old)
+            *old = h->special_value[key];
+        h->special_used[key] = 1;
+        h->special_value[key] = value;
+        return !had;
     }
     prework(h, 1);
     uint64_t m = hash_u64(h, key);
@@ -607,7 +627,6 @@ int crow_hash_put_u64(struct crow_hash *h, uint64_t key, void *value, void **old
     i = insert_slot(h, m, &t);
     if (i == NOT_FOUND)
         return -1;
-    claim(t, i, m);
     s64(t)[i].key = key;
     s64(t)[i].value = value;
     return 1;
@@ -620,7 +639,7 @@ int crow_hash_put(struct crow_hash *h, const void *key, size_t len, void *value,
         return -1;
     }
     prework(h, 1);
-    uint64_t hv = hash_bytes_raw(h, key, len), m = hv * GOLDEN;
+    uint64_t hv = hash_bytes_raw(h, key, len);
     int tab;
     size_t i = locateb(h, hv, key, len, &tab);
     if (i != NOT_FOUND) {
@@ -630,24 +649,29 @@ int crow_hash_put(struct crow_hash *h, const void *key, size_t len, void *value,
         s->value = value;
         return 0;
     }
-    struct table *t;
-    i = insert_slot(h, m, &t);
-    if (i == NOT_FOUND)
-        return -1;
+    const void *stored = key;
     if (h->flags & CROW_HASH_COPY_KEYS) {
         void *copy = crow_alloc(&h->a, len ? len : 1, 1);
         if (!copy)
             return -1;
         if (len)
             memcpy(copy, key, len);
-        key = copy;
+        stored = copy;
+    } else if (!key || key == tomb_key) {
+        stored = empty_key; /* only possible for LEN 0: NULL and tomb_key mark free slots */
     }
-    claim(t, i, m);
+    struct table *t;
+    i = insert_slot(h, hv * GOLDEN, &t);
+    if (i == NOT_FOUND) {
+        if (stored != key && stored != empty_key)
+            crow_free(&h->a, (void *)stored, len ? len : 1);
+        return -1;
+    }
     struct slotb *s = &sb(t)[i];
-    s->key = key;
+    s->hash = hv;
+    s->key = stored;
     s->len = len;
     s->value = value;
-    s->hash = hv;
     return 1;
 }
 
@@ -656,6 +680,11 @@ int crow_hash_get_u64(const struct crow_hash *h, uint64_t key, void **value)
     if (CROW_UNLIKELY(h->kind != CROW_HASH_U64)) {
         errno = EINVAL;
         return -1;
+    }
+    if (CROW_UNLIKELY(key <= K_TOMB)) {
+        if (h->special_used[key] && value)
+            *value = h->special_value[key];
+        return h->special_used[key];
     }
     int tab;
     size_t i = locate64(h, hash_u64(h, key), key, &tab);
@@ -685,7 +714,7 @@ static void after_delete(struct crow_hash *h)
 {
     if (!h->iterators && h->state == STABLE) {
         maybe_shrink(h);
-        if (h->state == STABLE && h->t[0].count + h->t[0].tombs + 1 > h->grow_at)
+        if (h->state == STABLE)
             maybe_grow(h); /* tombstones left by an iterator */
     }
     note_work(h);
@@ -696,6 +725,13 @@ int crow_hash_del_u64(struct crow_hash *h, uint64_t key, void **value)
     if (CROW_UNLIKELY(h->kind != CROW_HASH_U64)) {
         errno = EINVAL;
         return -1;
+    }
+    if (CROW_UNLIKELY(key <= K_TOMB)) {
+        int had = h->special_used[key];
+        if (had && value)
+            *value = h->special_value[key];
+        h->special_used[key] = 0;
+        return had;
     }
     prework(h, 0);
     int tab;
@@ -751,7 +787,7 @@ struct crow_hash *crow_hash_new(const struct crow_hash_options *opt)
         opt = &defaults;
     double load = opt->max_load == 0 ? 0.75 : opt->max_load;
     if ((opt->kind != CROW_HASH_BYTES && opt->kind != CROW_HASH_U64) || !(load >= 0.25 && load <= 0.875) ||
-        (opt->eq && !opt->hash) || (opt->kind == CROW_HASH_U64 && (opt->flags & CROW_HASH_COPY_KEYS)) ||
+        (opt->eq && !opt->hash) || (opt->kind == CROW_HASH_U64 && (opt->eq || (opt->flags & CROW_HASH_COPY_KEYS))) ||
         (opt->flags & ~(CROW_HASH_COPY_KEYS | CROW_HASH_FIXED_SEED))) {
         errno = EINVAL;
         return NULL;
@@ -776,7 +812,7 @@ struct crow_hash *crow_hash_new(const struct crow_hash_options *opt)
         crow_free(&a, h, sizeof *h);
         return NULL;
     }
-    memset(h->t[0].ctrl, 0, h->t[0].size);
+    memset(h->t[0].slots, 0, h->t[0].block_size);
     set_limits(h);
     return h;
 }
@@ -786,7 +822,7 @@ static void free_keys(struct crow_hash *h, struct table *t)
     if (!(h->flags & CROW_HASH_COPY_KEYS) || !t->block)
         return;
     for (size_t i = 0; i < t->size; i++)
-        if (t->ctrl[i] & C_FULL)
+        if (slot_full(h, t, i))
             free_key(h, t, i);
 }
 
@@ -807,7 +843,8 @@ void crow_hash_free(struct crow_hash *h)
 
 size_t crow_hash_count(const struct crow_hash *h)
 {
-    return h->t[0].count + (h->state == MIGRATING ? h->t[1].count : 0);
+    return h->t[0].count + (h->state == MIGRATING ? h->t[1].count : 0) + (size_t)h->special_used[0] +
+           (size_t)h->special_used[1];
 }
 
 int crow_hash_rehash(struct crow_hash *h, size_t work)
@@ -860,7 +897,7 @@ void crow_hash_iter_end(struct crow_hash_iter *it)
         return;
     it->live = 0;
     it->cur_tab = -1;
-    it->tab = 2;
+    it->tab = 4;
     it->h->iterators--;
 }
 
@@ -875,7 +912,7 @@ int crow_hash_iter_next(struct crow_hash_iter *it, struct crow_hash_entry *e)
         size_t limit = it->tab == 0 || h->state == MIGRATING ? t->size : 0;
         while (it->pos < limit) {
             size_t i = it->pos++;
-            if (!(t->ctrl[i] & C_FULL))
+            if (!slot_full(h, t, i))
                 continue;
             if (h->kind == CROW_HASH_U64) {
                 e->key = NULL;
@@ -895,6 +932,18 @@ int crow_hash_iter_next(struct crow_hash_iter *it, struct crow_hash_entry *e)
         it->tab++;
         it->pos = 0;
     }
+    /* Then the side slots of U64 keys 0 and 1 (tab 2 and 3). */
+    while (it->tab < 4) {
+        int k = it->tab++ - 2;
+        if (h->special_used[k]) {
+            e->key = NULL;
+            e->len = 0;
+            e->u64 = (uint64_t)k;
+            e->value = h->special_value[k];
+            it->cur_tab = k + 2;
+            return 1;
+        }
+    }
     crow_hash_iter_end(it);
     return 0;
 }
@@ -906,7 +955,12 @@ int crow_hash_iter_del(struct crow_hash_iter *it)
     struct crow_hash *h = it->h;
     int tab = it->cur_tab;
     it->cur_tab = -1;
-    if (!(h->t[tab].ctrl[it->cur] & C_FULL))
+    if (tab >= 2) {
+        int had = h->special_used[tab - 2];
+        h->special_used[tab - 2] = 0;
+        return had;
+    }
+    if (!slot_full(h, &h->t[tab], it->cur))
         return 0;
     remove_at(h, tab, it->cur);
     return 1;

@@ -30,7 +30,7 @@ struct crow_hash_options {
                             * otherwise within [0.25, 0.875] */
     const struct crow_allocator *allocator; /* NULL = crow_allocator_default (copied) */
     crow_hash_fn hash;     /* NULL = crow_hash_bytes / crow_hash_u64 with the table's seed */
-    crow_hash_eq_fn eq;    /* NULL = byte/integer equality; needs a custom hash when set */
+    crow_hash_eq_fn eq;    /* NULL = byte equality; BYTES only, and needs a custom hash */
     void *ctx;             /* passed to hash and eq */
     uint64_t seed;         /* with CROW_HASH_FIXED_SEED */
     unsigned flags;
@@ -57,8 +57,8 @@ struct crow_hash_iter {
     struct crow_hash *h;
     size_t pos;   /* next slot to look at in table TAB */
     size_t cur;   /* slot of the entry last returned */
-    int tab;      /* 0, 1; 2 when exhausted */
-    int cur_tab;  /* -1 when there is no current entry */
+    int tab;      /* 0, 1 tables; 2, 3 side slots; 4 exhausted */
+    int cur_tab;  /* where the current entry is; -1 when none */
     int live;
 };
 
@@ -77,8 +77,8 @@ struct crow_hash_stats {
 };
 
 /* Creates a table; OPT NULL means a BYTES table with defaults.  Returns NULL and sets errno
- * (EINVAL: bad kind, max_load out of range, eq without hash, COPY_KEYS on a U64 table;
- * ENOMEM). */
+ * (EINVAL: bad kind or flags, max_load out of range, eq without hash, eq or COPY_KEYS on a
+ * U64 table; ENOMEM). */
 struct crow_hash *crow_hash_new(const struct crow_hash_options *opt);
 
 /* Frees the table (and its key copies); values are the caller's.  NULL is a no-op.  Can't
