@@ -566,12 +566,14 @@ static void remove_at(struct crow_hash *h, int tab, size_t i)
     free_key(h, t, i);
     t->count--;
 #ifdef CROW_PLANTED_BUG
-    /* Planted: the old table is emptied like a stable one while entries are being moved
-     * out of it, cutting the probe runs of entries that have not moved yet. */
-    if (h->iterators) {
-#else
-    if (h->iterators || (tab == 0 && h->state == MIGRATING)) {
+    /* Planted: "the old table is being drained anyway", so its slot is simply cleared,
+     * cutting the probe runs of entries after it that have not moved yet. */
+    if (tab == 0 && h->state == MIGRATING && !h->iterators) {
+        slot_set_empty(h, t, i);
+        return;
+    }
 #endif
+    if (h->iterators || (tab == 0 && h->state == MIGRATING)) {
         slot_set_tomb(h, t, i);
         t->tombs++;
     } else {
