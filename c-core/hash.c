@@ -17,7 +17,7 @@
  * `step` slots, raised to remaining/room when the table would otherwise run out of free slots
  * before the phase ends ("room" counts the inserts left before a table passes 15/16 full), so
  * no operation does more than a small multiple of `step`.  The old block is handed back to
- * the kernel a megabyte per operation (madvise) before free(), as unmapping a large touched
+ * the kernel 256 KiB per operation (madvise) before free(), as unmapping a large touched
  * block at once costs tens of ms.  A failed allocation defers the resize; inserts succeed
  * until the table reaches 15/16, then fail with ENOMEM.
  *
@@ -43,7 +43,7 @@
 #define DEFAULT_STEP 64
 #define ZERO_FACTOR  8             /* slots cleared per slot of step */
 #define RETIRE_MIN   (1u << 20)    /* smaller blocks are freed at once */
-#define RETIRE_CHUNK (1u << 20)    /* bytes handed back per operation */
+#define RETIRE_CHUNK (1u << 18)    /* bytes handed back per operation */
 
 enum { STABLE, PREPARING, MIGRATING };
 
