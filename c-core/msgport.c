@@ -1,24 +1,27 @@
 /* msgport.c — message ports between threads, after AmigaOS Exec's PutMsg/GetMsg/WaitPort.
  *
  * Design: a port is a mutex-protected intrusive FIFO (head/tail through crow_msg.next, so
- * putting never allocates) plus an eventfd as its signal.  The eventfd is written only when
- * the queue goes from empty to non-empty: a consumer that is behind costs producers nothing
- * but the lock, and get_all takes the whole backlog under one lock.  Waiting is poll(2) on
- * the eventfd, then a non-blocking read to clear it, then a fresh look at the queue: the
- * signal is a hint, the queue under the lock is the truth, so a stale count (messages taken
- * with get without waiting) costs one extra loop and never a lost wake-up, because a message
- * is always queued before its signal is written and the queue is always re-read after the
- * signal is cleared.  The same eventfd lets an epoll loop (or crow_msgport_poll) wait on
- * descriptors and ports together.  Several waiters on one port are allowed (the thread pool
- * uses that): a waiter registers itself under the lock when it finds the queue empty, and a
- * waiter that takes a message and leaves others queued while someone is registered writes
- * the eventfd again, since the signal it consumed may have been the only one.  COUNT is an
- * atomic mirror of the queue length so poll can test emptiness without the lock. */
+ * putting never allocates) with two ways to be woken, used only on the queue's empty to
+ * non-empty edge: a consumer that is behind costs producers nothing but the lock, and
+ * get_all takes the whole backlog under one lock.  Threads blocked in crow_msgport_wait sleep
+ * on a futex word (SEQ) and register under the lock (NWAITERS), so a put wakes them with one
+ * FUTEX_WAKE and a put nobody waits for makes no system call at all.  Descriptor loops watch
+ * the port's eventfd instead: it is written on the edge only while someone can be watching it
+ * (a crow_msgport_poll in progress, counted in NPOLLERS, or for good once crow_msgport_fd has
+ * handed it out).  Either way a waiter registers and reads SEQ (or the queue length) before
+ * it sleeps and a producer queues before it signals, so no wake-up is lost; signals are hints
+ * and the queue under the lock is the truth, so a stale eventfd count costs one extra loop.
+ * Several waiters on one port are allowed (the thread pool uses that): FUTEX_WAKE wakes one,
+ * and a waiter that takes a message and leaves others queued while someone else waits passes
+ * the wake-up on.  COUNT is an atomic mirror of the queue length, so get/get_all on an empty
+ * port and poll's readiness test never touch the lock. */
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +38,9 @@ struct crow_msgport {
     struct crow_msg *head, *tail;
     _Atomic size_t count;
     unsigned nwaiters; /* threads inside crow_msgport_wait that found the queue empty */
+    unsigned npollers; /* threads inside crow_msgport_poll on this port */
+    int fd_exported;   /* crow_msgport_fd was called: write the eventfd on every edge */
+    _Atomic uint32_t seq; /* futex word: bumped whenever waiters are to be woken */
     int efd;
     struct crow_msgport_stats st;
     struct crow_allocator alloc;
@@ -57,7 +63,9 @@ struct crow_msgport *crow_msgport_new(const struct crow_allocator *a)
     pthread_mutex_init(&p->lock, NULL);
     p->head = p->tail = NULL;
     atomic_init(&p->count, 0);
-    p->nwaiters = 0;
+    p->nwaiters = p->npollers = 0;
+    p->fd_exported = 0;
+    atomic_init(&p->seq, 0);
     p->st = (struct crow_msgport_stats){0, 0, 0, 0};
     p->alloc = *a;
     return p;
@@ -73,7 +81,13 @@ void crow_msgport_free(struct crow_msgport *p)
     crow_free(&a, p, sizeof *p);
 }
 
-int crow_msgport_fd(const struct crow_msgport *p) { return p->efd; }
+int crow_msgport_fd(struct crow_msgport *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->fd_exported = 1;
+    pthread_mutex_unlock(&p->lock);
+    return p->efd;
+}
 
 size_t crow_msgport_count(const struct crow_msgport *p)
 {
@@ -89,7 +103,7 @@ void crow_msgport_stats(struct crow_msgport *p, struct crow_msgport_stats *out)
 
 /* The eventfd counter cannot overflow in practice (2^64-2 signals without a read), so the
  * only failure left is EINTR. */
-static void signal_port(struct crow_msgport *p)
+static void signal_fd(struct crow_msgport *p)
 {
     uint64_t one = 1;
     CROW_UNUSED ssize_t r = CROW_RETRY(write(p->efd, &one, sizeof one));
@@ -101,23 +115,54 @@ static void clear_signal(struct crow_msgport *p)
     CROW_UNUSED ssize_t r = CROW_RETRY(read(p->efd, &v, sizeof v));
 }
 
+static void wake_one(struct crow_msgport *p)
+{
+    syscall(SYS_futex, (uint32_t *)&p->seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* What a put must signal after unlocking; decided under the lock. */
+enum { SIG_FD = 1, SIG_WAITER = 2 };
+
+/* Appends FIRST..LAST (N messages, linked); the caller holds the lock. */
+static int append_locked(struct crow_msgport *p, struct crow_msg *first, struct crow_msg *last,
+                         size_t n)
+{
+    int was_empty = p->head == NULL;
+    if (was_empty)
+        p->head = first;
+    else
+        p->tail->next = first;
+    p->tail = last;
+    atomic_store_explicit(&p->count, atomic_load_explicit(&p->count, memory_order_relaxed) + n,
+                          memory_order_release);
+    p->st.puts += n;
+    if (!was_empty)
+        return 0;
+    p->st.wakeups++;
+    int sig = (p->fd_exported || p->npollers) ? SIG_FD : 0;
+    if (p->nwaiters) {
+        atomic_fetch_add_explicit(&p->seq, 1, memory_order_relaxed);
+        sig |= SIG_WAITER;
+    }
+    return sig;
+}
+
+static void send_signals(struct crow_msgport *p, int sig)
+{
+    if (sig & SIG_WAITER)
+        wake_one(p);
+    if (sig & SIG_FD)
+        signal_fd(p);
+}
+
 void crow_msgport_put(struct crow_msgport *p, struct crow_msg *m)
 {
     m->next = NULL;
     pthread_mutex_lock(&p->lock);
-    int was_empty = p->head == NULL;
-    if (was_empty)
-        p->head = m;
-    else
-        p->tail->next = m;
-    p->tail = m;
-    atomic_store_explicit(&p->count, atomic_load_explicit(&p->count, memory_order_relaxed) + 1,
-                          memory_order_release);
-    p->st.puts++;
-    p->st.wakeups += was_empty;
+    int sig = append_locked(p, m, m, 1);
     pthread_mutex_unlock(&p->lock);
-    if (was_empty)
-        signal_port(p);
+    if (CROW_UNLIKELY(sig))
+        send_signals(p, sig);
 }
 
 size_t crow_msgport_put_all(struct crow_msgport *p, struct crow_msg *list)
@@ -129,19 +174,10 @@ size_t crow_msgport_put_all(struct crow_msgport *p, struct crow_msg *list)
     while (last->next)
         last = last->next, n++;
     pthread_mutex_lock(&p->lock);
-    int was_empty = p->head == NULL;
-    if (was_empty)
-        p->head = list;
-    else
-        p->tail->next = list;
-    p->tail = last;
-    atomic_store_explicit(&p->count, atomic_load_explicit(&p->count, memory_order_relaxed) + n,
-                          memory_order_release);
-    p->st.puts += n;
-    p->st.wakeups += was_empty;
+    int sig = append_locked(p, list, last, n);
     pthread_mutex_unlock(&p->lock);
-    if (was_empty)
-        signal_port(p);
+    if (sig)
+        send_signals(p, sig);
     return n;
 }
 
@@ -174,6 +210,8 @@ static struct crow_msg *pop_locked(struct crow_msgport *p)
 
 struct crow_msg *crow_msgport_get(struct crow_msgport *p)
 {
+    if (atomic_load_explicit(&p->count, memory_order_acquire) == 0)
+        return NULL;
     pthread_mutex_lock(&p->lock);
     struct crow_msg *m = pop_locked(p);
     pthread_mutex_unlock(&p->lock);
@@ -182,6 +220,11 @@ struct crow_msg *crow_msgport_get(struct crow_msgport *p)
 
 struct crow_msg *crow_msgport_get_all(struct crow_msgport *p, size_t *n)
 {
+    if (atomic_load_explicit(&p->count, memory_order_acquire) == 0) {
+        if (n)
+            *n = 0;
+        return NULL;
+    }
     pthread_mutex_lock(&p->lock);
     struct crow_msg *m = p->head;
     size_t k = atomic_load_explicit(&p->count, memory_order_relaxed);
@@ -211,40 +254,62 @@ static int left_ms(int64_t deadline)
     return d > 0 ? (int)(d > INT32_MAX ? INT32_MAX : d) : 0;
 }
 
+/* Takes the head for a waiter and passes the wake-up on when others wait for what is left;
+ * the caller holds the lock and unlocks after. */
+static struct crow_msg *take_locked(struct crow_msgport *p, int registered, int *pass_on)
+{
+    struct crow_msg *m = pop_locked(p);
+    if (m) {
+        p->nwaiters -= registered;
+        *pass_on = p->head && p->nwaiters;
+        if (*pass_on)
+            atomic_fetch_add_explicit(&p->seq, 1, memory_order_relaxed);
+    }
+    return m;
+}
+
 struct crow_msg *crow_msgport_wait(struct crow_msgport *p, int timeout_ms)
 {
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-    int registered = 0;
+    int registered = 0, pass_on = 0;
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        struct crow_msg *m = pop_locked(p);
+        struct crow_msg *m = take_locked(p, registered, &pass_on);
         if (m) {
-            p->nwaiters -= registered;
-            int pass_on = p->head && p->nwaiters;
-            p->st.wakeups += pass_on;
             pthread_mutex_unlock(&p->lock);
             if (pass_on)
-                signal_port(p);
+                wake_one(p);
             return m;
         }
         if (!registered)
             p->nwaiters++, registered = 1;
+        uint32_t seen = atomic_load_explicit(&p->seq, memory_order_relaxed);
         pthread_mutex_unlock(&p->lock);
 
-        struct pollfd pfd = {p->efd, POLLIN, 0};
         int left = left_ms(deadline);
-        int r = left == 0 ? 0 : poll(&pfd, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            int e = r == 0 ? ETIMEDOUT : errno;
-            pthread_mutex_lock(&p->lock);
-            p->nwaiters--;
-            pthread_mutex_unlock(&p->lock);
-            errno = e;
-            return NULL;
+        long r = -1;
+        errno = ETIMEDOUT;
+        if (left != 0) {
+            struct timespec ts = {left / 1000, (long)(left % 1000) * 1000000};
+            /* Returns at a wake-up, at once when SEQ moved since we looked (EAGAIN), on
+             * EINTR or at the timeout: every case re-reads the queue. */
+            r = syscall(SYS_futex, (uint32_t *)&p->seq, FUTEX_WAIT_PRIVATE, seen,
+                        left < 0 ? NULL : &ts, NULL, 0);
         }
-        clear_signal(p);
+        if (r < 0 && errno != EAGAIN && errno != EINTR) {
+            /* Time is up (or the futex failed): a message that arrived meanwhile still wins. */
+            int e = errno == ETIMEDOUT ? ETIMEDOUT : errno;
+            pthread_mutex_lock(&p->lock);
+            m = take_locked(p, registered, &pass_on);
+            if (!m)
+                p->nwaiters--;
+            pthread_mutex_unlock(&p->lock);
+            if (pass_on)
+                wake_one(p);
+            if (!m)
+                errno = e;
+            return m;
+        }
     }
 }
 
@@ -263,6 +328,11 @@ int crow_msgport_poll(struct pollfd *fds, nfds_t nfds, struct crow_msgport *cons
     }
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     int result;
+    for (size_t i = 0; i < nports; i++) {
+        pthread_mutex_lock(&ports[i]->lock);
+        ports[i]->npollers++;
+        pthread_mutex_unlock(&ports[i]->lock);
+    }
     for (;;) {
         /* Ports are level-triggered: a non-empty port is ready whatever its eventfd says. */
         int ready_ports = 0;
@@ -290,26 +360,21 @@ int crow_msgport_poll(struct pollfd *fds, nfds_t nfds, struct crow_msgport *cons
             struct crow_msgport *p = ports[i];
             if (all[nfds + i].revents)
                 clear_signal(p);
-            if (crow_msgport_count(p) > 0) {
-                ready_ports++;
-                /* The signal just cleared may have been meant for a thread in wait. */
-                pthread_mutex_lock(&p->lock);
-                int pass_on = all[nfds + i].revents && p->head && p->nwaiters;
-                p->st.wakeups += pass_on;
-                pthread_mutex_unlock(&p->lock);
-                if (pass_on)
-                    signal_port(p);
-            }
+            ready_ports += crow_msgport_count(p) > 0;
         }
         result = ready_fds + ready_ports;
         if (result > 0 || left_ms(deadline) == 0)
             break;
     }
-    if (all != stack) {
-        int e = errno;
-        free(all);
-        errno = e;
+    int e = errno;
+    for (size_t i = 0; i < nports; i++) {
+        pthread_mutex_lock(&ports[i]->lock);
+        ports[i]->npollers--;
+        pthread_mutex_unlock(&ports[i]->lock);
     }
+    if (all != stack)
+        free(all);
+    errno = e;
     return result;
 }
 

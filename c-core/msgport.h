@@ -22,8 +22,8 @@ struct crow_msg {
 struct crow_msgport_stats {
     uint64_t puts;    /* messages put (put, put_all, reply) */
     uint64_t gets;    /* messages taken (get, get_all, wait) */
-    uint64_t wakeups; /* eventfd signals: the queue went from empty to non-empty, or a waiter
-                         that left messages behind passed the wake-up on to another waiter */
+    uint64_t wakeups; /* times the queue went from empty to non-empty: the only puts that
+                         signal (a waiting thread by futex, a watched eventfd by write) */
     uint64_t drains;  /* get_all calls that took at least one message */
 };
 
@@ -36,14 +36,14 @@ struct crow_msgport *crow_msgport_new(const struct crow_allocator *a);
  * Can't fail. */
 void crow_msgport_free(struct crow_msgport *p);
 
-/* The port's eventfd: readable when something was put since the last wait/poll on it.  Use
- * it in your own poll/epoll loop, then crow_msgport_get/get_all until they return NULL (the
- * fd may be readable with the queue already drained: that is harmless).  Do not read or
- * close it yourself.  Can't fail. */
-int crow_msgport_fd(const struct crow_msgport *p);
+/* The port's eventfd, for your own poll/epoll loop: from this call on, every put that finds
+ * the queue empty writes it.  When it is readable, read its 8 bytes and then
+ * crow_msgport_get/get_all until they return NULL (it may be readable with the queue already
+ * drained: that is harmless).  Do not close it.  Can't fail. */
+int crow_msgport_fd(struct crow_msgport *p);
 
-/* Appends M to P (any thread).  Signals the eventfd only when the queue goes from empty to
- * non-empty.  Can't fail. */
+/* Appends M to P (any thread).  Wakes a waiting thread / writes a watched eventfd only when
+ * the queue goes from empty to non-empty; otherwise makes no system call.  Can't fail. */
 void crow_msgport_put(struct crow_msgport *p, struct crow_msg *m);
 
 /* Appends the NULL-terminated list LIST (linked through next, in order) under one lock and
@@ -64,8 +64,7 @@ struct crow_msg *crow_msgport_get_all(struct crow_msgport *p, size_t *n);
 
 /* Like crow_msgport_get, but blocks until a message arrives or TIMEOUT_MS passes (-1: for
  * ever; 0: don't block).  Several threads may wait on one port; each message goes to one.
- * Returns the message, or NULL with errno ETIMEDOUT (time is up), or another errno from
- * poll(2) (ENOMEM).  Retries EINTR. */
+ * Returns the message, or NULL with errno ETIMEDOUT (time is up).  Retries EINTR. */
 struct crow_msg *crow_msgport_wait(struct crow_msgport *p, int timeout_ms);
 
 /* Waits until one of FDS (as poll(2)) is ready or one of PORTS is non-empty, or TIMEOUT_MS

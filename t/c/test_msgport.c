@@ -155,7 +155,12 @@ int main(void)
     crow_msgport_stats(p, &st);
     is_int(st.wakeups, 3, "put after draining signals again");
     struct pollfd pf = {crow_msgport_fd(p), POLLIN, 0};
-    ok(poll(&pf, 1, 0) == 1, "the eventfd is readable after a put");
+    ok(poll(&pf, 1, 0) == 1, "the exported eventfd is readable after a put");
+    uint64_t ev;
+    ok(read(pf.fd, &ev, sizeof ev) == sizeof ev, "read the eventfd");
+    crow_msgport_put(p, &it[4].msg);
+    ok(poll(&pf, 1, 0) == 0, "a put on a non-empty port does not write the eventfd");
+    crow_msgport_get(p);
     crow_msgport_get(p);
 
     /* ---- batch drain and batch put */
@@ -171,7 +176,7 @@ int main(void)
     is_int(crow_msgport_count(p), 0, "port empty after get_all");
     crow_msgport_stats(p, &st);
     is_int(st.drains, 1, "one drain counted");
-    is_int(st.gets, 5 + 3 + 1 + 6, "gets counted across get and get_all");
+    is_int(st.gets, 5 + 3 + 2 + 6, "gets counted across get and get_all");
     /* list is still linked in order: put it back in one go */
     is_int(crow_msgport_put_all(p, list), 6, "put_all puts the whole list");
     crow_msgport_stats(p, &st);
