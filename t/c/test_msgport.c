@@ -111,6 +111,19 @@ static void *take(void *arg)
     }
 }
 
+/* ---- one message each: a waiter that got its message does not come back for more */
+struct one_shot {
+    struct crow_msgport *p;
+    struct crow_msg *got;
+};
+
+static void *take_one(void *arg)
+{
+    struct one_shot *o = arg;
+    o->got = crow_msgport_wait(o->p, 3000);
+    return NULL;
+}
+
 int main(void)
 {
     struct crow_msgport_stats st;
@@ -320,6 +333,24 @@ int main(void)
        MC_MESSAGES);
     free(mc);
     free(seen);
+    crow_msgport_free(q);
+
+    /* ---- two blocked waiters, two messages in one put (one edge): both must wake, so the
+     * first passes the wake-up on */
+    q = crow_msgport_new(NULL);
+    struct one_shot os[2] = {{q, NULL}, {q, NULL}};
+    pthread_t oth[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&oth[i], NULL, take_one, &os[i]);
+    nap_ms(100); /* both are blocked by now */
+    it[0].msg.next = &it[1].msg;
+    it[1].msg.next = NULL;
+    crow_msgport_put_all(q, &it[0].msg);
+    t0 = ms_now();
+    for (int i = 0; i < 2; i++)
+        pthread_join(oth[i], NULL);
+    ok(os[0].got && os[1].got && os[0].got != os[1].got && ms_now() - t0 < 2000,
+       "one edge, two messages, two blocked waiters: both woken");
     crow_msgport_free(q);
 
     /* ---- poll over a pipe and a port */
