@@ -157,7 +157,7 @@ seconds), or NIL when STRING is not a duration.  Can't fail."
 
 (defun %parse-address (s directory)
   "Returns (values ADDRESS NIL) or (values NIL MESSAGE)."
-  (when (and (> (length s) 5) (string= "unix:" s :end2 5))
+  (when (and (>= (length s) 5) (string= "unix:" s :end2 5))
     (let ((path (subseq s 5)))
       (return-from %parse-address
         (if (string= path "")
@@ -489,7 +489,7 @@ must close in the file that opens them."
                              :file (config-error-file (first errors))
                              :line (config-error-line (first errors))
                              :message (config-error-message (first errors))
-                             :others (rest errors))))))
+                             :all errors)))))
 
 (defun %read-config (keys name directory check reader-fn)
   (let* ((reader (make-%reader :check check))
@@ -538,8 +538,9 @@ directory) against KEYS.  Returns a config; signals config-error as read-config 
          (:file (let ((k (kind value)))
                   (cond ((null k) (format nil "~s does not exist" value))
                         ((eq k :directory) (format nil "~s is a directory" value)))))
-         (:directory (unless (eq (kind value) :directory)
-                       (format nil "directory ~s does not exist" value)))
+         (:directory (let ((k (kind value)))
+                       (cond ((null k) (format nil "directory ~s does not exist" value))
+                             ((not (eq k :directory)) (format nil "~s is not a directory" value)))))
          (:parent (let ((dir (%directory-of value)))
                     (unless (eq (kind (if (string= dir "") "." dir)) :directory)
                       (format nil "directory ~s does not exist" dir))))))
@@ -554,6 +555,19 @@ directory) against KEYS.  Returns a config; signals config-error as read-config 
                 (unix-error (e) (format nil "looking up group ~s: ~a" value e)))))))
 
 (defun %check (reader config)
+  "Adds the -n failures of CONFIG and its blocks to READER's errors, in file and line order."
+  (let ((before (%reader-errors reader)))
+    (setf (%reader-errors reader) '())
+    (%check-1 reader config)
+    (setf (%reader-errors reader)
+          (append (reverse (stable-sort (reverse (%reader-errors reader))
+                                        (lambda (a b)
+                                          (or (string< (config-error-file a) (config-error-file b))
+                                              (and (string= (config-error-file a) (config-error-file b))
+                                                   (< (config-error-line a) (config-error-line b)))))))
+                  before))))
+
+(defun %check-1 (reader config)
   (dolist (spec (config-keys config))
     (let ((entries (reverse (gethash (key-spec-name spec) (config-entries config)))))
       (loop for (value file . line) in entries
@@ -561,7 +575,7 @@ directory) against KEYS.  Returns a config; signals config-error as read-config 
             when message do (%error reader file line "~a: ~a" (%key-word spec) message))
       (when (eq (key-spec-type spec) :block)
         (loop for (nil . sub) in (reverse (gethash (key-spec-name spec) (config-block-table config)))
-              do (%check reader sub))))))
+              do (%check-1 reader sub))))))
 
 (defun check-config (config)
   "Checks what CONFIG names (the -n checks): paths whose key says :exists (certificates,
@@ -600,10 +614,14 @@ follow it, indented.  Returns NIL.  Can't fail (but for STREAM's errors)."
   (dolist (spec keys)
     (let ((head (format nil "~a~a ~a" (make-string indent :initial-element #\Space)
                         (%key-word spec) (%meta spec))))
-      (format stream "~a~vt ~@[~a~]~@[ (required)~*~]~@[ (repeatable)~*~]~@[ [default: ~a]~]~%"
-              head 30 (key-spec-doc spec) (key-spec-required spec)
-              (and (key-spec-repeatable spec) (not (eq (key-spec-type spec) :block)))
-              (%show-default spec))
+      (format stream "~a~30t ~{~a~^ ~}~%" head
+              (remove nil (list (key-spec-doc spec)
+                                (and (key-spec-required spec) "(required)")
+                                (and (key-spec-repeatable spec)
+                                     (not (eq (key-spec-type spec) :block))
+                                     "(repeatable)")
+                                (let ((d (%show-default spec)))
+                                  (and d (format nil "[default: ~a]" d))))))
       (when (eq (key-spec-type spec) :block)
         (describe-config-keys (key-spec-keys spec) stream (+ indent 2))))))
 
