@@ -24,6 +24,7 @@
   (keepalive :boolean :default "yes")
   (mode :enum :values '(:fast :safe))
   (aliases :list)
+  (tags :list :validator (lambda (l) (when (> (length l) 2) "at most 2 tags")))
   (even :integer :validator (lambda (n) (unless (evenp n) "must be even")))
   (workers :integer :min 1 :max 8 :default "2")
   (vhost :block :keys *test-vhost-keys* :doc "A virtual host."))
@@ -168,6 +169,8 @@
                (error-of (format nil "rate-per-address ~a" bad)))))
   (is (equal '("a" "b" "c d") (value-of "aliases a b \"c d\"" :aliases)))
   (is (equal "x.conf:1: aliases: missing value" (error-of "aliases")))
+  (is (equal '("a" "b") (value-of "tags a b" :tags)))
+  (is (equal "x.conf:1: tags: at most 2 tags" (error-of "tags a b c")))
   (is (equal "x.conf:1: name: missing value" (error-of "name # nothing")))
   (is (equal "x.conf:1: name: expected one value, got 2" (error-of "name a b"))))
 
@@ -247,7 +250,7 @@ vhost \"b example\" {   # quoted argument
   (is (equal "x.conf:1: vhost: expected vhost ARG {" (error-of "vhost a")))
   (is (equal "x.conf:3: \"}\" must be alone on its line"
              (error-of (format nil "vhost a {~%root /r~%} x~%}"))))
-  (is (equal "x.conf:3: unexpected \"}\" (a block opens with NAME ARG { at the end of a line and closes with } alone on one)"
+  (is (equal "x.conf:3: unexpected \"}\" in the middle of a line"
              (error-of (format nil "vhost a {~%root /r~%index a }~%}"))))
   (is (equal "/r}" (config-value (cdr (first (config-blocks (conf (format nil "vhost a {~%root /r}~%}")) "vhost")))
                                  :root))

@@ -202,7 +202,8 @@ seconds), or NIL when STRING is not a duration.  Can't fail."
 
 (defun %parse-one (spec text directory)
   "Parses TEXT as a value of SPEC's type.  Returns (values VALUE NIL) or (values NIL MESSAGE)."
-  (macrolet ((fail (fmt &rest args) `(return-from %parse-one (values nil (format nil ,fmt ,@args)))))
+  (macrolet ((fail (fmt &rest args)
+               `(return-from %parse-one (values nil (format nil ,fmt ,@args)))))
     (let ((value
             (ecase (key-spec-type spec)
               ((:string :user :group)
@@ -244,7 +245,9 @@ seconds), or NIL when STRING is not a duration.  Can't fail."
 (defun %parse-value (spec args directory)
   "Parses the words ARGS after SPEC's key.  Returns (values VALUE NIL) or (values NIL MESSAGE)."
   (cond ((null args) (values nil "missing value"))
-        ((eq (key-spec-type spec) :list) (values (copy-list args) nil))
+        ((eq (key-spec-type spec) :list)
+         (let ((message (and (key-spec-validator spec) (funcall (key-spec-validator spec) args))))
+           (if message (values nil message) (values (copy-list args) nil))))
         ((rest args) (values nil (format nil "expected one value, got ~d" (length args))))
         (t (%parse-one spec (first args) directory))))
 
@@ -300,6 +303,8 @@ value found wrong later (a listen address already in use).  Can't fail."
         (%reader-errors reader))
   nil)
 
+(defparameter +bad-escape+ "bad escape \"\\~@[~c~]\" in quoted string (only \\\" and \\\\)")
+
 (defun %tokenize (text)
   "Splits one line into words.  Returns a list of (STRING . QUOTED-P), or (values NIL MESSAGE)
 when a quote is unterminated or an escape is bad."
@@ -325,7 +330,7 @@ when a quote is unterminated or an escape is bad."
                                      (let ((e (and (< i n) (char text i))))
                                        (unless (member e '(#\" #\\))
                                          (return-from %tokenize
-                                           (values nil (format nil "bad escape \"\\~@[~c~]\" in quoted string (only \\\" and \\\\)" e))))
+                                           (values nil (format nil +bad-escape+ e))))
                                        (write-char e word)
                                        (incf i)))
                                     (t (write-char q word))))))
@@ -383,7 +388,7 @@ when a quote is unterminated or an escape is bad."
          (args (mapcar #'car (rest words)))
          (spec (%find-spec word (config-keys config))))
     (cond ((find-if (lambda (w) (or (%bare-p w "{") (%bare-p w "}"))) words)
-           (%error reader file line "unexpected ~s (a block opens with NAME ARG { at the end of a line and closes with } alone on one)"
+           (%error reader file line "unexpected ~s in the middle of a line"
                    (car (find-if (lambda (w) (or (%bare-p w "{") (%bare-p w "}"))) words))))
           ((null spec) (%error reader file line "unknown key ~s" word))
           ((eq (key-spec-type spec) :block)
@@ -393,7 +398,8 @@ when a quote is unterminated or an escape is bad."
              (if (and old (not (key-spec-repeatable spec)))
                  (destructuring-bind (v ofile . oline) (car (last old))
                    (declare (ignore v))
-                   (%error reader file line "duplicate key ~s (first set ~:[in ~a:~d~;on line ~*~d~])"
+                   (%error reader file line
+                           "duplicate key ~s (first set ~:[in ~a:~d~;on line ~*~d~])"
                            word (equal ofile file) ofile oline))
                  (multiple-value-bind (value message) (%parse-value spec args directory)
                    (if message
@@ -510,7 +516,8 @@ unknown, duplicate and missing keys, bad values)."
   (let ((path (namestring path)))
     (%read-config keys path (%absolute-directory path) check
                   (lambda (reader config)
-                    (%read-file reader config path (%resolve-path path (%absolute-directory "")))))))
+                    (%read-file reader config path
+                                (%resolve-path path (%absolute-directory "")))))))
 
 (defun config-from-string (text keys &key (name "<string>") directory check)
   "Reads TEXT as the contents of a config file called NAME in DIRECTORY (default: the working
@@ -560,12 +567,12 @@ directory) against KEYS.  Returns a config; signals config-error as read-config 
     (setf (%reader-errors reader) '())
     (%check-1 reader config)
     (setf (%reader-errors reader)
-          (append (reverse (stable-sort (reverse (%reader-errors reader))
-                                        (lambda (a b)
-                                          (or (string< (config-error-file a) (config-error-file b))
-                                              (and (string= (config-error-file a) (config-error-file b))
-                                                   (< (config-error-line a) (config-error-line b)))))))
-                  before))))
+          (append (reverse (stable-sort (reverse (%reader-errors reader)) #'%error<)) before))))
+
+(defun %error< (a b)
+  (let ((fa (config-error-file a)) (fb (config-error-file b)))
+    (or (string< fa fb)
+        (and (string= fa fb) (< (config-error-line a) (config-error-line b))))))
 
 (defun %check-1 (reader config)
   (dolist (spec (config-keys config))
@@ -574,7 +581,7 @@ directory) against KEYS.  Returns a config; signals config-error as read-config 
             for message = (%check-value spec value)
             when message do (%error reader file line "~a: ~a" (%key-word spec) message))
       (when (eq (key-spec-type spec) :block)
-        (loop for (nil . sub) in (reverse (gethash (key-spec-name spec) (config-block-table config)))
+        (loop for (nil . sub) in (config-blocks config (key-spec-name spec))
               do (%check-1 reader sub))))))
 
 (defun check-config (config)
@@ -641,9 +648,13 @@ follow it, indented.  Returns NIL.  Can't fail (but for STREAM's errors)."
   (access-log :path :exists :parent :doc "File access lines are appended to.")
   (workers :integer :min 1 :max 1024 :default "1" :doc "Serving processes or threads.")
   (max-connections :integer :min 1 :default "1024" :doc "Connections served at once.")
-  (max-per-address :integer :min 1 :doc "Connections at once from one address (no limit when absent).")
+  (max-per-address :integer :min 1
+                   :doc "Connections at once from one address (no limit when absent).")
   (rate-per-address :rate :doc "New connections allowed per address and period, as 10/1s.")
-  (bandwidth-in :size :min 1 :doc "Bytes/s read per connection, K/M/G allowed (no limit when absent).")
-  (bandwidth-out :size :min 1 :doc "Bytes/s written per connection, K/M/G allowed (no limit when absent).")
+  (bandwidth-in :size :min 1
+                :doc "Bytes/s read per connection, K/M/G allowed (no limit when absent).")
+  (bandwidth-out :size :min 1
+                 :doc "Bytes/s written per connection, K/M/G allowed (no limit when absent).")
   (timeout :duration :min 1 :default "5m" :doc "Idle time after which a connection is closed.")
-  (stat-dir :path :exists :directory :doc "mmstatd's socket directory (no statistics when absent)."))
+  (stat-dir :path :exists :directory
+            :doc "mmstatd's socket directory (no statistics when absent)."))
