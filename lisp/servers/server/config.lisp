@@ -295,7 +295,7 @@ value found wrong later (a listen address already in use).  Can't fail."
 ;;; Reading
 
 (defstruct (%reader (:conc-name %reader-))
-  (errors '()) (files '()) check)
+  (errors '()) (files '()))
 
 (defun %error (reader file line fmt &rest args)
   (push (make-condition 'config-error :file file :line line
@@ -498,7 +498,7 @@ must close in the file that opens them."
                              :all errors)))))
 
 (defun %read-config (keys name directory check reader-fn)
-  (let* ((reader (make-%reader :check check))
+  (let* ((reader (make-%reader))
          (config (%make-config name directory keys nil nil))
          (last-line (funcall reader-fn reader config)))
     (unless last-line                   ; the file could not be read: nothing more to say
@@ -588,7 +588,7 @@ directory) against KEYS.  Returns a config; signals config-error as read-config 
   "Checks what CONFIG names (the -n checks): paths whose key says :exists (certificates,
 chroot, the directories of pid and log files), unix socket directories, users and groups.
 Returns CONFIG; signals one config-error carrying every failure."
-  (let ((reader (make-%reader :check t)))
+  (let ((reader (make-%reader)))
     (%check reader config)
     (%signal-errors reader)
     config))
