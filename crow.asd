@@ -38,7 +38,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :description "crow: Unix servers on an ECL Common Lisp host over a C performance core."
   :version "0.1.0"
   :license "BSD-2-Clause"
-  :depends-on ("crow/unix" "crow/sh" "crow/echo"))
+  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -76,15 +76,26 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :components ((:file "package")
                (:file "echo")))
 
+(defsystem "crow/server"
+  :description "crow.server: the framework every crow server is built on (config, ...)."
+  :version "0.1.0"
+  :pathname "lisp/servers/server/"
+  :depends-on ("crow/unix")
+  :serial t
+  :components ((:file "package")
+               (:file "conditions")
+               (:file "config")))
+
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix")
+  :depends-on ("fiveam" "crow/unix" "crow/server")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
                (:file "unix-fs")
                (:file "unix-socket")
                (:file "unix-proc")
-               (:file "unix-time")))
+               (:file "unix-time")
+               (:file "server-config")))

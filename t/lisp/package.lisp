@@ -1,7 +1,7 @@
 ;;;; package.lisp — the crow test package and root FiveAM suite.
 
 (defpackage :crow.test
-  (:use :cl :fiveam :crow.unix)
+  (:use :cl :fiveam :crow.unix :crow.server)
   (:export #:crow #:run-tap))
 
 (in-package :crow.test)
