@@ -462,6 +462,8 @@ int crow_frame_chunked_scan(struct crow_frame_chunked *st, void *buf, size_t len
             st->total += st->chunk;
             if (c == CR) {
                 st->state = CK_SIZE_LF;
+            } else if (c == LF) {
+                goto bad_crlf;
             } else if (c == ';' || c == ' ' || c == '\t') {
                 st->count = 1;
                 if (st->count > st->max_ext)
@@ -601,11 +603,6 @@ int crow_frame_smtp_scan(struct crow_frame_smtp *st, void *buf, size_t len,
     unit_clear(u);
     if (st->state == SM_ERROR)
         return unit_fail(u, st->estatus, st->ereason);
-#ifdef CROW_PLANTED_BUG
-    /* Planted: resuming between the CR and LF of a "." line forgets it was a "." line. */
-    if (st->state == SM_DOT_CR)
-        st->state = SM_CR;
-#endif
     while (in < len && st->state != SM_DONE) {
         if (st->state == SM_MID) {
             /* Fast path: a run of bytes that are neither CR nor LF is copied as is. */
@@ -631,6 +628,15 @@ int crow_frame_smtp_scan(struct crow_frame_smtp *st, void *buf, size_t len,
                 in = end;
                 continue;
             }
+        }
+        if (st->state == SM_DOT && b[in] == CR && in + 1 == len) {
+            /* A "." line's CR is either the end or a bare CR stored with the next byte: leave
+             * it in BUF until that byte comes, so output never outruns input. */
+#ifdef CROW_PLANTED_BUG
+            st->state = SM_MID;     /* planted: a CR split from its LF taken as data */
+#else
+            break;
+#endif
         }
         unsigned char c = b[in++];
         if ((c == CR || c == LF) && st->hist[0] == '.' &&

@@ -182,10 +182,12 @@ int crow_frame_fixed_scan(struct crow_frame_fixed *st, const void *buf, size_t l
 /* The chunked and SMTP DATA decoders rewrite BUF in place: decoded bytes are compacted to the
  * front, BUF[0, out), while raw bytes are read from BUF[in, LEN) (out <= in always).  After
  * each call U->start = 0, U->len = out (decoded bytes so far) and U->consumed = in (raw bytes
- * used).  Between calls the caller either
+ * used; the last byte or so may be left unused until what follows it arrives).  Between calls
+ * the caller either
  *   - keeps BUF[0, LEN) as it is and appends to it (the whole body accumulates at the front), or
  *   - streams: takes the decoded bytes BUF[0, U->len), removes the first U->consumed bytes of
- *     BUF, and calls the decoder's _drop function so output restarts at 0.
+ *     BUF (keeping the unused rest), and calls the decoder's _drop function so output restarts
+ *     at 0.
  * On UNIT the body is BUF[0, U->len) and the next message starts at BUF[U->consumed]. */
 
 /* ------------------------------------------------------------------ chunked bodies */
