@@ -152,6 +152,10 @@ void crow_frame_http_init(struct crow_frame_http *st, struct crow_frame_http_fie
  *   TOO_LONG: E_URI_TOO_LONG, E_HEAD_TOO_LARGE or E_TOO_MANY_FIELDS.
  *   BAD: E_REQUEST_LINE, E_VERSION, E_FIELD_NAME, E_NO_COLON, E_WS_BEFORE_COLON, E_OBS_FOLD,
  *     E_FIELD_VALUE, E_BARE_CR, E_BARE_LF.
+ * The request line is exactly method SP target SP "HTTP/" DIGIT "." DIGIT; the method is a
+ * token, the target any bytes but controls, SP and DEL (bytes >= 0x80 pass: Lisp judges the
+ * target).  Field values may hold any byte but NUL, CR and LF (RFC 9110 5.5's MUST); the
+ * error for a line is the first that applies: bare LF, bare CR, then the line's syntax.
  * After TOO_LONG or BAD the same answer comes back until crow_frame_http_init is called; the
  * server replies (crow_frame_http_status) and closes. */
 int crow_frame_http_scan(struct crow_frame_http *st, const void *buf, size_t len,
@@ -201,8 +205,10 @@ struct crow_frame_chunked {
 };
 
 /* Prepares ST for a chunked body (RFC 9112 7.1) whose data may total MAX_BODY bytes, whose
- * chunk extensions may be MAX_EXT bytes each and whose trailer section may be MAX_TRAILER
- * bytes.  Can't fail. */
+ * chunk extensions may be MAX_EXT bytes each (counted from the first byte after the size,
+ * whitespace included; 0 forbids extensions) and whose trailer fields may be MAX_TRAILER
+ * bytes in all (CRLFs included, the final empty line not).  A chunk size is at most 16 hex
+ * digits, leading zeros included.  Can't fail. */
 void crow_frame_chunked_init(struct crow_frame_chunked *st, uint64_t max_body, size_t max_ext,
                              size_t max_trailer);
 
