@@ -4,13 +4,14 @@
  * E = ceil((D - origin) / tick), so a timer can never fire before D.  A timer with E beyond
  * the current tick C is filed at the level of the highest bit in which E and C differ (six
  * bits per level) and in the slot given by E's digit at that level, so every filed timer sits
- * in a slot strictly ahead of C's digit and its slot is reached no later than E; E ^ C beyond
- * 36 bits clamps to the top level, whose slots then wrap (reached again every 2^36 ticks, the
- * timer re-filed each time).  One 64-bit map per level says which slots are non-empty, so the
- * next tick at which anything happens is a count-trailing-zeros per level: advance jumps from
- * event to event instead of walking ticks (a clock gap of years costs a few steps), and
- * next_ms answers epoll_wait without scanning.  At an event tick the slots entered at every
- * level are emptied; their timers either fire (E reached) or are re-filed lower (a cascade).
+ * in a slot strictly ahead of C's digit, in C's block of the level above, and that slot is
+ * reached no later than E.  When E and C differ beyond 36 bits the timer goes to a far list,
+ * whose earliest block start is the one event it adds (re-filed into the wheel there).  One
+ * 64-bit map per level says which slots are non-empty, so the next tick at which anything
+ * happens is a count-trailing-zeros per level: advance jumps from event to event instead of
+ * walking ticks (a clock gap of years costs a few steps per timer), and next_ms answers
+ * epoll_wait without scanning.  At an event tick the slots entered at every level are
+ * emptied; their timers either fire (E reached) or are re-filed lower (a cascade).
  * Timers are intrusive and doubly linked (next, pprev), so arming and cancelling are O(1).
  * The common reschedule, an idle timeout pushed later on every read, only stores the new
  * deadline: the timer stays where it was filed, and when that slot is reached (never after
@@ -29,8 +30,10 @@
 #define NSLOT   (CROW_TIMER_LEVELS * CROW_TIMER_SLOTS)
 #define BITS    CROW_TIMER_LEVEL_BITS
 #define MASK    (CROW_TIMER_SLOTS - 1)
-#define AT_DUE  ((uint32_t)NSLOT)        /* in w->due */
-#define AT_RUN  ((uint32_t)NSLOT + 1)    /* in the run list of the advance in progress */
+#define REACH   (CROW_TIMER_LEVELS * BITS) /* ticks E with (E ^ C) >> REACH go far */
+#define AT_FAR  ((uint32_t)NSLOT)        /* in w->far; it and the slots allow lazy pushes */
+#define AT_DUE  ((uint32_t)NSLOT + 1)    /* in w->due */
+#define AT_RUN  ((uint32_t)NSLOT + 2)    /* in the run list of the advance in progress */
 #define AT_IDLE UINT32_MAX
 
 void crow_timer_init(struct crow_timer *t, crow_timer_fn *fn, void *arg)
@@ -54,7 +57,8 @@ int crow_timer_wheel_init(struct crow_timer_wheel *w, uint64_t now_ms, unsigned 
     w->tick = tick_ms;
     w->running = 0;
     w->count = 0;
-    w->due = NULL;
+    w->due = w->far = NULL;
+    w->far_min = UINT64_MAX;
     for (int i = 0; i < CROW_TIMER_LEVELS; i++)
         w->map[i] = 0;
     for (int i = 0; i < NSLOT; i++)
@@ -93,12 +97,16 @@ static inline uint64_t tick_ceil(const struct crow_timer_wheel *w, uint64_t ms)
 static inline void file_at(struct crow_timer_wheel *w, struct crow_timer *t, uint64_t e)
 {
     uint64_t x = e ^ w->cur;
+    t->filed = t->deadline;
+    if (CROW_UNLIKELY(x >> REACH)) {
+        push(&w->far, t, AT_FAR);
+        if (e < w->far_min)
+            w->far_min = e;
+        return;
+    }
     int lvl = (63 - __builtin_clzll(x)) / BITS;
-    if (lvl >= CROW_TIMER_LEVELS)
-        lvl = CROW_TIMER_LEVELS - 1;
     unsigned s = (unsigned)(e >> (lvl * BITS)) & MASK;
     uint32_t idx = (uint32_t)(lvl * CROW_TIMER_SLOTS) + s;
-    t->filed = t->deadline;
     push(&w->slot[idx], t, idx);
     w->map[lvl] |= (uint64_t)1 << s;
 }
@@ -141,7 +149,7 @@ void crow_timer_reschedule(struct crow_timer_wheel *w, struct crow_timer *t, uin
      * without looking at their deadline again, so a pushed-back timer fires early. */
     if (t->where != AT_IDLE && d >= t->filed) {
 #else
-    if (t->where < NSLOT && d >= t->filed) {
+    if (t->where <= AT_FAR && d >= t->filed) {
 #endif
         t->deadline = d;    /* its slot is reached by the old deadline: re-filed then */
         return;
@@ -174,31 +182,20 @@ uint64_t crow_timer_wheel_now(const struct crow_timer_wheel *w) { return w->now;
 
 size_t crow_timer_wheel_count(const struct crow_timer_wheel *w) { return w->count; }
 
-/* The first tick after w->cur at which a non-empty slot is reached, or UINT64_MAX.  A lower
- * level's slot ahead in its block comes before anything a higher level holds, so the scan
- * stops at the first level with one. */
+/* The first tick after w->cur at which a non-empty slot is reached or the far list is due, or
+ * UINT64_MAX.  Every level's non-empty slots lie ahead of the current tick's digit within its
+ * block of the level above, so the first level with any holds the answer. */
 static uint64_t next_event(const struct crow_timer_wheel *w)
 {
-    uint64_t best = UINT64_MAX, c = w->cur;
+    uint64_t c = w->cur;
     for (int lvl = 0; lvl < CROW_TIMER_LEVELS; lvl++) {
         uint64_t m = w->map[lvl];
         if (!m)
             continue;
         int sh = lvl * BITS;
-        unsigned d = (unsigned)(c >> sh) & MASK;
-        uint64_t block = c >> (sh + BITS);
-        uint64_t ahead = d == MASK ? 0 : m & (~(uint64_t)0 << (d + 1));
-        uint64_t t;
-        if (ahead) {
-            t = (block << (sh + BITS)) | ((uint64_t)__builtin_ctzll(ahead) << sh);
-            return t < best ? t : best;
-        }
-        /* Only the top level wraps (timers beyond its reach), into the next rotation. */
-        t = ((block + 1) << (sh + BITS)) | ((uint64_t)__builtin_ctzll(m) << sh);
-        if (t < best)
-            best = t;
+        return ((c >> (sh + BITS)) << (sh + BITS)) | ((uint64_t)__builtin_ctzll(m) << sh);
     }
-    return best;
+    return w->far ? (w->far_min >> REACH) << REACH : UINT64_MAX;
 }
 
 /* Runs every timer of the run list *RUN, popping each before its callback so the callback
@@ -217,6 +214,28 @@ static long fire(struct crow_timer_wheel *w, struct crow_timer **run)
         t->fn(t, t->arg);
     }
     return n;
+}
+
+/* Sorts the detached chain T at event tick AT: due timers go to the run list at *TAIL, the
+ * others are re-filed lower.  Returns the new tail. */
+static struct crow_timer **sort(struct crow_timer_wheel *w, struct crow_timer *t, uint64_t at,
+                                struct crow_timer **tail)
+{
+    while (t) {
+        struct crow_timer *next = t->next;
+        uint64_t e = tick_ceil(w, t->deadline);
+        if (e <= at) {
+            t->next = NULL;
+            t->pprev = tail;
+            t->where = AT_RUN;
+            *tail = t;
+            tail = &t->next;
+        } else {
+            file_at(w, t, e);
+        }
+        t = next;
+    }
+    return tail;
 }
 
 long crow_timer_wheel_advance(struct crow_timer_wheel *w, uint64_t now_ms)
@@ -261,20 +280,13 @@ long crow_timer_wheel_advance(struct crow_timer_wheel *w, uint64_t now_ms)
             struct crow_timer *t = w->slot[idx];
             w->slot[idx] = NULL;             /* detached first: re-filing may reuse the slot */
             w->map[lvl] &= ~((uint64_t)1 << s);
-            while (t) {
-                struct crow_timer *next = t->next;
-                uint64_t e = tick_ceil(w, t->deadline);
-                if (e <= at) {
-                    t->next = NULL;
-                    t->pprev = tail;
-                    t->where = AT_RUN;
-                    *tail = t;
-                    tail = &t->next;
-                } else {
-                    file_at(w, t, e);
-                }
-                t = next;
-            }
+            tail = sort(w, t, at, tail);
+        }
+        if (w->far && at == (w->far_min >> REACH) << REACH) {
+            struct crow_timer *t = w->far;
+            w->far = NULL;
+            w->far_min = UINT64_MAX;
+            tail = sort(w, t, at, tail);
         }
         if (run)
             fired += fire(w, &run);

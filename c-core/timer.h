@@ -7,7 +7,7 @@
 
 #define CROW_TIMER_LEVEL_BITS 6
 #define CROW_TIMER_SLOTS      (1 << CROW_TIMER_LEVEL_BITS)   /* slots per level */
-#define CROW_TIMER_LEVELS     6                              /* covers 2^36 ticks, then wraps */
+#define CROW_TIMER_LEVELS     6                              /* 2^36 ticks; beyond: a list */
 /* Delays are clamped to this (about 146,000 years at any tick) so deadlines never overflow. */
 #define CROW_TIMER_MAX_DELAY  ((uint64_t)1 << 62)
 /* The largest tick accepted by crow_timer_wheel_init (one hour). */
@@ -42,6 +42,8 @@ struct crow_timer_wheel {
     int running;          /* inside advance (callbacks arm into the due list) */
     size_t count;         /* pending timers */
     struct crow_timer *due;                   /* expired, to fire on the next advance */
+    struct crow_timer *far;                   /* beyond the wheel's reach */
+    uint64_t far_min;                         /* lower bound of the far timers' ticks */
     uint64_t map[CROW_TIMER_LEVELS];          /* bit s set <=> slot s of that level non-empty */
     struct crow_timer *slot[CROW_TIMER_LEVELS * CROW_TIMER_SLOTS];
 };
