@@ -10,7 +10,9 @@
  * without credit, so a reset clock neither freezes the bucket nor grants a second burst.
  * Hierarchy is a parent pointer: a connection's bucket points to its address's bucket, and a
  * take is the minimum over the chain, removed from each; the caller refunds what the read or
- * write did not use.  wait_ns gives the event loop a deadline for a timer instead of polling.
+ * write did not use.  wait_ns gives the event loop a deadline for a timer instead of polling;
+ * it waits for at most half a burst, so a wake-up that comes late (epoll, timer ticks) still
+ * finds room in the bucket and loses none of the refill.
  * Rate 0 means unlimited: the bucket is skipped.
  */
 #include <errno.h>
@@ -128,7 +130,8 @@ uint64_t crow_throttle_wait_ns(struct crow_throttle *b, uint64_t now_ns, size_t 
         if (!p->rate)
             continue;
         refill(p, now_ns);
-        uint64_t need = ((uint64_t)want < p->burst ? (uint64_t)want : p->burst) * NANO;
+        uint64_t half = p->burst / 2 ? p->burst / 2 : 1;
+        uint64_t need = ((uint64_t)want < half ? (uint64_t)want : half) * NANO;
         if (p->tokens >= need)
             continue;
         uint64_t lack = need - p->tokens;

@@ -43,9 +43,10 @@ int crow_throttle_set_parent(struct crow_throttle *b, struct crow_throttle *pare
  * Give back what the transfer did not use with crow_throttle_refund.  Can't fail. */
 size_t crow_throttle_take(struct crow_throttle *b, uint64_t now_ns, size_t want);
 
-/* Returns the ns from NOW_NS until WANT bytes (cut to each bucket's burst, so the wait is
- * finite) can be taken from B and its parents, 0 when they can now; a shared parent may be
- * drained by others meanwhile, so take again then.  Can't fail. */
+/* Returns the ns from NOW_NS until WANT bytes can be taken from B and its parents, 0 when they
+ * can now.  WANT is cut to half of each bucket's burst (at least one byte), so the wait is
+ * finite and a late wake-up loses no refill.  A shared parent may be drained by others
+ * meanwhile: take again then.  Can't fail. */
 uint64_t crow_throttle_wait_ns(struct crow_throttle *b, uint64_t now_ns, size_t want);
 
 /* Returns N bytes taken but not used to B and its parents (each bucket capped at its burst).
