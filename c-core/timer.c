@@ -54,6 +54,7 @@ int crow_timer_wheel_init(struct crow_timer_wheel *w, uint64_t now_ms, unsigned 
     }
     w->origin = w->now = now_ms;
     w->cur = w->goal = 0;
+    w->goal_ms = now_ms;
     w->tick = tick_ms;
     w->running = 0;
     w->count = 0;
@@ -115,12 +116,11 @@ static inline void file_at(struct crow_timer_wheel *w, struct crow_timer *t, uin
  * is already reached, else in the wheel. */
 static void arm(struct crow_timer_wheel *w, struct crow_timer *t)
 {
-    uint64_t e = tick_ceil(w, t->deadline);
-    if (e <= w->goal) {
+    if (t->deadline <= w->goal_ms) {
         t->filed = t->deadline;
         push(&w->due, t, AT_DUE);
     } else {
-        file_at(w, t, e);
+        file_at(w, t, tick_ceil(w, t->deadline));
     }
 }
 
@@ -147,11 +147,13 @@ void crow_timer_reschedule(struct crow_timer_wheel *w, struct crow_timer *t, uin
 #ifdef CROW_PLANTED_BUG
     /* Planted: the lazy path also takes timers in the due and run lists, which are fired
      * without looking at their deadline again, so a pushed-back timer fires early. */
-    if (t->where != AT_IDLE && d >= t->filed) {
+    if (t->where != AT_IDLE && d >= t->filed && d > w->goal_ms) {
 #else
-    if (t->where <= AT_FAR && d >= t->filed) {
+    if (t->where <= AT_FAR && d >= t->filed && d > w->goal_ms) {
 #endif
-        t->deadline = d;    /* its slot is reached by the old deadline: re-filed then */
+        /* Its slot is reached by the old deadline and re-files it then; a deadline not past
+         * the current tick would fire in the advance in progress, so that one is re-armed. */
+        t->deadline = d;
         return;
     }
     if (t->where == AT_IDLE)
@@ -248,6 +250,7 @@ long crow_timer_wheel_advance(struct crow_timer_wheel *w, uint64_t now_ms)
         w->now = now_ms;
     uint64_t goal = (w->now - w->origin) / w->tick;
     w->goal = goal;
+    w->goal_ms = w->origin + goal * w->tick;
     w->running = 1;
 
     /* First what was already due when armed: its ticks are all at or before w->cur. */

@@ -8,7 +8,8 @@
 #define CROW_TIMER_LEVEL_BITS 6
 #define CROW_TIMER_SLOTS      (1 << CROW_TIMER_LEVEL_BITS)   /* slots per level */
 #define CROW_TIMER_LEVELS     6                              /* 2^36 ticks; beyond: a list */
-/* Delays are clamped to this (about 146,000 years at any tick) so deadlines never overflow. */
+/* Delays are clamped to this (about 146 million years) so deadlines never overflow, given a
+ * clock below 2^63 ms. */
 #define CROW_TIMER_MAX_DELAY  ((uint64_t)1 << 62)
 /* The largest tick accepted by crow_timer_wheel_init (one hour). */
 #define CROW_TIMER_MAX_TICK   3600000u
@@ -38,6 +39,7 @@ struct crow_timer_wheel {
     uint64_t now;         /* ms passed to the last advance (or init) */
     uint64_t cur;         /* the tick the wheel has stepped to: everything filed is after it */
     uint64_t goal;        /* the tick of NOW: arming at or before it means due */
+    uint64_t goal_ms;     /* the ms at which tick GOAL starts */
     uint32_t tick;        /* ms per tick */
     int running;          /* inside advance (callbacks arm into the due list) */
     size_t count;         /* pending timers */

@@ -324,6 +324,14 @@ static void f_free(struct crow_timer *t, void *arg)
         cb_freed = NULL;
     free(t);
 }
+static struct crow_timer cb_later;
+static int n_later;
+static void f_push_later(struct crow_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    crow_timer_reschedule(cbw, &cb_later, 0);    /* pending, filed further on: now due */
+}
 static void f_nest(struct crow_timer *t, void *arg)
 {
     (void)t;
@@ -377,10 +385,22 @@ static void test_callbacks(void)
     crow_timer_wheel_advance(&w, 210);
     is_int(n_freed, 100, "100 callbacks freed their own timers");
 
+    /* A callback moves a pending timer, filed in a higher level, to "now": the lazy path must
+     * not leave it where this same advance would fire it. */
+    struct crow_timer pusher;
+    crow_timer_init(&pusher, f_push_later, NULL);
+    crow_timer_init(&cb_later, f_count, &n_later);
+    crow_timer_add(&w, &pusher, 10);
+    crow_timer_add(&w, &cb_later, 100);
+    crow_timer_wheel_advance(&w, 210 + 200);
+    is_int(n_later, 0, "a pending timer moved to now by a callback does not fire in that advance");
+    crow_timer_wheel_advance(&w, 410);
+    is_int(n_later, 1, "it fires on the next one");
+
     crow_timer_add(&w, &cb_nest, 1);
-    crow_timer_wheel_advance(&w, 211);
+    crow_timer_wheel_advance(&w, 411);
     ok(nest_rc == -1 && nest_errno == EBUSY, "advance from a callback: -1 EBUSY");
-    is_int(crow_timer_wheel_now(&w), 211, "and the nested call changed nothing");
+    is_int(crow_timer_wheel_now(&w), 411, "and the nested call changed nothing");
     is_int(crow_timer_wheel_count(&w), 0, "wheel empty");
 }
 
