@@ -27,6 +27,8 @@ static inline uint64_t default_burst(uint64_t rate, uint64_t burst)
 {
     if (burst)
         return burst;
+    if (rate / 10 > CROW_THROTTLE_MAX_BURST)
+        return CROW_THROTTLE_MAX_BURST;
     return rate / 10 ? rate / 10 : 1;
 }
 

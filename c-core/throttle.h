@@ -23,7 +23,7 @@ struct crow_throttle {
 
 /* Makes B a full bucket refilling at RATE bytes/s up to BURST bytes, its clock at NOW_NS (any
  * monotonic ns clock).  RATE 0 means unlimited; BURST 0 means a tenth of a second of RATE
- * (at least one byte).  Returns 0, or -1 with errno EINVAL when RATE is above
+ * (at least one byte, at most CROW_THROTTLE_MAX_BURST).  Returns 0, or -1 with errno EINVAL when RATE is above
  * CROW_THROTTLE_MAX_RATE or BURST above CROW_THROTTLE_MAX_BURST; B unchanged then. */
 int crow_throttle_init(struct crow_throttle *b, uint64_t rate, uint64_t burst, uint64_t now_ns);
 

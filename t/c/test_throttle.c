@@ -55,6 +55,9 @@ static void test_contracts(void)
     is_int(crow_throttle_available(&b, 0), 100, "burst 0: a tenth of a second of rate");
     crow_throttle_init(&b, 7, 0, 0);
     is_int(crow_throttle_available(&b, 0), 1, "burst 0 at 7 B/s: one byte");
+    crow_throttle_init(&b, CROW_THROTTLE_MAX_RATE, 0, 0);
+    is_int(crow_throttle_available(&b, 0), CROW_THROTTLE_MAX_BURST,
+           "burst 0 at the largest rate: the largest burst");
     crow_throttle_init(&b, 0, 0, 0);
     is_int(crow_throttle_take(&b, 0, 123456789), 123456789, "rate 0: unlimited take");
     is_int(crow_throttle_wait_ns(&b, 0, 1 << 30), 0, "rate 0: no wait");
