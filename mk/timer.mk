@@ -1,7 +1,6 @@
 # timer.mk — the timer wheel / token bucket benchmark (bench/c/bench_timer.c), against libuv's
-# timer heap when libuv is present (its header ships with nodejs, the runtime with libuv1;
-# there is no libuv1-dev here, so the library is linked by its full soname path).
-UV_HDR := $(firstword $(wildcard /usr/include/uv.h /usr/include/node/uv.h))
+# timer heap (libuv1-dev, from tools/deps/c-core.list; without it the column prints "—").
+UV_HDR := $(firstword $(wildcard /usr/include/uv.h))
 UV_LIB := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libuv.so /usr/lib/x86_64-linux-gnu/libuv.so.1))
 ifneq ($(and $(UV_HDR),$(UV_LIB)),)
 BENCH_TIMER_UV := -DHAVE_LIBUV -I$(dir $(UV_HDR)) $(UV_LIB)
