@@ -1,0 +1,738 @@
+/* utf8.c — strict UTF-8 <-> UTF-32 codec with scalar, SSE2 and AVX2 implementations.
+ *
+ * Design: every operation is a loop of two steps.  An implementation's fast routine returns
+ * the longest well-formed prefix of what is left (decoding or counting it), always ending on a
+ * sequence boundary; then seq_step() classifies the sequence it stopped at, byte by byte from
+ * Unicode's Table 3-7, as ill-formed (with the length of its maximal subpart) or cut short by
+ * the end of the input.  The error mode only matters in that slow step, so the fast routines
+ * know nothing about modes, streams or offsets, and each can be checked against the scalar one
+ * on its own.  The scalar routine is the reference: a table-free byte loop with an 8-byte ASCII
+ * word test.  SSE2 adds 16/32-byte ASCII runs and hands back to scalar for at most 64 bytes
+ * at a time.  AVX2 validates 32-byte blocks with the Keiser-Lemire lookup algorithm
+ * (three nibble tables, "Validating UTF-8 in less than one instruction per byte", 2021),
+ * widens all-ASCII blocks directly and decodes validated blocks without further checks; when
+ * a block fails, the scalar routine finds the exact offset.  The implementation is chosen once
+ * (CPU, or CROW_UTF8_IMPL) and stored in an atomic pointer; tests force each in turn.
+ * Streaming keeps up to 3 bytes of a cut sequence, which are always a well-formed prefix, so
+ * completing them never needs more than one seq_step over at most 4 bytes. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crow.h"
+#include "utf8.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define UTF8_X86 1
+#endif
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* ------------------------------------------------------------------ scalar reference */
+
+/* Classifies the sequence at P (AVAIL >= 1 bytes): returns its length (> 0) with the code
+ * point in *CP if well-formed; 0 if the AVAIL bytes are a well-formed prefix cut short;
+ * -K if ill-formed, K being the length of its maximal subpart (1..3). */
+static int seq_step(const uint8_t *p, size_t avail, uint32_t *cp)
+{
+    uint8_t c = p[0], lo = 0x80, hi = 0xBF;
+    int need;
+    uint32_t v;
+
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c < 0xC2)
+        return -1;
+    if (c < 0xE0) {
+        need = 2, v = c & 0x1F;
+    } else if (c < 0xF0) {
+        need = 3, v = c & 0x0F;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c < 0xF5) {
+        need = 4, v = c & 0x07;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return -1;
+    }
+    for (int k = 1; k < need; k++) {
+        if ((size_t)k >= avail)
+            return 0;
+        uint8_t b = p[k];
+        if (b < lo || b > hi)
+            return -k;
+        lo = 0x80, hi = 0xBF;
+        v = (v << 6) | (b & 0x3F);
+    }
+    *cp = v;
+    return need;
+}
+
+static inline int is_cont(uint8_t b) { return (b & 0xC0) == 0x80; }
+
+/* Decodes (STORE) or counts well-formed sequences starting at I while I < LIM, reading no
+ * byte at or past N; stops before an ill-formed or cut sequence.  Returns the new I and adds
+ * the code points to *PO (STORE: writes them to OUT[*PO...]). */
+ALWAYS_INLINE size_t scalar_core(const uint8_t *in, size_t i, size_t lim, size_t n,
+                                 uint32_t *out, size_t *po, int store)
+{
+    size_t o = *po;
+    while (i < lim) {
+        uint8_t c = in[i];
+        if (c < 0x80) {
+            uint64_t w;
+            if (i + 8 <= n && (memcpy(&w, in + i, 8), !(w & 0x8080808080808080ull))) {
+                if (store)
+                    for (int k = 0; k < 8; k++)
+                        out[o + k] = in[i + k];
+                i += 8, o += 8;
+                continue;
+            }
+            if (store)
+                out[o] = c;
+            i++, o++;
+        } else if (c < 0xE0) {
+            if (c < 0xC2 || i + 1 >= n || !is_cont(in[i + 1]))
+                break;
+            if (store)
+                out[o] = ((uint32_t)(c & 0x1F) << 6) | (in[i + 1] & 0x3F);
+            i += 2, o++;
+        } else if (c < 0xF0) {
+            if (i + 2 >= n)
+                break;
+            uint8_t c1 = in[i + 1], c2 = in[i + 2];
+            uint8_t lo = (uint8_t)(0x80 + ((c == 0xE0) << 5)), hi = (uint8_t)(0xBF - ((c == 0xED) << 5));
+#ifdef CROW_PLANTED_BUG
+            lo = 0x80; /* planted: the overlong 3-byte forms E0 80..9F xx are accepted */
+#endif
+            if ((uint8_t)(c1 - lo) > (uint8_t)(hi - lo) || !is_cont(c2))
+                break;
+            if (store)
+                out[o] = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(c1 & 0x3F) << 6) | (c2 & 0x3F);
+            i += 3, o++;
+        } else {
+            if (c > 0xF4 || i + 3 >= n)
+                break;
+            uint8_t c1 = in[i + 1], c2 = in[i + 2], c3 = in[i + 3];
+            uint8_t lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+            if ((uint8_t)(c1 - lo) > (uint8_t)(hi - lo) || !is_cont(c2) || !is_cont(c3))
+                break;
+            if (store)
+                out[o] = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(c1 & 0x3F) << 12)
+                         | ((uint32_t)(c2 & 0x3F) << 6) | (c3 & 0x3F);
+            i += 4, o++;
+        }
+    }
+    *po = o;
+    return i;
+}
+
+/* Encodes units from I while I < LIM until a surrogate or a value above U+10FFFF. */
+static size_t scalar_enc_core(const uint32_t *in, size_t i, size_t lim, uint8_t *out, size_t *po)
+{
+    size_t o = *po;
+    for (; i < lim; i++) {
+        uint32_t c = in[i];
+        if (c < 0x80) {
+            out[o++] = (uint8_t)c;
+        } else if (c < 0x800) {
+            out[o++] = (uint8_t)(0xC0 | (c >> 6));
+            out[o++] = (uint8_t)(0x80 | (c & 0x3F));
+        } else if (c < 0x10000) {
+            if ((c & 0xF800) == 0xD800)
+                break;
+            out[o++] = (uint8_t)(0xE0 | (c >> 12));
+            out[o++] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
+            out[o++] = (uint8_t)(0x80 | (c & 0x3F));
+        } else if (c <= 0x10FFFF) {
+            out[o++] = (uint8_t)(0xF0 | (c >> 18));
+            out[o++] = (uint8_t)(0x80 | ((c >> 12) & 0x3F));
+            out[o++] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
+            out[o++] = (uint8_t)(0x80 | (c & 0x3F));
+        } else {
+            break;
+        }
+    }
+    *po = o;
+    return i;
+}
+
+static size_t scalar_decode(const uint8_t *in, size_t n, uint32_t *out, size_t *po)
+{
+    return scalar_core(in, 0, n, n, out, po, 1);
+}
+
+static size_t scalar_scan(const uint8_t *in, size_t n, size_t *po)
+{
+    return scalar_core(in, 0, n, n, NULL, po, 0);
+}
+
+static size_t scalar_encode(const uint32_t *in, size_t n, uint8_t *out, size_t *po)
+{
+    return scalar_enc_core(in, 0, n, out, po);
+}
+
+static int always(void) { return 1; }
+
+/* ------------------------------------------------------------------ SSE2 */
+#ifdef UTF8_X86
+
+/* The scalar routine gets at most this many bytes before SIMD is tried again. */
+#define SCALAR_WINDOW 64
+
+static size_t sse2_decode(const uint8_t *in, size_t n, uint32_t *out, size_t *po)
+{
+    const __m128i z = _mm_setzero_si128();
+    size_t i = 0, o = 0;
+    for (;;) {
+        while (i + 16 <= n) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(in + i));
+            if (_mm_movemask_epi8(x))
+                break;
+            __m128i lo = _mm_unpacklo_epi8(x, z), hi = _mm_unpackhi_epi8(x, z);
+            _mm_storeu_si128((__m128i *)(out + o), _mm_unpacklo_epi16(lo, z));
+            _mm_storeu_si128((__m128i *)(out + o + 4), _mm_unpackhi_epi16(lo, z));
+            _mm_storeu_si128((__m128i *)(out + o + 8), _mm_unpacklo_epi16(hi, z));
+            _mm_storeu_si128((__m128i *)(out + o + 12), _mm_unpackhi_epi16(hi, z));
+            i += 16, o += 16;
+        }
+        size_t lim = n - i > SCALAR_WINDOW ? i + SCALAR_WINDOW : n;
+        size_t j = scalar_core(in, i, lim, n, out, &o, 1);
+        if (j < lim || j >= n) {
+            *po = o;
+            return j;
+        }
+        i = j;
+    }
+}
+
+static size_t sse2_scan(const uint8_t *in, size_t n, size_t *po)
+{
+    size_t i = 0, o = 0;
+    for (;;) {
+        while (i + 32 <= n) {
+            __m128i x = _mm_or_si128(_mm_loadu_si128((const __m128i *)(in + i)),
+                                     _mm_loadu_si128((const __m128i *)(in + i + 16)));
+            if (_mm_movemask_epi8(x))
+                break;
+            i += 32, o += 32;
+        }
+        size_t lim = n - i > SCALAR_WINDOW ? i + SCALAR_WINDOW : n;
+        size_t j = scalar_core(in, i, lim, n, NULL, &o, 0);
+        if (j < lim || j >= n) {
+            *po = o;
+            return j;
+        }
+        i = j;
+    }
+}
+
+/* Packs runs of 16 ASCII units to bytes; the scalar routine does the rest in windows. */
+static size_t sse2_encode(const uint32_t *in, size_t n, uint8_t *out, size_t *po)
+{
+    const __m128i hi_bits = _mm_set1_epi32(~0x7F), z = _mm_setzero_si128();
+    size_t i = 0, o = 0;
+    for (;;) {
+        while (i + 16 <= n) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(in + i));
+            __m128i b = _mm_loadu_si128((const __m128i *)(in + i + 4));
+            __m128i c = _mm_loadu_si128((const __m128i *)(in + i + 8));
+            __m128i d = _mm_loadu_si128((const __m128i *)(in + i + 12));
+            __m128i all = _mm_or_si128(_mm_or_si128(a, b), _mm_or_si128(c, d));
+            if (_mm_movemask_epi8(_mm_cmpeq_epi32(_mm_and_si128(all, hi_bits), z)) != 0xFFFF)
+                break;
+            __m128i p = _mm_packus_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d));
+            _mm_storeu_si128((__m128i *)(out + o), p);
+            i += 16, o += 16;
+        }
+        size_t lim = n - i > SCALAR_WINDOW / 4 ? i + SCALAR_WINDOW / 4 : n;
+        size_t j = scalar_enc_core(in, i, lim, out, &o);
+        if (j < lim || j >= n) {
+            *po = o;
+            return j;
+        }
+        i = j;
+    }
+}
+
+static int have_sse2(void) { return __builtin_cpu_supports("sse2"); }
+
+/* ------------------------------------------------------------------ AVX2 */
+#define AVX2 __attribute__((target("avx2,popcnt")))
+
+/* Error bits of the Keiser-Lemire classification: a byte pair (previous, current) is wrong
+ * when the three nibble lookups share a bit. */
+enum {
+    TOO_SHORT = 1 << 0,  /* 11______ then 0_______ or 11______ */
+    TOO_LONG = 1 << 1,   /* 0_______ then 10______ */
+    OVERLONG_3 = 1 << 2, /* 11100000 100_____ */
+    TOO_LARGE = 1 << 3,  /* 11110100 1001____ .. 11111___ */
+    SURROGATE = 1 << 4,  /* 11101101 101_____ */
+    OVERLONG_2 = 1 << 5, /* 1100000_ 10______ */
+    TOO_LARGE_1000 = 1 << 6, /* 11110101.. 1000____ */
+    OVERLONG_4 = 1 << 6, /* 11110000 1000____ */
+    TWO_CONTS = 1 << 7,  /* 10______ 10______ (right only where a 3rd/4th byte is due) */
+    CARRY = TOO_SHORT | TOO_LONG | TWO_CONTS
+};
+
+static const uint8_t tab_prev_hi[16] = {
+    TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG, TOO_LONG,
+    TWO_CONTS, TWO_CONTS, TWO_CONTS, TWO_CONTS,
+    TOO_SHORT | OVERLONG_2,
+    TOO_SHORT,
+    TOO_SHORT | OVERLONG_3 | SURROGATE,
+    TOO_SHORT | TOO_LARGE | TOO_LARGE_1000 | OVERLONG_4,
+};
+static const uint8_t tab_prev_lo[16] = {
+    CARRY | OVERLONG_3 | OVERLONG_2 | OVERLONG_4,
+    CARRY | OVERLONG_2,
+    CARRY,
+    CARRY,
+    CARRY | TOO_LARGE,
+    CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000,
+    CARRY | TOO_LARGE | TOO_LARGE_1000 | SURROGATE,
+    CARRY | TOO_LARGE | TOO_LARGE_1000, CARRY | TOO_LARGE | TOO_LARGE_1000,
+};
+static const uint8_t tab_cur_hi[16] = {
+    TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT,
+    TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE_1000 | OVERLONG_4,
+    TOO_LONG | OVERLONG_2 | TWO_CONTS | OVERLONG_3 | TOO_LARGE,
+    TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE,
+    TOO_LONG | OVERLONG_2 | TWO_CONTS | SURROGATE | TOO_LARGE,
+    TOO_SHORT, TOO_SHORT, TOO_SHORT, TOO_SHORT,
+};
+
+AVX2 static inline __m256i bcast16(const uint8_t *t)
+{
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));
+}
+
+/* Non-zero where block X (preceded by block PREV) holds an ill-formed pair, a missing or an
+ * extra continuation byte.  A sequence cut by the end of X is seen by the next block. */
+AVX2 static inline __m256i avx2_check(__m256i x, __m256i prev, __m256i tph, __m256i tpl,
+                                      __m256i tch)
+{
+    const __m256i nib = _mm256_set1_epi8(0x0F);
+    __m256i sh = _mm256_permute2x128_si256(prev, x, 0x21);
+    __m256i p1 = _mm256_alignr_epi8(x, sh, 15);
+    __m256i p2 = _mm256_alignr_epi8(x, sh, 14);
+    __m256i p3 = _mm256_alignr_epi8(x, sh, 13);
+    __m256i a = _mm256_shuffle_epi8(tph, _mm256_and_si256(_mm256_srli_epi16(p1, 4), nib));
+    __m256i b = _mm256_shuffle_epi8(tpl, _mm256_and_si256(p1, nib));
+    __m256i c = _mm256_shuffle_epi8(tch, _mm256_and_si256(_mm256_srli_epi16(x, 4), nib));
+    __m256i sc = _mm256_and_si256(_mm256_and_si256(a, b), c);
+    /* Bytes 2 and 3 after a 3/4-byte lead must be continuations: exactly where TWO_CONTS is
+     * set, so xor clears it there and flags it everywhere else. */
+    __m256i m23 = _mm256_or_si256(_mm256_subs_epu8(p2, _mm256_set1_epi8(0x60)),
+                                  _mm256_subs_epu8(p3, _mm256_set1_epi8(0x70)));
+    m23 = _mm256_and_si256(m23, _mm256_set1_epi8((char)0x80));
+    return _mm256_xor_si256(m23, sc);
+}
+
+/* Given that IN[0..B) is well-formed except maybe for a sequence cut by B, returns where that
+ * cut sequence starts, or B. */
+static size_t seq_boundary(const uint8_t *in, size_t b)
+{
+    for (size_t k = 1; k <= 3 && k <= b; k++) {
+        uint8_t c = in[b - k];
+        if (!is_cont(c)) {
+            size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+            return len > k ? b - k : b;
+        }
+    }
+    return b;
+}
+
+/* Decodes the already validated IN[I..END) up to the last sequence that ends by END. */
+ALWAYS_INLINE size_t unchecked_decode(const uint8_t *in, size_t i, size_t end, uint32_t *out,
+                                      size_t *po)
+{
+    size_t o = *po;
+    while (i < end) {
+        uint32_t c = in[i];
+        if (c < 0x80) {
+            out[o++] = c;
+            i++;
+        } else if (c < 0xE0) {
+            if (i + 2 > end)
+                break;
+            out[o++] = ((c & 0x1F) << 6) | (in[i + 1] & 0x3Fu);
+            i += 2;
+        } else if (c < 0xF0) {
+            if (i + 3 > end)
+                break;
+            out[o++] = ((c & 0x0F) << 12) | ((in[i + 1] & 0x3Fu) << 6) | (in[i + 2] & 0x3Fu);
+            i += 3;
+        } else {
+            if (i + 4 > end)
+                break;
+            out[o++] = ((c & 0x07) << 18) | ((in[i + 1] & 0x3Fu) << 12)
+                       | ((in[i + 2] & 0x3Fu) << 6) | (in[i + 3] & 0x3Fu);
+            i += 4;
+        }
+    }
+    *po = o;
+    return i;
+}
+
+AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_t *po)
+{
+    const __m256i tph = bcast16(tab_prev_hi), tpl = bcast16(tab_prev_lo), tch = bcast16(tab_cur_hi);
+    __m256i prev = _mm256_setzero_si256();
+    size_t i = 0, b = 0, o = 0;
+    while (b + 32 <= n) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(in + b));
+        if (i == b && !_mm256_movemask_epi8(x)) {
+            __m128i lo = _mm256_castsi256_si128(x), hi = _mm256_extracti128_si256(x, 1);
+            _mm256_storeu_si256((__m256i *)(out + o), _mm256_cvtepu8_epi32(lo));
+            _mm256_storeu_si256((__m256i *)(out + o + 8), _mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+            _mm256_storeu_si256((__m256i *)(out + o + 16), _mm256_cvtepu8_epi32(hi));
+            _mm256_storeu_si256((__m256i *)(out + o + 24), _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+            i = b = b + 32, o += 32;
+            prev = x;
+            continue;
+        }
+        __m256i e = avx2_check(x, prev, tph, tpl, tch);
+        if (!_mm256_testz_si256(e, e))
+            break;
+        prev = x;
+        b += 32;
+        i = unchecked_decode(in, i, b, out, &o);
+    }
+    i = scalar_core(in, i, n, n, out, &o, 1);
+    *po = o;
+    return i;
+}
+
+AVX2 static size_t avx2_scan(const uint8_t *in, size_t n, size_t *po)
+{
+    const __m256i tph = bcast16(tab_prev_hi), tpl = bcast16(tab_prev_lo), tch = bcast16(tab_cur_hi);
+    /* Saturating subtraction leaves a non-zero byte where the last three bytes of a block
+     * start a sequence longer than what remains of the block. */
+    const __m256i maxv = _mm256_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          -1, (char)0xEF, (char)0xDF, (char)0xBF);
+    const __m256i cont_max = _mm256_set1_epi8((char)0xBF);
+    __m256i prev = _mm256_setzero_si256(), inc = _mm256_setzero_si256();
+    size_t b = 0, conts = 0;
+    while (b + 64 <= n) {
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(in + b));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(in + b + 32));
+        if (!_mm256_movemask_epi8(_mm256_or_si256(x0, x1))) {
+            if (!_mm256_testz_si256(inc, inc))
+                break;
+            prev = x1;
+            b += 64;
+            continue;
+        }
+        __m256i e = _mm256_or_si256(avx2_check(x0, prev, tph, tpl, tch),
+                                    avx2_check(x1, x0, tph, tpl, tch));
+        if (!_mm256_testz_si256(e, e))
+            break;
+        /* Continuation bytes are the signed bytes <= (int8_t)0xBF. */
+        conts += (size_t)_mm_popcnt_u32((unsigned)_mm256_movemask_epi8(_mm256_cmpgt_epi8(
+                     _mm256_add_epi8(cont_max, _mm256_set1_epi8(1)), x0)));
+        conts += (size_t)_mm_popcnt_u32((unsigned)_mm256_movemask_epi8(_mm256_cmpgt_epi8(
+                     _mm256_add_epi8(cont_max, _mm256_set1_epi8(1)), x1)));
+        inc = _mm256_subs_epu8(x1, maxv);
+        prev = x1;
+        b += 64;
+    }
+    size_t v = seq_boundary(in, b);
+    /* Every non-continuation byte of [0, v) is one code point; a cut sequence in [v, b)
+     * contributed its continuation bytes to CONTS. */
+    size_t o = v - (conts - (v < b ? b - v - 1 : 0));
+    size_t i = scalar_core(in, v, n, n, NULL, &o, 0);
+    *po = o;
+    return i;
+}
+
+AVX2 static size_t avx2_encode(const uint32_t *in, size_t n, uint8_t *out, size_t *po)
+{
+    return sse2_encode(in, n, out, po);
+}
+
+static int have_avx2(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+}
+#endif /* UTF8_X86 */
+
+/* ------------------------------------------------------------------ dispatch */
+
+struct utf8_impl {
+    const char *name;
+    int (*supported)(void);
+    size_t (*decode)(const uint8_t *in, size_t n, uint32_t *out, size_t *po);
+    size_t (*scan)(const uint8_t *in, size_t n, size_t *po);
+    size_t (*encode)(const uint32_t *in, size_t n, uint8_t *out, size_t *po);
+};
+
+static const struct utf8_impl impls[] = {
+    {"scalar", always, scalar_decode, scalar_scan, scalar_encode},
+#ifdef UTF8_X86
+    {"sse2", have_sse2, sse2_decode, sse2_scan, sse2_encode},
+    {"avx2", have_avx2, avx2_decode, avx2_scan, avx2_encode},
+#endif
+};
+#define NIMPLS (sizeof impls / sizeof impls[0])
+
+static const struct utf8_impl *utf8_current;
+
+static const struct utf8_impl *find_impl(const char *name)
+{
+    for (size_t k = 0; k < NIMPLS; k++)
+        if (strcmp(impls[k].name, name) == 0)
+            return &impls[k];
+    return NULL;
+}
+
+static const struct utf8_impl *impl(void)
+{
+    const struct utf8_impl *im = __atomic_load_n(&utf8_current, __ATOMIC_ACQUIRE);
+    if (CROW_LIKELY(im != NULL))
+        return im;
+    for (size_t k = NIMPLS; k-- > 0;)
+        if (impls[k].supported()) {
+            im = &impls[k];
+            break;
+        }
+    const char *env = getenv("CROW_UTF8_IMPL");
+    const struct utf8_impl *want = env ? find_impl(env) : NULL;
+    if (want && want->supported())
+        im = want;
+    __atomic_store_n(&utf8_current, im, __ATOMIC_RELEASE);
+    return im;
+}
+
+const char *crow_utf8_impl(void) { return impl()->name; }
+
+int crow_utf8_impl_supported(const char *name)
+{
+    const struct utf8_impl *im = name ? find_impl(name) : NULL;
+    return im && im->supported();
+}
+
+int crow_utf8_set_impl(const char *name)
+{
+    const struct utf8_impl *im = NULL;
+    if (name) {
+        im = find_impl(name);
+        if (!im) {
+            errno = EINVAL;
+            return -1;
+        }
+        if (!im->supported()) {
+            errno = ENOTSUP;
+            return -1;
+        }
+    }
+    __atomic_store_n(&utf8_current, im, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ the driver */
+
+/* Decodes (OUT) or counts (OUT NULL) IN[0..N) in MODE.  PARTIAL: a sequence cut by the end
+ * is left unconsumed rather than an error.  Sets *CONSUMED to the bytes used, *ERR_OFF to the
+ * first error's offset (or N), *FAILED when STOP mode stopped.  Returns code points. */
+static size_t run(const uint8_t *in, size_t n, uint32_t *out, int mode, int partial,
+                  size_t *consumed, size_t *err_off, int *failed)
+{
+    const struct utf8_impl *im = impl();
+    size_t i = 0, o = 0;
+    *err_off = n;
+    *failed = 0;
+    for (;;) {
+        size_t w = 0;
+        i += out ? im->decode(in + i, n - i, out + o, &w) : im->scan(in + i, n - i, &w);
+        o += w;
+        if (i >= n)
+            break;
+        uint32_t cp;
+        size_t bad;
+        int r = seq_step(in + i, n - i, &cp);
+        if (r > 0) { /* a fast routine stopped early; not an error */
+            if (out)
+                out[o] = cp;
+            o++, i += (size_t)r;
+            continue;
+        }
+        if (r == 0) {
+            if (partial)
+                break;
+            bad = n - i;
+        } else {
+            bad = (size_t)-r;
+        }
+        if (*err_off == n)
+            *err_off = i;
+        if (mode == CROW_UTF8_STOP) {
+            *failed = 1;
+            break;
+        }
+        if (out)
+            out[o] = CROW_UTF8_REPLACEMENT;
+        o++, i += bad;
+    }
+    *consumed = i;
+    return o;
+}
+
+size_t crow_utf8_decode(const uint8_t *in, size_t n, uint32_t *out, size_t *err_off, int mode)
+{
+    size_t used, e;
+    int failed;
+    size_t o = run(in, n, out, mode, 0, &used, &e, &failed);
+    if (err_off)
+        *err_off = e;
+    if (failed)
+        errno = EILSEQ;
+    return o;
+}
+
+int crow_utf8_validate(const uint8_t *in, size_t n, size_t *err_off)
+{
+    size_t used, e;
+    int failed;
+    run(in, n, NULL, CROW_UTF8_STOP, 0, &used, &e, &failed);
+    if (err_off)
+        *err_off = e;
+    if (failed) {
+        errno = EILSEQ;
+        return -1;
+    }
+    return 0;
+}
+
+size_t crow_utf8_count(const uint8_t *in, size_t n)
+{
+    size_t used, e;
+    int failed;
+    return run(in, n, NULL, CROW_UTF8_REPLACE, 0, &used, &e, &failed);
+}
+
+size_t crow_utf8_encode(const uint32_t *in, size_t n, uint8_t *out, size_t *err_idx, int mode)
+{
+    const struct utf8_impl *im = impl();
+    size_t i = 0, o = 0, first = n;
+    for (;;) {
+        size_t w = 0;
+        i += im->encode(in + i, n - i, out + o, &w);
+        o += w;
+        if (i >= n)
+            break;
+        if (first == n)
+            first = i;
+        if (mode == CROW_UTF8_STOP) {
+            errno = EILSEQ;
+            break;
+        }
+        out[o++] = 0xEF, out[o++] = 0xBF, out[o++] = 0xBD;
+        i++;
+    }
+    if (err_idx)
+        *err_idx = first;
+    return o;
+}
+
+/* ------------------------------------------------------------------ streaming */
+
+void crow_utf8_stream_init(struct crow_utf8_stream *s, int mode)
+{
+    memset(s, 0, sizeof *s);
+    s->mode = mode == CROW_UTF8_STOP ? CROW_UTF8_STOP : CROW_UTF8_REPLACE;
+}
+
+static size_t stream_fail(struct crow_utf8_stream *s, uint64_t at, size_t *err_off, size_t o)
+{
+    s->failed = 1;
+    s->err = at;
+    s->npend = 0;
+    if (err_off)
+        *err_off = (size_t)at;
+    errno = EILSEQ;
+    return o;
+}
+
+size_t crow_utf8_stream_feed(struct crow_utf8_stream *s, const uint8_t *in, size_t n,
+                             uint32_t *out, size_t *err_off)
+{
+    size_t i = 0, o = 0;
+    if (s->failed) {
+        if (err_off)
+            *err_off = (size_t)s->err;
+        errno = EILSEQ;
+        return 0;
+    }
+    uint64_t base = s->pos;
+    s->pos += n;
+    if (s->npend && n) {
+        uint8_t tmp[4];
+        size_t t = s->npend, m = n < 4 - t ? n : 4 - t;
+        memcpy(tmp, s->pend, t);
+        memcpy(tmp + t, in, m);
+        uint32_t cp;
+        int r = seq_step(tmp, t + m, &cp);
+        if (r == 0) { /* still cut: then m == n, all of IN joined the pending bytes */
+            memcpy(s->pend + t, in, m);
+            s->npend = (uint8_t)(t + m);
+            return 0;
+        }
+        if (r < 0) {
+            if (s->mode == CROW_UTF8_STOP)
+                return stream_fail(s, base - t, err_off, 0);
+            cp = CROW_UTF8_REPLACEMENT;
+            r = -r; /* the maximal subpart covers the pending bytes at least */
+        }
+        if (out)
+            out[o] = cp;
+        o++;
+        i = (size_t)r - t;
+        s->npend = 0;
+    }
+    size_t used, e;
+    int failed;
+    o += run(in + i, n - i, out ? out + o : NULL, s->mode, 1, &used, &e, &failed);
+    if (failed)
+        return stream_fail(s, base + i + e, err_off, o);
+    i += used;
+    memcpy(s->pend + s->npend, in + i, n - i);
+    s->npend = (uint8_t)(s->npend + (n - i));
+    return o;
+}
+
+size_t crow_utf8_stream_finish(struct crow_utf8_stream *s, uint32_t *out, size_t *err_off)
+{
+    size_t o = 0;
+    int mode = s->mode;
+    if (s->failed) {
+        if (err_off)
+            *err_off = (size_t)s->err;
+        errno = EILSEQ;
+    } else if (s->npend) {
+        if (mode == CROW_UTF8_STOP) {
+            if (err_off)
+                *err_off = (size_t)(s->pos - s->npend);
+            errno = EILSEQ;
+        } else {
+            if (out)
+                out[0] = CROW_UTF8_REPLACEMENT;
+            o = 1;
+        }
+    }
+    crow_utf8_stream_init(s, mode);
+    return o;
+}
