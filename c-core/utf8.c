@@ -16,6 +16,7 @@
  * Streaming keeps up to 3 bytes of a cut sequence, which are always a well-formed prefix, so
  * completing them never needs more than one seq_step over at most 4 bytes. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -355,52 +356,34 @@ static size_t seq_boundary(const uint8_t *in, size_t b)
     return b;
 }
 
-/* Decodes the already validated IN[I..END) up to the last sequence that ends by END. */
-ALWAYS_INLINE size_t unchecked_decode(const uint8_t *in, size_t i, size_t end, uint32_t *out,
-                                      size_t *po)
+/* Decodes the well-formed sequence at P, branch-free; 4 bytes must be readable. */
+static inline uint32_t decode_at(const uint8_t *p)
 {
-    size_t o = *po;
-    while (i < end) {
-        uint32_t c = in[i];
-        if (c < 0x80) {
-            out[o++] = c;
-            i++;
-        } else if (c < 0xE0) {
-            if (i + 2 > end)
-                break;
-            out[o++] = ((c & 0x1F) << 6) | (in[i + 1] & 0x3Fu);
-            i += 2;
-        } else if (c < 0xF0) {
-            if (i + 3 > end)
-                break;
-            out[o++] = ((c & 0x0F) << 12) | ((in[i + 1] & 0x3Fu) << 6) | (in[i + 2] & 0x3Fu);
-            i += 3;
-        } else {
-            if (i + 4 > end)
-                break;
-            out[o++] = ((c & 0x07) << 18) | ((in[i + 1] & 0x3Fu) << 12)
-                       | ((in[i + 2] & 0x3Fu) << 6) | (in[i + 3] & 0x3Fu);
-            i += 4;
-        }
-    }
-    *po = o;
-    return i;
+    static const uint8_t len[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
+    static const uint8_t mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07}, shift[5] = {0, 18, 12, 6, 0};
+    unsigned l = len[p[0] >> 4];
+    return (((uint32_t)(p[0] & mask[l]) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6)
+            | (p[3] & 0x3Fu)) >> shift[l];
 }
 
+/* Validated blocks are decoded by walking the bit mask of their lead bytes: the loop carries
+ * only the mask (clear lowest bit), not the byte-dependent sequence length, so consecutive
+ * code points decode in parallel and mixed scripts cost no branch mispredictions. */
 AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_t *po)
 {
     const __m256i tph = bcast16(tab_prev_hi), tpl = bcast16(tab_prev_lo), tch = bcast16(tab_cur_hi);
+    const __m256i cont_max = _mm256_set1_epi8((char)0xBF);
     __m256i prev = _mm256_setzero_si256();
-    size_t i = 0, b = 0, o = 0;
-    while (b + 32 <= n) {
+    size_t b = 0, o = 0, cut = SIZE_MAX; /* CUT: lead of a sequence running into the next block */
+    while (b + 32 + 4 <= n) { /* the 16-byte loads below may read 4 bytes past the block */
         __m256i x = _mm256_loadu_si256((const __m256i *)(in + b));
-        if (i == b && !_mm256_movemask_epi8(x)) {
+        if (cut == SIZE_MAX && !_mm256_movemask_epi8(x)) {
             __m128i lo = _mm256_castsi256_si128(x), hi = _mm256_extracti128_si256(x, 1);
             _mm256_storeu_si256((__m256i *)(out + o), _mm256_cvtepu8_epi32(lo));
             _mm256_storeu_si256((__m256i *)(out + o + 8), _mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
             _mm256_storeu_si256((__m256i *)(out + o + 16), _mm256_cvtepu8_epi32(hi));
             _mm256_storeu_si256((__m256i *)(out + o + 24), _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
-            i = b = b + 32, o += 32;
+            b += 32, o += 32;
             prev = x;
             continue;
         }
@@ -408,10 +391,44 @@ AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_
         if (!_mm256_testz_si256(e, e))
             break;
         prev = x;
+        if (cut != SIZE_MAX) {
+            out[o++] = decode_at(in + cut);
+            cut = SIZE_MAX;
+        }
+        /* Lead bytes are the signed bytes > (int8_t)0xBF.  A valid block has one at least
+         * every 4 bytes; only the last can start a sequence cut by the block's end. */
+        uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(x, cont_max));
+        unsigned h = 31u - (unsigned)__builtin_clz(m);
+        uint8_t c = in[b + h];
+        unsigned l = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        if (h + l > 32) {
+            m &= ~(1u << h);
+            cut = b + h;
+        }
+        /* Four 3-byte sequences in a row (CJK text) take one shuffle: bytes b0 b1 b2 go to
+         * a 32-bit lane as b2 b1 b0, whose payload bits then close up by shifts. */
+        uint32_t m3 = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(
+            _mm256_and_si256(x, _mm256_set1_epi8((char)0xF0)), _mm256_set1_epi8((char)0xE0)));
+        while (m) {
+            unsigned q = (unsigned)__builtin_ctz(m);
+            if (q <= 20 && ((m3 >> q) & 0x249) == 0x249) {
+                const __m128i shuf = _mm_setr_epi8(2, 1, 0, -1, 5, 4, 3, -1, 8, 7, 6, -1, 11, 10, 9, -1);
+                __m128i t = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(in + b + q)), shuf);
+                t = _mm_and_si128(t, _mm_set1_epi32(0x0F3F3F));
+                __m128i cp = _mm_or_si128(_mm_and_si128(t, _mm_set1_epi32(0x3F)),
+                             _mm_or_si128(_mm_srli_epi32(_mm_and_si128(t, _mm_set1_epi32(0x3F00)), 2),
+                                          _mm_srli_epi32(_mm_and_si128(t, _mm_set1_epi32(0x0F0000)), 4)));
+                _mm_storeu_si128((__m128i *)(out + o), cp);
+                o += 4;
+                m &= (uint32_t)(~0ull << (q + 12));
+                continue;
+            }
+            out[o++] = decode_at(in + b + q);
+            m &= m - 1;
+        }
         b += 32;
-        i = unchecked_decode(in, i, b, out, &o);
     }
-    i = scalar_core(in, i, n, n, out, &o, 1);
+    size_t i = scalar_core(in, cut != SIZE_MAX ? cut : b, n, n, out, &o, 1);
     *po = o;
     return i;
 }
