@@ -374,16 +374,16 @@ AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_
     const __m256i tph = bcast16(tab_prev_hi), tpl = bcast16(tab_prev_lo), tch = bcast16(tab_cur_hi);
     const __m256i cont_max = _mm256_set1_epi8((char)0xBF);
     __m256i prev = _mm256_setzero_si256();
-    size_t b = 0, o = 0, cut = SIZE_MAX; /* CUT: lead of a sequence running into the next block */
+    size_t b = 0, o = 0, i = 0; /* I: next sequence to decode; B - 3 <= I <= B + 3 */
     while (b + 32 + 4 <= n) { /* the 16-byte loads below may read 4 bytes past the block */
         __m256i x = _mm256_loadu_si256((const __m256i *)(in + b));
-        if (cut == SIZE_MAX && !_mm256_movemask_epi8(x)) {
+        if (i == b && !_mm256_movemask_epi8(x)) {
             __m128i lo = _mm256_castsi256_si128(x), hi = _mm256_extracti128_si256(x, 1);
             _mm256_storeu_si256((__m256i *)(out + o), _mm256_cvtepu8_epi32(lo));
             _mm256_storeu_si256((__m256i *)(out + o + 8), _mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
             _mm256_storeu_si256((__m256i *)(out + o + 16), _mm256_cvtepu8_epi32(hi));
             _mm256_storeu_si256((__m256i *)(out + o + 24), _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
-            b += 32, o += 32;
+            b += 32, o += 32, i = b;
             prev = x;
             continue;
         }
@@ -391,24 +391,39 @@ AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_
         if (!_mm256_testz_si256(e, e))
             break;
         prev = x;
-        if (cut != SIZE_MAX) {
-            out[o++] = decode_at(in + cut);
-            cut = SIZE_MAX;
-        }
-        /* Lead bytes are the signed bytes > (int8_t)0xBF.  A valid block has one at least
-         * every 4 bytes; only the last can start a sequence cut by the block's end. */
-        uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(x, cont_max));
-        unsigned h = 31u - (unsigned)__builtin_clz(m);
-        uint8_t c = in[b + h];
-        unsigned l = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-        if (h + l > 32) {
-            m &= ~(1u << h);
-            cut = b + h;
-        }
-        /* Four 3-byte sequences in a row (CJK text) take one shuffle: bytes b0 b1 b2 go to
-         * a 32-bit lane as b2 b1 b0, whose payload bits then close up by shifts. */
         uint32_t m3 = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(
             _mm256_and_si256(x, _mm256_set1_epi8((char)0xF0)), _mm256_set1_epi8((char)0xE0)));
+        if (_mm_popcnt_u32(m3) < 4) {
+            /* Mostly 1/2/4-byte text: the scalar loop, whose branches follow the script of
+             * each word, beats the lead-mask walk below.  It checks the sequence that runs
+             * into the next block itself. */
+            size_t j = scalar_core(in, i, b + 32, n, out, &o, 1);
+            if (j < b + 32) {
+                i = j;
+                break;
+            }
+            i = j, b += 32;
+            continue;
+        }
+        if (i < b) /* the sequence cut by the end of the last block, now validated */
+            out[o++] = decode_at(in + i);
+        /* Lead bytes are the signed bytes > (int8_t)0xBF; a valid block has one at least
+         * every 4 bytes.  Only the last can start a sequence cut by the block's end. */
+        uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(x, cont_max));
+        i = b + 32;
+        if (m) {
+            unsigned h = 31u - (unsigned)__builtin_clz(m);
+            uint8_t c = in[b + h];
+            unsigned l = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+            if (h + l > 32) {
+                m &= ~(1u << h);
+                i = b + h;
+            }
+        }
+        /* The lead walk carries only the mask (clear lowest bit), not the byte-dependent
+         * sequence length, so code points decode in parallel.  Four 3-byte sequences in a row
+         * (CJK) take one shuffle: b0 b1 b2 go to a 32-bit lane as b2 b1 b0, whose payload
+         * bits then close up by shifts. */
         while (m) {
             unsigned q = (unsigned)__builtin_ctz(m);
             if (q <= 20 && ((m3 >> q) & 0x249) == 0x249) {
@@ -428,7 +443,7 @@ AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_
         }
         b += 32;
     }
-    size_t i = scalar_core(in, cut != SIZE_MAX ? cut : b, n, n, out, &o, 1);
+    i = scalar_core(in, i, n, n, out, &o, 1);
     *po = o;
     return i;
 }
