@@ -374,7 +374,7 @@ AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_
     const __m256i tph = bcast16(tab_prev_hi), tpl = bcast16(tab_prev_lo), tch = bcast16(tab_cur_hi);
     const __m256i cont_max = _mm256_set1_epi8((char)0xBF);
     __m256i prev = _mm256_setzero_si256();
-    size_t b = 0, o = 0, i = 0; /* I: next sequence to decode; B - 3 <= I <= B + 3 */
+    size_t b = 0, o = 0, i = 0; /* I: next sequence to decode; B - 3 <= I <= B + 7 */
     while (b + 32 + 4 <= n) { /* the 16-byte loads below may read 4 bytes past the block */
         __m256i x = _mm256_loadu_si256((const __m256i *)(in + b));
         if (i == b && !_mm256_movemask_epi8(x)) {
@@ -410,6 +410,8 @@ AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_
         /* Lead bytes are the signed bytes > (int8_t)0xBF; a valid block has one at least
          * every 4 bytes.  Only the last can start a sequence cut by the block's end. */
         uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(x, cont_max));
+        if (i > b) /* the scalar loop went past B (a cut sequence, or 8 ASCII bytes at once) */
+            m &= ~0u << (i - b);
         i = b + 32;
         if (m) {
             unsigned h = 31u - (unsigned)__builtin_clz(m);

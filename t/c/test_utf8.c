@@ -192,6 +192,22 @@ static size_t random_input(uint8_t *buf, size_t max)
     size_t n = rnd() % max;
     static const uint8_t special[] = {0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0,
                                       0xF4, 0xF5, 0xFF, 0x80, 0xBF, 0x9F, 0xA0, 0x8F, 0x90};
+    if (rnd() % 3 == 0) { /* words of one script each, as in real mixed text, then mutations */
+        size_t i = 0;
+        while (i + 4 * 9 <= n) {
+            uint32_t cls = rnd() % 4, len = 1 + rnd() % 12;
+            for (uint32_t k = 0; k < len; k++) {
+                uint32_t cp = cls == 0 ? 'a' + rnd() % 26 : cls == 1 ? 0x430 + rnd() % 32
+                            : cls == 2 ? 0x4E00 + rnd() % 0x5200 : 0x1F600 + rnd() % 64;
+                i += (size_t)ref_enc(cp, buf + i);
+            }
+            buf[i++] = ' ';
+        }
+        n = i;
+        for (int m = (int)(rnd() % 3); m > 0 && n; m--)
+            buf[rnd() % n] = special[rnd() % sizeof special];
+        return n;
+    }
     if (rnd() % 2) { /* valid text of every length class, then a few mutations */
         size_t i = 0;
         while (i + 4 <= n) {
