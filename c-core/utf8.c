@@ -393,18 +393,6 @@ AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_
         prev = x;
         uint32_t m3 = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(
             _mm256_and_si256(x, _mm256_set1_epi8((char)0xF0)), _mm256_set1_epi8((char)0xE0)));
-        if (_mm_popcnt_u32(m3) < 4) {
-            /* Mostly 1/2/4-byte text: the scalar loop, whose branches follow the script of
-             * each word, beats the lead-mask walk below.  It checks the sequence that runs
-             * into the next block itself. */
-            size_t j = scalar_core(in, i, b + 32, n, out, &o, 1);
-            if (j < b + 32) {
-                i = j;
-                break;
-            }
-            i = j, b += 32;
-            continue;
-        }
         if (i < b) /* the sequence cut by the end of the last block, now validated */
             out[o++] = decode_at(in + i);
         /* Lead bytes are the signed bytes > (int8_t)0xBF; a valid block has one at least
@@ -426,6 +414,12 @@ AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_
          * sequence length, so code points decode in parallel.  Four 3-byte sequences in a row
          * (CJK) take one shuffle: b0 b1 b2 go to a 32-bit lane as b2 b1 b0, whose payload
          * bits then close up by shifts. */
+        if (!(m3 & (m3 >> 3) & (m3 >> 6) & (m3 >> 9))) {
+            for (; m; m &= m - 1)
+                out[o++] = decode_at(in + b + (unsigned)__builtin_ctz(m));
+            b += 32;
+            continue;
+        }
         while (m) {
             unsigned q = (unsigned)__builtin_ctz(m);
             if (q <= 20 && ((m3 >> q) & 0x249) == 0x249) {
