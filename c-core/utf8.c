@@ -10,8 +10,12 @@
  * word test.  SSE2 adds 16/32-byte ASCII runs and hands back to scalar for at most 64 bytes
  * at a time.  AVX2 validates 32-byte blocks with the Keiser-Lemire lookup algorithm
  * (three nibble tables, "Validating UTF-8 in less than one instruction per byte", 2021),
- * widens all-ASCII blocks directly and decodes validated blocks without further checks; when
- * a block fails, the scalar routine finds the exact offset.  The implementation is chosen once
+ * widens all-ASCII blocks directly, and decodes other validated blocks without branches per
+ * code point: eight byte positions at a time gather their 4-byte windows into 32-bit lanes,
+ * decode every lane as if it held a lead, and keep the lanes that do (a 256-entry compress
+ * table), or, for blocks of 3-byte sequences only (CJK), four sequences per shuffle.  A
+ * sequence cut by a block's end waits for the next block's check.  When a block fails, the
+ * scalar routine finds the exact offset.  The implementation is chosen once
  * (CPU, or CROW_UTF8_IMPL) and stored in an atomic pointer; tests force each in turn.
  * Streaming keeps up to 3 bytes of a cut sequence, which are always a well-formed prefix, so
  * completing them never needs more than one seq_step over at most 4 bytes. */
@@ -433,8 +437,9 @@ AVX2 static inline unsigned avx2_decode8(const uint8_t *p, uint32_t m8, uint32_t
     return (unsigned)_mm_popcnt_u32(m8);
 }
 
-/* Validated blocks are decoded by walking the bit mask of their lead bytes: the loop carries
- * only the mask (clear lowest bit), not the byte-dependent sequence length, so consecutive
+/* Decodes block by block: validate, then widen (ASCII), eight lanes at a time (mixed
+ * scripts), or walk the lead mask with 4 x 3-byte shuffles (all 3-byte).  Neither of the
+ * last two carries a byte-dependent sequence length from one code point to the next, so
  * code points decode in parallel and mixed scripts cost no branch mispredictions. */
 AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_t *po)
 {
