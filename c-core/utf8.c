@@ -414,22 +414,25 @@ AVX2 static inline unsigned avx2_decode8(const uint8_t *p, uint32_t m8, uint32_t
 {
     const __m256i gather = _mm256_setr_epi8(3, 2, 1, 0, 4, 3, 2, 1, 5, 4, 3, 2, 6, 5, 4, 3,
                                             7, 6, 5, 4, 8, 7, 6, 5, 9, 8, 7, 6, 10, 9, 8, 7);
-    const __m256i masks = _mm256_setr_epi32(0x7F, 0x1F, 0x0F, 0x07, 0, 0, 0, 0);
-    const __m256i shifts = _mm256_setr_epi32(18, 12, 6, 0, 0, 0, 0, 0);
+    /* by the lead's high nibble: its payload mask and the final shift (ASCII and, unused,
+     * continuation bytes as 1-byte) */
+    const __m256i masks = _mm256_setr_epi8(0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F,
+                                           0x7F, 0x7F, 0x7F, 0x1F, 0x1F, 0x0F, 0x07,
+                                           0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F, 0x7F,
+                                           0x7F, 0x7F, 0x7F, 0x1F, 0x1F, 0x0F, 0x07);
+    const __m256i shifts = _mm256_setr_epi8(18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 12, 12, 6, 0,
+                                            18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 12, 12, 6, 0);
     __m256i w = _mm256_shuffle_epi8(
         _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p)), gather);
-    __m256i b0 = _mm256_srli_epi32(w, 24);
-    __m256i k = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                 _mm256_add_epi32(_mm256_cmpgt_epi32(b0, _mm256_set1_epi32(0xBF)),
-                                 _mm256_add_epi32(_mm256_cmpgt_epi32(b0, _mm256_set1_epi32(0xDF)),
-                                                  _mm256_cmpgt_epi32(b0, _mm256_set1_epi32(0xEF)))));
-    __m256i a = _mm256_and_si256(w, _mm256_set1_epi32(0x3F3F3F));
-    __m256i c = _mm256_or_si256(_mm256_and_si256(a, _mm256_set1_epi32(0x3F)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(a, 2), _mm256_set1_epi32(0xFC0)),
-                                _mm256_and_si256(_mm256_srli_epi32(a, 4), _mm256_set1_epi32(0x3F000))));
-    __m256i lead = _mm256_and_si256(b0, _mm256_permutevar8x32_epi32(masks, k));
+    /* lane = [b3 b2 b1 b0] from low byte up; index bytes 1..3 at 0x80 select zero */
+    __m256i nib = _mm256_or_si256(_mm256_srli_epi32(w, 28), _mm256_set1_epi32((int)0x80808000));
+    /* payload of b1 b2 b3: maddubs joins b2:b3 (x64 + x1) and b1, madd joins those (x4096) */
+    __m256i c = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(w, _mm256_set1_epi32(0x3F3F3F)),
+                                                       _mm256_set1_epi16(0x4001)),
+                                  _mm256_set1_epi32(0x10000001));
+    __m256i lead = _mm256_and_si256(_mm256_srli_epi32(w, 24), _mm256_shuffle_epi8(masks, nib));
     __m256i cp = _mm256_srlv_epi32(_mm256_or_si256(_mm256_slli_epi32(lead, 18), c),
-                                   _mm256_permutevar8x32_epi32(shifts, k));
+                                   _mm256_shuffle_epi8(shifts, nib));
     __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)compress8[m8]),
                                                      _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21)),
                                    _mm256_set1_epi32(7));
