@@ -13,8 +13,7 @@
  * widens all-ASCII blocks directly, and decodes other validated blocks without branches per
  * code point: eight byte positions at a time gather their 4-byte windows into 32-bit lanes,
  * decode every lane as if it held a lead, and keep the lanes that do (a 256-entry compress
- * table), or, for blocks of 3-byte sequences only (CJK), four sequences per shuffle.  A
- * sequence cut by a block's end waits for the next block's check.  When a block fails, the
+ * table).  A sequence cut by a block's end waits for the next block's check.  When a block fails, the
  * scalar routine finds the exact offset.  The implementation is chosen once
  * (CPU, or CROW_UTF8_IMPL) and stored in an atomic pointer; tests force each in turn.
  * Streaming keeps up to 3 bytes of a cut sequence, which are always a well-formed prefix, so
@@ -440,16 +439,15 @@ AVX2 static inline unsigned avx2_decode8(const uint8_t *p, uint32_t m8, uint32_t
     return (unsigned)_mm_popcnt_u32(m8);
 }
 
-/* Decodes block by block: validate, then widen (ASCII), eight lanes at a time (mixed
- * scripts), or walk the lead mask with 4 x 3-byte shuffles (all 3-byte).  Neither of the
- * last two carries a byte-dependent sequence length from one code point to the next, so
- * code points decode in parallel and mixed scripts cost no branch mispredictions. */
+/* Decodes block by block: validate, then widen (ASCII) or decode eight lanes at a time.  No
+ * branch depends on the script or on where sequences start, and no byte-dependent sequence
+ * length is carried from one code point to the next, so mixed scripts decode as fast as one. */
 AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_t *po)
 {
     const __m256i tph = bcast16(tab_prev_hi), tpl = bcast16(tab_prev_lo), tch = bcast16(tab_cur_hi);
     const __m256i cont_max = _mm256_set1_epi8((char)0xBF);
     __m256i prev = _mm256_setzero_si256();
-    size_t b = 0, o = 0, i = 0; /* I: next sequence to decode; B - 3 <= I <= B + 7 */
+    size_t b = 0, o = 0, i = 0; /* I: next sequence to decode; B - 3 <= I <= B */
     while (b + 32 + 8 <= n) { /* the 16-byte loads below may read 8 bytes past the block */
         __m256i x = _mm256_loadu_si256((const __m256i *)(in + b));
         if (i == b && !_mm256_movemask_epi8(x)) {
@@ -466,52 +464,20 @@ AVX2 static size_t avx2_decode(const uint8_t *in, size_t n, uint32_t *out, size_
         if (!_mm256_testz_si256(e, e))
             break;
         prev = x;
-        uint32_t m3 = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(
-            _mm256_and_si256(x, _mm256_set1_epi8((char)0xF0)), _mm256_set1_epi8((char)0xE0)));
-        if (i < b) /* the sequence cut by the end of the last block, now validated */
-            out[o++] = decode_at(in + i);
+        /* The sequence cut by the end of the last block, now validated: decoded always,
+         * kept only if there was one (no branch: that depends on the text). */
+        out[o] = decode_at(in + i);
+        o += i < b;
         /* Lead bytes are the signed bytes > (int8_t)0xBF; a valid block has one at least
          * every 4 bytes.  Only the last can start a sequence cut by the block's end. */
         uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_cmpgt_epi8(x, cont_max));
-        if (i > b) /* the scalar loop went past B (a cut sequence, or 8 ASCII bytes at once) */
-            m &= ~0u << (i - b);
-        i = b + 32;
-        if (m) {
-            unsigned h = 31u - (unsigned)__builtin_clz(m);
-            uint8_t c = in[b + h];
-            unsigned l = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-            if (h + l > 32) {
-                m &= ~(1u << h);
-                i = b + h;
-            }
-        }
-        /* The lead walk carries only the mask (clear lowest bit), not the byte-dependent
-         * sequence length, so code points decode in parallel.  Four 3-byte sequences in a row
-         * (CJK) take one shuffle: b0 b1 b2 go to a 32-bit lane as b2 b1 b0, whose payload
-         * bits then close up by shifts. */
-        if (m & ~m3) { /* not all 3-byte: eight lanes at a time, no branch per code point */
-            for (unsigned q = 0; q < 32; q += 8)
-                o += avx2_decode8(in + b + q, (m >> q) & 0xFF, out + o);
-            b += 32;
-            continue;
-        }
-        while (m) {
-            unsigned q = (unsigned)__builtin_ctz(m);
-            if (q <= 20 && ((m3 >> q) & 0x249) == 0x249) {
-                const __m128i shuf = _mm_setr_epi8(2, 1, 0, -1, 5, 4, 3, -1, 8, 7, 6, -1, 11, 10, 9, -1);
-                __m128i t = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(in + b + q)), shuf);
-                t = _mm_and_si128(t, _mm_set1_epi32(0x0F3F3F));
-                __m128i cp = _mm_or_si128(_mm_and_si128(t, _mm_set1_epi32(0x3F)),
-                             _mm_or_si128(_mm_srli_epi32(_mm_and_si128(t, _mm_set1_epi32(0x3F00)), 2),
-                                          _mm_srli_epi32(_mm_and_si128(t, _mm_set1_epi32(0x0F0000)), 4)));
-                _mm_storeu_si128((__m128i *)(out + o), cp);
-                o += 4;
-                m &= (uint32_t)(~0ull << (q + 12));
-                continue;
-            }
-            out[o++] = decode_at(in + b + q);
-            m &= m - 1;
-        }
+        unsigned h = 31u - (unsigned)__builtin_clz(m | 1);
+        uint8_t c = in[b + h];
+        unsigned cut = h + (c >= 0xF0 ? 4u : c >= 0xE0 ? 3u : c >= 0xC0 ? 2u : 1u) > 32;
+        m &= ~((uint32_t)cut << h);
+        i = b + 32 - (cut ? 32 - h : 0);
+        for (unsigned q = 0; q < 32; q += 8)
+            o += avx2_decode8(in + b + q, (m >> q) & 0xFF, out + o);
         b += 32;
     }
     i = scalar_core(in, i, n, n, out, &o, 1);
