@@ -124,7 +124,7 @@ MANDIR  := $(DESTDIR)$(PREFIX)/share/man/man1
 ETCDIR  := $(DESTDIR)$(PREFIX)/share/crow/examples
 install: all
 	install -d $(BINDIR) $(LIBDIR) $(INCDIR) $(MANDIR) $(ETCDIR)
-	install -m 755 $(wildcard $(B)/bin/*) $(BINDIR)/
+	install -m 755 $(filter-out %.d,$(wildcard $(B)/bin/*)) $(BINDIR)/
 	install -m 644 $(B)/libcrowcore.a $(LIBDIR)/
 	install -m 755 $(B)/libcrowcore.so $(LIBDIR)/
 	install -m 644 $(CORE_HDR) $(INCDIR)/

@@ -49,6 +49,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :components ((:file "package")
                (:file "conditions")
                (:file "ffi")
+               (:file "utf8")
                (:file "fd")
                (:file "fs")
                (:file "socket")
@@ -84,6 +85,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :serial t
   :components ((:file "package")
                (:file "conditions")
+               (:file "log")
                (:file "config")))
 
 (defsystem "crow/test"
@@ -98,4 +100,5 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-socket")
                (:file "unix-proc")
                (:file "unix-time")
+               (:file "unix-utf8")
                (:file "server-config")))

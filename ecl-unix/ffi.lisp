@@ -10,50 +10,11 @@
 write it during a call."
   (make-array n :element-type '(unsigned-byte 8) :initial-element initial-element))
 
-(defun %utf8-encode (s)
-  "Returns S encoded as UTF-8 (lone surrogates become U+FFFD).  For short strings (paths,
-names); bulk text goes through the C core's codec."
-  (let ((out (make-array (length s) :element-type '(unsigned-byte 8) :adjustable t :fill-pointer 0)))
-    (loop for ch across s
-          for c = (char-code ch)
-          do (when (<= #xd800 c #xdfff) (setf c #xfffd))
-             (cond ((< c #x80) (vector-push-extend c out))
-                   ((< c #x800) (vector-push-extend (logior #xc0 (ash c -6)) out)
-                    (vector-push-extend (logior #x80 (logand c #x3f)) out))
-                   ((< c #x10000) (vector-push-extend (logior #xe0 (ash c -12)) out)
-                    (vector-push-extend (logior #x80 (logand (ash c -6) #x3f)) out)
-                    (vector-push-extend (logior #x80 (logand c #x3f)) out))
-                   (t (vector-push-extend (logior #xf0 (ash c -18)) out)
-                      (vector-push-extend (logior #x80 (logand (ash c -12) #x3f)) out)
-                      (vector-push-extend (logior #x80 (logand (ash c -6) #x3f)) out)
-                      (vector-push-extend (logior #x80 (logand c #x3f)) out))))
-    out))
-
-(defun %utf8-decode (v start end)
-  "Returns the UTF-8 bytes V[START,END) as a string; an invalid byte becomes U+FFFD."
-  (let ((out (make-array (- end start) :element-type 'character :fill-pointer 0))
-        (i start))
-    (flet ((cont (k) (and (< k end) (= (logand (aref v k) #xc0) #x80))))
-      (loop while (< i end)
-            do (let* ((b (aref v i))
-                      (n (cond ((< b #x80) 1) ((<= #xc2 b #xdf) 2) ((<= #xe0 b #xef) 3)
-                               ((<= #xf0 b #xf4) 4) (t 0)))
-                      (c (and (plusp n) (loop for k from 1 below n always (cont (+ i k)))
-                              (let ((x (if (= n 1) b (logand b (ash #x7f (- n))))))
-                                (loop for k from 1 below n
-                                      do (setf x (logior (ash x 6) (logand (aref v (+ i k)) #x3f))))
-                                x))))
-                 (if (and c (not (<= #xd800 c #xdfff)) (<= c #x10ffff)
-                          (>= c (svref #(0 0 #x80 #x800 #x10000) n)))
-                     (progn (vector-push (code-char c) out) (incf i n))
-                     (progn (vector-push (code-char #xfffd) out) (incf i))))))
-    (coerce out 'simple-string)))
-
 (defun string-to-c (string)
   "Returns STRING encoded as UTF-8 in a fresh octet vector with a terminating NUL, ready for
 C.  Signals crow-error if STRING contains a NUL character (it would truncate the path)."
   (let* ((s (string string))
-         (utf8 (%utf8-encode s))
+         (utf8 (utf8-encode s))
          (n (length utf8))
          (v (make-octets (1+ n))))
     (when (find 0 utf8)
@@ -65,7 +26,7 @@ C.  Signals crow-error if STRING contains a NUL character (it would truncate the
 (defun octets-to-string (octets &key (start 0) end)
   "Returns the UTF-8 bytes of OCTETS between START and END decoded as a string (invalid
 sequences become U+FFFD)."
-  (%utf8-decode octets start (or end (length octets))))
+  (utf8-decode octets :start start :end end))
 
 (define-condition simple-crow-error (crow-error simple-condition) ()
   (:report (lambda (c s)

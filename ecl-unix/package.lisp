@@ -40,5 +40,13 @@
    #:monotonic-seconds #:real-time #:unix-time
    ;; syslog
    #:closelog #:openlog #:syslog
+   ;; UTF-8 (c-core/utf8)
+   #:utf8-decode #:utf8-encode #:utf8-error #:utf8-error-offset #:utf8-length #:utf8-validate
+   ;; event loops (c-core/evloop)
+   #:ev #:ev-close #:ev-date #:ev-destroy #:ev-done #:ev-listen #:ev-next #:ev-pointer
+   #:ev-reply #:ev-sendfile #:ev-stats #:ev-tcp-listener #:ev-unit #:ev-unit-conn
+   #:ev-unit-free #:ev-unit-header #:ev-unit-headers #:ev-unit-http #:ev-unit-keep-alive
+   #:ev-unit-length #:ev-unit-line #:ev-unit-method #:ev-unit-octets #:ev-unit-peer
+   #:ev-unit-target #:make-ev-loop #:make-ev-unit #:ev-wake
    ;; the C core
    #:core-version))

@@ -11,4 +11,9 @@
    #:address-port #:address-string #:check-config #:config #:config-blocks
    #:config-directory #:config-file #:config-from-string #:config-line #:config-p
    #:config-parent #:config-source #:config-value #:define-config-keys
-   #:describe-config-keys #:parse-duration #:parse-size #:read-config))
+   #:describe-config-keys #:parse-duration #:parse-size #:read-config
+   ;; event workers
+   #:event-server #:event-server-port #:event-server-stats #:start-event-workers
+   #:stop-event-workers
+   ;; logging
+   #:*debug* #:*log-target* #:*program* #:fatal #:log-debug #:log-info #:log-warn #:open-log))
