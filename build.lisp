@@ -14,7 +14,8 @@
 ;;; The program table.  The Makefile reads the names from the lines starting `(program "`.
 (defparameter *programs*
   '((program "crow-sh"   :system "crow/sh"   :entry "CROW.SH:MAIN")
-    (program "crow-echo" :system "crow/echo" :entry "CROW.ECHO:MAIN")))
+    (program "crow-echo" :system "crow/echo" :entry "CROW.ECHO:MAIN")
+    (program "crow-hello" :system "crow/hello" :entry "CROW.HELLO:MAIN")))
 
 (defun entry-form (entry)
   (let* ((colon (position #\: entry))

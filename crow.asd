@@ -38,7 +38,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :description "crow: Unix servers on an ECL Common Lisp host over a C performance core."
   :version "0.1.0"
   :license "BSD-2-Clause"
-  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo"))
+  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -57,7 +57,8 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "proc")
                (:file "signal")
                (:file "time")
-               (:file "syslog")))
+               (:file "syslog")
+               (:file "evloop")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
@@ -86,7 +87,17 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :components ((:file "package")
                (:file "conditions")
                (:file "log")
-               (:file "config")))
+               (:file "config")
+               (:file "event")))
+
+(defsystem "crow/hello"
+  :description "crow-hello: an HTTP hello-world on crow.server's event workers."
+  :version "0.1.0"
+  :pathname "lisp/servers/hello/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "hello")))
 
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."

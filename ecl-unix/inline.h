@@ -8,4 +8,5 @@
 #include <sys/types.h>
 #include <sys/stat.h>
 #include <sys/epoll.h>
+#include "evloop.h"
 #endif

@@ -46,7 +46,7 @@
    #:ev #:ev-close #:ev-date #:ev-destroy #:ev-done #:ev-listen #:ev-next #:ev-pointer
    #:ev-reply #:ev-sendfile #:ev-stats #:ev-tcp-listener #:ev-unit #:ev-unit-conn
    #:ev-unit-free #:ev-unit-header #:ev-unit-headers #:ev-unit-http #:ev-unit-keep-alive
-   #:ev-unit-length #:ev-unit-line #:ev-unit-method #:ev-unit-octets #:ev-unit-peer
+   #:ev-unit-length #:ev-unit-line #:ev-unit-method #:ev-unit-method-p #:ev-unit-octets #:ev-unit-peer
    #:ev-unit-target #:make-ev-loop #:make-ev-unit #:ev-wake
    ;; the C core
    #:core-version))

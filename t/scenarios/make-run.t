@@ -59,6 +59,10 @@ try:
         r = subprocess.run(["socat", "-t2", "-", addr], input=b"hello crow\n", capture_output=True, timeout=20)
         t.eq(r.stdout, b"hello crow\n", "socat gets its line echoed over %s" % addr)
 
+    r = subprocess.run(["curl", "-s", "http://127.0.0.1:8080/"], capture_output=True, timeout=20)
+    t.eq(r.stdout, b"Hello from crow!\n", "make run serves HTTP on 127.0.0.1:8080 (crow-hello)")
+    t.ok(wait_port("127.0.0.1", 4005, 5), "make run's swank listens on 127.0.0.1:4005")
+
     # 4 MiB through one connection, sent and read concurrently.
     blob = bytes((i * 131 + (i >> 9)) & 0xff for i in range(4 << 20))
     s = socket.create_connection(("127.0.0.1", 7007), timeout=30)

@@ -70,3 +70,32 @@ def stop(proc, timeout=10):
             proc.kill()
             proc.wait(5)
     return proc.returncode
+
+
+def swank_eval(port, form, package="CL-USER", timeout=60):
+    """Evaluates FORM (a string) in the Lisp behind swank at 127.0.0.1:PORT, speaking SLIME's
+    wire protocol (6 hex digits of length, then an s-expression).  Returns the :return frame
+    (a string) or None."""
+    esc = form.replace("\\", "\\\\").replace('"', '\\"')
+    msg = '(:emacs-rex (swank:eval-and-grab-output "%s") "%s" t 1)' % (esc, package)
+    data = msg.encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(b"%06x" % len(data) + data)
+        buf = b""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+            while len(buf) >= 6:
+                n = int(buf[:6], 16)
+                if len(buf) < 6 + n:
+                    break
+                frame, buf = buf[6:6 + n].decode("utf-8", "replace"), buf[6 + n:]
+                if frame.startswith("(:return"):
+                    return frame
+        return None
+    finally:
+        s.close()
