@@ -87,15 +87,15 @@ $(B)/.programs: $(LISP_SRC) $(B)/libcrowcore.a $(B)/libcrowcore.so
 
 # ---------------------------------------------------------------- test, run, bench
 test: deps-check
-	@$(MAKE) --no-print-directory all fuzz-bins
+	@$(MAKE) --no-print-directory -j$(shell nproc) all fuzz-bins
 	@t/run
 
 run: deps-check
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(shell nproc) all
 	@tools/supervise
 
 bench: deps-check
-	@$(MAKE) --no-print-directory all bench-bins
+	@$(MAKE) --no-print-directory -j$(shell nproc) all bench-bins
 	@bench/run
 
 # ---------------------------------------------------------------- fuzzing (libFuzzer, clang)
@@ -106,13 +106,23 @@ FUZZ_SECONDS ?= 60
 FUZZ_SRC   := $(wildcard t/fuzz/fuzz_*.c)
 FUZZ_BINS  := $(FUZZ_SRC:t/fuzz/%.c=$(B)/fuzz/%) $(FUZZ_SRC:t/fuzz/%.c=$(B)/fuzz/%_planted)
 FUZZ_FLAGS := -std=gnu11 -O1 -g -D_GNU_SOURCE -pthread -Ic-core \
-              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-$(B)/fuzz/%: t/fuzz/%.c $(CORE_SRC) $(CORE_HDR)
+              -fsanitize=address,undefined -fno-sanitize-recover=all
+# The core is compiled once per variant (instrumented for coverage), then each target links it.
+FUZZ_OBJ   := $(CORE_SRC:c-core/%.c=$(B)/fuzz/obj/%.o)
+FUZZ_OBJP  := $(CORE_SRC:c-core/%.c=$(B)/fuzz/objp/%.o)
+.SECONDARY: $(FUZZ_OBJ) $(FUZZ_OBJP)
+$(B)/fuzz/obj/%.o: c-core/%.c $(CORE_HDR)
 	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) $< $(CORE_SRC) -o $@ -lm
-$(B)/fuzz/%_planted: t/fuzz/%.c $(CORE_SRC) $(CORE_HDR)
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(B)/fuzz/objp/%.o: c-core/%.c $(CORE_HDR)
 	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) -DCROW_PLANTED_BUG $< $(CORE_SRC) -o $@ -lm
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -DCROW_PLANTED_BUG -c $< -o $@
+$(B)/fuzz/%: t/fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) -o $@ -lm
+$(B)/fuzz/%_planted: t/fuzz/%.c $(FUZZ_OBJP)
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -DCROW_PLANTED_BUG $< $(FUZZ_OBJP) -o $@ -lm
 fuzz: fuzz-bins
 	tools/fuzz-all $(FUZZ_SECONDS)
 
