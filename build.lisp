@@ -21,12 +21,17 @@
   (let* ((colon (position #\: entry))
          (pkg (subseq entry 0 colon))
          (name (string-left-trim ":" (subseq entry colon))))
-    ;; The entry returns the exit status; anything escaping it is reported, status 70.
-    `(ext:quit
-      (handler-case (funcall (intern ,name ,pkg))
-        (error (e)
-          (format *error-output* "~a: ~a~%" (first (ext:command-args)) e)
-          70)))))
+    ;; The entry returns the exit status; anything escaping it is reported, status 70.  The
+    ;; program then flushes its streams and ends at once (_exit): by then it has stopped its
+    ;; own threads, and ECL's quit would wait many seconds for threads blocked in C (swank's
+    ;; accept, for one).
+    `(let ((status (handler-case (funcall (intern ,name ,pkg))
+                     (error (e)
+                       (format *error-output* "~a: ~a~%" (first (ext:command-args)) e)
+                       70))))
+       (ignore-errors (finish-output *standard-output*))
+       (ignore-errors (finish-output *error-output*))
+       (funcall (intern "EXIT-PROCESS" "CROW.UNIX") (if (integerp status) status 0)))))
 
 (defun build-one (name &key system entry)
   (let* ((out (root (format nil "build/bin/~a" name)))
