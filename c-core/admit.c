@@ -58,6 +58,8 @@ struct stripe {
     struct crow_hash *h;
     struct crow_list idle;
     size_t count;
+    /* counters kept under the lock, so an enter touches one shared atomic (active) only */
+    uint64_t admitted, refused[5], expired, evicted;
 } __attribute__((aligned(64)));
 
 struct crow_admit {
@@ -68,7 +70,8 @@ struct crow_admit {
     uint64_t tolerance;          /* period - T */
     size_t stripe_cap;
     int bw_on[2];
-    _Atomic uint64_t active, admitted, refused[5], addresses, expired, evicted;
+    _Atomic uint64_t active;           /* the only counter every enter and leave touches */
+    _Atomic uint64_t admitted_exempt, refused_full; /* paths that take no stripe lock */
     struct stripe s[CROW_ADMIT_STRIPES];
 };
 
@@ -137,7 +140,6 @@ static void drop_entry(struct crow_admit *a, struct stripe *s, struct crow_admit
     crow_list_remove(&s->idle, &e->idle);
     crow_hash_del(s->h, e->key, KEYLEN, NULL);
     s->count--;
-    atomic_fetch_sub(&a->addresses, 1);
     crow_free(&a->alloc, e, sizeof *e);
 }
 
@@ -156,8 +158,7 @@ static size_t sweep(struct crow_admit *a, struct stripe *s, uint64_t now, size_t
         drop_entry(a, s, e);
         n++;
     }
-    if (n)
-        atomic_fetch_add(&a->expired, n);
+    s->expired += n;
     return n;
 }
 
@@ -170,7 +171,7 @@ static struct crow_admit_peer *new_entry(struct crow_admit *a, struct stripe *s,
             return NULL;
         }
         drop_entry(a, s, crow_list_entry(s->idle.first, struct crow_admit_peer, idle));
-        atomic_fetch_add(&a->evicted, 1);
+        s->evicted++;
     }
     struct crow_admit_peer *e = crow_alloc(&a->alloc, sizeof *e, 0);
     if (!e) {
@@ -189,7 +190,6 @@ static struct crow_admit_peer *new_entry(struct crow_admit *a, struct stripe *s,
         return NULL;
     }
     s->count++;
-    atomic_fetch_add(&a->addresses, 1);
     crow_list_insert_tail(&s->idle, &e->idle);
     return e;
 }
@@ -199,21 +199,17 @@ static struct stripe *stripe_of(struct crow_admit *a, const uint8_t key[KEYLEN])
     return &a->s[crow_hash_bytes(key, KEYLEN, a->seed) % CROW_ADMIT_STRIPES];
 }
 
-static int refuse(struct crow_admit *a, int why)
-{
-    atomic_fetch_add(&a->refused[why], 1);
-    return why;
-}
-
 int crow_admit_enter_peer(struct crow_admit *a, const struct sockaddr *sa, socklen_t sl,
                           uint64_t now, struct crow_admit_peer **peer)
 {
     uint8_t key[KEYLEN];
     int ip = make_key(a, sa, sl, key);
-    if (!global_enter(a))
-        return refuse(a, CROW_ADMIT_FULL);
+    if (!global_enter(a)) {
+        atomic_fetch_add_explicit(&a->refused_full, 1, memory_order_relaxed);
+        return CROW_ADMIT_FULL;
+    }
     if (!ip) {
-        atomic_fetch_add(&a->admitted, 1);
+        atomic_fetch_add_explicit(&a->admitted_exempt, 1, memory_order_relaxed);
         if (peer)
             *peer = NULL;
         return CROW_ADMIT_OK;
@@ -238,13 +234,15 @@ int crow_admit_enter_peer(struct crow_admit *a, const struct sockaddr *sa, sockl
     if (why == CROW_ADMIT_OK) {
         if (e->active++ == 0)
             crow_list_remove(&s->idle, &e->idle);
+        s->admitted++;
+    } else {
+        s->refused[why]++;
     }
     pthread_mutex_unlock(&s->mu);
     if (why != CROW_ADMIT_OK) {
         atomic_fetch_sub(&a->active, 1);
-        return refuse(a, why);
+        return why;
     }
-    atomic_fetch_add(&a->admitted, 1);
     if (peer)
         *peer = e;
     return CROW_ADMIT_OK;
@@ -384,15 +382,23 @@ size_t crow_admit_expire(struct crow_admit *a, uint64_t now)
 
 void crow_admit_stats(struct crow_admit *a, struct crow_admit_stats *st)
 {
+    memset(st, 0, sizeof *st);
     st->active = atomic_load(&a->active);
-    st->admitted = atomic_load(&a->admitted);
-    st->refused_full = atomic_load(&a->refused[CROW_ADMIT_FULL]);
-    st->refused_per_address = atomic_load(&a->refused[CROW_ADMIT_PER_ADDRESS]);
-    st->refused_rate = atomic_load(&a->refused[CROW_ADMIT_RATE]);
-    st->refused_nomem = atomic_load(&a->refused[CROW_ADMIT_NOMEM]);
-    st->addresses = atomic_load(&a->addresses);
-    st->expired = atomic_load(&a->expired);
-    st->evicted = atomic_load(&a->evicted);
+    st->admitted = atomic_load(&a->admitted_exempt);
+    st->refused_full = atomic_load(&a->refused_full);
+    for (int i = 0; i < CROW_ADMIT_STRIPES; i++) {
+        struct stripe *s = &a->s[i];
+        pthread_mutex_lock(&s->mu);
+        st->admitted += s->admitted;
+        st->refused_full += s->refused[CROW_ADMIT_FULL];
+        st->refused_per_address += s->refused[CROW_ADMIT_PER_ADDRESS];
+        st->refused_rate += s->refused[CROW_ADMIT_RATE];
+        st->refused_nomem += s->refused[CROW_ADMIT_NOMEM];
+        st->addresses += s->count;
+        st->expired += s->expired;
+        st->evicted += s->evicted;
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 static uint64_t random_seed(const void *salt)

@@ -118,8 +118,9 @@ int crow_admit_bw_limited(const struct crow_admit *a, int dir);
  * at a time anyway).  Returns the number dropped.  Thread-safe.  Can't fail. */
 size_t crow_admit_expire(struct crow_admit *a, uint64_t now_ns);
 
-/* Fills *ST (counters read without a global lock: each is exact, their sum may be a moment
- * apart).  Can't fail. */
+/* Fills *ST, taking each stripe's lock in turn (the counters are kept per stripe so that an
+ * enter touches one shared cache line only): each figure is exact, the figures may be a moment
+ * apart.  Thread-safe.  Can't fail. */
 void crow_admit_stats(struct crow_admit *a, struct crow_admit_stats *st);
 
 /* Returns a static name for a result code ("ok", "full", "per-address", "rate", "nomem",

@@ -331,6 +331,13 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
+}
+
 static void *hammer_main(void *arg)
 {
     struct worker *w = arg;
@@ -344,7 +351,7 @@ static void *hammer_main(void *arg)
     struct crow_admit_peer *held[4];
     int hi[4], nh = 0;
     uint64_t x = 88172645463325252ull ^ (uint64_t)w->id;
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = thread_cpu_ns();
     for (int k = 0; k < h->iters; k++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         if (nh < 4 && (x & 1)) {
@@ -381,7 +388,7 @@ static void *hammer_main(void *arg)
             atomic_fetch_sub(&h->total_in, 1);
         crow_admit_leave_peer(h->a, held[nh]);
     }
-    w->ns_per_op = (double)(mono_ns() - t0) / h->iters;
+    w->ns_per_op = (double)(thread_cpu_ns() - t0) / h->iters;
     return NULL;
 }
 
@@ -433,8 +440,9 @@ static void test_threads(void)
        "4 threads, max_connections 10: never more than 10 in; %llu refused FULL",
        (unsigned long long)st.refused_full);
 
-    /* contention: the cost of an enter+leave with 1 thread, and with 2 and 4 threads on
-     * distinct and on shared addresses (2 cores here) */
+    /* contention: the CPU time an operation costs its thread (so a shared, loaded machine
+     * descheduling the threads does not count) with 1 thread, and with 2 and 4 threads on
+     * distinct and on shared addresses; cache-line transfers and lock waits would show here */
     const int iters = 400000;
     double one = run_hammer(1, 1, 0, 0, iters, &st, &over, &gover);
     double two = run_hammer(2, 1, 0, 0, iters, &st, &over, &gover);
@@ -442,11 +450,12 @@ static void test_threads(void)
     double four = run_hammer(4, 1, 0, 0, iters, &st, &over, &gover);
     char msg[200];
     snprintf(msg, sizeof msg,
-             "ns per operation (half enters, half leaves): 1 thread %.0f, 2 threads %.0f "
-             "(shared addresses %.0f), 4 threads %.0f", one, two, two_shared, four);
+             "thread CPU ns per operation (half enters, half leaves; worst thread): 1 thread %.0f, "
+             "2 threads %.0f (on shared addresses %.0f), 4 threads %.0f", one, two, two_shared, four);
     diag(msg);
-    ok(two < 10 * one + 1000 && two_shared < 20 * one + 2000,
-       "two threads on two cores: per-op cost %.0f / %.0f ns vs %.0f alone", two, two_shared, one);
+    ok(two < 4 * one + 500 && two_shared < 4 * one + 500,
+       "contention stays small: per-op CPU %.0f / %.0f ns with two threads vs %.0f alone", two,
+       two_shared, one);
 }
 
 static void test_bandwidth(void)
