@@ -525,6 +525,8 @@ static int conn_read(struct crow_ev *ev, struct conn *c)
         if (n > 0) {
             c->len += (size_t)n;
             ev->st.bytes_in += (uint64_t)n;
+            if (allow < space && (size_t)n == allow && c->tclass == TC_HEAD)
+                conn_timer(ev, c, 1); /* the throttle, not the peer, makes this unit slow */
             if ((size_t)n < allow && !c->hup) {
                 c->can_read = 0; /* a short read drained the socket; the next edge resets */
                 break;

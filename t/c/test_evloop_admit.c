@@ -434,6 +434,31 @@ static void test_throttle(void)
     close(fd);
     server_stop(s);
 
+    /* a unit slowed by the throttle is not cut off by the head deadline */
+    crow_ev_config_init(&cfg);
+    cfg.bandwidth_in = 64 * KIB;
+    cfg.head_ms = 1000;
+    s = server_start(&cfg);
+    fd = dial_from("127.0.0.1", s->port[1]);
+    char head[128];
+    snprintf(head, sizeof head, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %u\r\n\r\n", 192 * KIB);
+    t0 = now_ms();
+    puts_(fd, head);
+    put(fd, big, 192 * KIB);
+    get_line(fd, line, sizeof line);
+    ms = now_ms() - t0;
+    ok(!strncmp(line, "HTTP/1.1 200", 12) && ms >= 2500,
+       "a 192 KiB body at 64 KiB/s (%lld ms) outlives head_ms 1000: answered 200", (long long)ms);
+    close(fd);
+    int sl = dial_from("127.0.0.1", s->port[1]);
+    puts_(sl, "POST /up HTTP/1.1\r\n");
+    t0 = now_ms();
+    int eof = at_eof(sl);
+    ms = now_ms() - t0;
+    ok(eof && ms >= 900 && ms < 5000, "but a peer that stalls still times out (%lld ms)", (long long)ms);
+    close(sl);
+    server_stop(s);
+
     /* per-address totals: two connections from one address share 256 KiB/s */
     struct crow_admit_config ac;
     crow_admit_config_init(&ac);
