@@ -113,7 +113,8 @@ struct crow_ev_config {
                                  not enter it. */
     uint64_t bandwidth_in;    /* bytes/s read per connection; 0 = unlimited (token bucket with
                                  a burst of a tenth of a second: a throttled connection is not
-                                 read until a timer says its bucket has refilled) */
+                                 read until a timer says its bucket has refilled; a unit the
+                                 throttle slows down gets its head_ms deadline refreshed) */
     uint64_t bandwidth_out;   /* bytes/s written per connection (writev and sendfile); 0 =
                                  unlimited */
     const struct crow_allocator *allocator; /* NULL = default; copied */
