@@ -354,8 +354,8 @@ static void test_admission(void)
     ok(get_line(x3, line, sizeof line) && !strcmp(line, refusal) && at_eof(x3),
        "the third within the minute is refused (rate)");
     int y1 = dial_from("127.0.0.5", s2->port[0]);
-    int y2 = dial_from("127.0.0.6", s1->port[0]);
     ok(served(y1), "another source is served");
+    int y2 = dial_from("127.0.0.6", s1->port[0]); /* only once y1 is in */
     ok(get_line(y2, line, sizeof line) && !strcmp(line, refusal),
        "the fourth connection over both loops is refused (max_connections 3)");
     crow_admit_stats(a, &st);
