@@ -25,6 +25,11 @@
  * addresses can only make the rate limit more lenient, never lock out an address), and only
  * when every entry of the stripe has connections in is the newcomer refused (FULL).
  *
+ * The counters (admitted, refusals by reason, expiries) are kept per stripe under its lock, so
+ * the only cache line every enter and leave shares with other threads is the active count;
+ * crow_admit_stats sums the stripes.  Measured in t/c/test_admit.c as the CPU time an
+ * enter/leave costs its thread: the same with 1, 2 and 4 threads hammering the table.
+ *
  * Per-address bandwidth buckets live in the entries; a connection's own bucket (owned by its
  * loop's thread) gets the entry's as its parent, and every take/refund/wait on that chain
  * runs under the stripe's lock, since several threads' connections share the parent. */
