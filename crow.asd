@@ -58,7 +58,9 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "signal")
                (:file "time")
                (:file "syslog")
-               (:file "evloop")))
+               (:file "evloop")
+               (:file "tls")
+               (:file "sess")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
