@@ -58,6 +58,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "signal")
                (:file "time")
                (:file "syslog")
+               (:file "admit")
                (:file "evloop")
                (:file "tls")
                (:file "sess")))
@@ -115,4 +116,5 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-time")
                (:file "unix-utf8")
                (:file "unix-sess")
+               (:file "unix-admit")
                (:file "server-config")))
