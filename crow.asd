@@ -91,7 +91,10 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "conditions")
                (:file "log")
                (:file "config")
-               (:file "event")))
+               (:file "listen")
+               (:file "event")
+               (:file "main")
+               (:file "privsep")))
 
 (defsystem "crow/hello"
   :description "crow-hello: an HTTP hello-world on crow.server's event workers."

@@ -1449,3 +1449,15 @@ void crow_ev_stats(const struct crow_ev *ev, struct crow_ev_stats *st)
 {
     *st = ev->st;
 }
+
+/* Listeners are only ever dropped all at once (a draining process): connections keep their
+ * listener index for unit->listener, and nothing re-adds a dropped listener. */
+void crow_ev_unlisten(struct crow_ev *ev)
+{
+    for (int i = 0; i < ev->nlst; i++)
+        epoll_ctl(ev->epfd, EPOLL_CTL_DEL, ev->lst[i].fd, NULL);
+    crow_free(&ev->alloc, ev->lst, (size_t)ev->nlst * sizeof *ev->lst);
+    ev->lst = NULL;
+    ev->nlst = 0;
+    ev->paused = 0;
+}

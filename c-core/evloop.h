@@ -190,4 +190,9 @@ const char *crow_ev_date(struct crow_ev *ev);
 /* Fills *ST with EV's counters.  Can't fail. */
 void crow_ev_stats(const struct crow_ev *ev, struct crow_ev_stats *st);
 
+/* Stops accepting: removes every listener from EV (the descriptors stay open: the caller owns
+ * them), so a draining process serves its open connections while another accepts.  Units of
+ * connections accepted earlier keep their listener index.  Can't fail. */
+void crow_ev_unlisten(struct crow_ev *ev);
+
 #endif

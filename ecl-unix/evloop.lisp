@@ -278,3 +278,17 @@ without allocating)."
     "{ struct crow_ev_unit *u = (struct crow_ev_unit *)#0;
        @(return) = u->http.method_len == #1->base_string.fillp
                    && !memcmp(u->data + u->http.method_off, #1->base_string.self, u->http.method_len); }"))
+
+(defun ev-unlisten (ev)
+  "Makes EV stop accepting (every listener dropped; the descriptors stay open) while it goes
+on serving its open connections.  Returns T.  Can't fail."
+  (let ((p (ev-pointer ev)))
+    (when p (ffi:c-inline (p) (:pointer-void) :void "crow_ev_unlisten((struct crow_ev *)#0)" :one-liner t))
+    t))
+
+(declaim (inline ev-unit-listener))
+(defun ev-unit-listener (unit)
+  "Returns the index (in ev-listen order) of the listener that accepted the unit's
+connection, or -1 for an adopted descriptor."
+  (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void) :int
+    "((struct crow_ev_unit *)#0)->listener" :one-liner t))
