@@ -93,6 +93,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "config")
                (:file "listen")
                (:file "event")
+               (:file "session")
                (:file "main")
                (:file "privsep")))
 
