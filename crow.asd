@@ -59,8 +59,8 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "time")
                (:file "syslog")
                (:file "admit")
-               (:file "evloop")
                (:file "tls")
+               (:file "evloop")
                (:file "sess")))
 
 (defsystem "crow/sh"
@@ -121,4 +121,5 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-utf8")
                (:file "unix-sess")
                (:file "unix-admit")
-               (:file "server-config")))
+               (:file "server-config")
+               (:file "server-session")))
