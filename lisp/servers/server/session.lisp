@@ -265,6 +265,10 @@ connections.  Signals unix-error when a listener cannot be opened."
     (log-warn "max-sessions ~d is over the ~d threads a process can hold: ~:*~d used"
               max-sessions *session-thread-limit*)
     (setf max-sessions *session-thread-limit*))
+  (dolist (l listeners)
+    (when (and (listener-p l) (eq (listener-kind l) :datagram))
+      (error 'simple-crow-error :format-control "start-session-server: ~a is not a stream listener"
+                                :format-arguments (list (listener-description l)))))
   (when (and (some #'%listener-tls-p listeners) (null tls-context))
     (error 'simple-crow-error :format-control "start-session-server: a listen-tls listener needs :tls-context"
                               :format-arguments '()))
@@ -327,7 +331,8 @@ Returns true when idle.  (Polls: ECL 21 has no timed condition waits.)"
   "Stops SERVER: stops accepting (listeners it did not open stay open), lets the sessions in
 progress finish for TIMEOUT seconds, then ends the waits of those still running (they see end
 of file) and joins every thread.  Returns the number of sessions that had to be cut short.
-Can't fail."
+Call it from outside SERVER's session threads (a handler that wants the server to stop tells
+the thread that started it).  Can't fail."
   (when (session-server-stopping server)
     (return-from stop-session-server 0))
   (setf (session-server-stopping server) t)
