@@ -97,6 +97,9 @@ serves the very next session."
     (unwind-protect
          (handler-case
              (progn
+               ;; Replies are one writev each, and a TLS handshake is several small writes
+               ;; in a row: Nagle would hold them for the peer's delayed ACK (40 ms).
+               (ignore-errors (set-socket-option fd :tcp-nodelay t))   ; not on AF_UNIX
                (setf session (apply #'make-session fd opts))
                (mp:with-lock ((session-server-lock server))
                  (push session (session-server-sessions server))
