@@ -59,7 +59,9 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "time")
                (:file "syslog")
                (:file "admit")
-               (:file "evloop")))
+               (:file "tls")
+               (:file "evloop")
+               (:file "sess")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
@@ -89,7 +91,11 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "conditions")
                (:file "log")
                (:file "config")
-               (:file "event")))
+               (:file "listen")
+               (:file "event")
+               (:file "session")
+               (:file "main")
+               (:file "privsep")))
 
 (defsystem "crow/hello"
   :description "crow-hello: an HTTP hello-world on crow.server's event workers."
@@ -113,5 +119,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-proc")
                (:file "unix-time")
                (:file "unix-utf8")
+               (:file "unix-sess")
                (:file "unix-admit")
-               (:file "server-config")))
+               (:file "server-config")
+               (:file "server-session")))

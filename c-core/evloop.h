@@ -149,6 +149,13 @@ int crow_ev_tcp_listener(const char *host, int port, int flags, int backlog);
  * set (EINVAL for a bad mode, ENOMEM, or epoll_ctl's errno); EV unchanged. */
 int crow_ev_listen(struct crow_ev *ev, int fd, int mode, int flags);
 
+/* As crow_ev_listen, for a TLS listener: each connection it accepts runs a TLS handshake
+ * (inside its first reads) with server context CTX, which must outlive EV, and its units and
+ * replies are plaintext; sendfile is done as pread + TLS write.  Returns the listener's index,
+ * or -1 with errno (EINVAL for a NULL CTX, or as crow_ev_listen). */
+struct crow_tls_ctx;
+int crow_ev_listen_tls(struct crow_ev *ev, int fd, int mode, int flags, struct crow_tls_ctx *ctx);
+
 /* Adopts the connected descriptor FD (made non-blocking; EV closes it from now on) as a
  * connection framed in MODE.  Returns its id, or 0 with errno set (EINVAL, ENOMEM or
  * epoll_ctl's errno); then FD is left open and EV unchanged. */
@@ -199,5 +206,10 @@ const char *crow_ev_date(struct crow_ev *ev);
 
 /* Fills *ST with EV's counters.  Can't fail. */
 void crow_ev_stats(const struct crow_ev *ev, struct crow_ev_stats *st);
+
+/* Stops accepting: removes every listener from EV (the descriptors stay open: the caller owns
+ * them), so a draining process serves its open connections while another accepts.  Units of
+ * connections accepted earlier keep their listener index.  Can't fail. */
+void crow_ev_unlisten(struct crow_ev *ev);
 
 #endif
