@@ -6,15 +6,19 @@
 
 (defstruct (server-spec (:constructor make-server-spec
                             (&key name version keys summary options default-listen
-                                  (framing :raw) configure serve (listen-keys '(:listen :listen-tls :listen-udp)))))
+                                  (framing :raw) configure serve open-listeners
+                                  (listen-keys '(:listen :listen-tls :listen-udp)))))
   "What a server is: NAME (\"crow-appserv\"), VERSION, KEYS (its config key table), SUMMARY
 \(text for --help), OPTIONS (its own command-line options, see run-server), DEFAULT-LISTEN
 \(an address used when the config names none), FRAMING of its listeners, LISTEN-KEYS (which
 listen keys it honours), CONFIGURE (called in the parent with the config after each read:
-returns the server's state, or signals an error to refuse the config) and SERVE (called in
+returns the server's state, or signals an error to refuse the config), SERVE (called in
 the serving child with a server-context: serves until wait-for-stop returns, then drains and
-returns an exit status)."
-  name version keys summary options default-listen framing configure serve listen-keys)
+returns an exit status) and OPEN-LISTENERS (optional: a function of CONFIG STATE REUSE
+returning (values LISTENERS UNUSED) as open-listeners does, for listeners named elsewhere
+than the top-level listen keys, as in blocks)."
+  name version keys summary options default-listen framing configure serve listen-keys
+  open-listeners)
 
 (defstruct (server-context (:conc-name context-))
   "What a serving child gets: the SPEC, the CONFIG, the LISTENERS opened for it, the OPTIONS
@@ -174,12 +178,12 @@ under privilege separation (run-privsep).  Returns the exit status."
       (run-privsep spec config state options))))
 
 (defmacro define-server (name &rest keys &key version keys-table summary options default-listen
-                                              framing configure serve listen-keys)
+                                              framing configure serve listen-keys open-listeners)
   "Defines MAIN in the current package as the entry point of the server NAME (a string):
 `(define-server \"crow-foo\" :version V :keys-table *foo-keys* :serve 'serve ...)`; the
 keywords are make-server-spec's (KEYS-TABLE for KEYS).  MAIN returns the exit status."
   (declare (ignore version keys-table summary options default-listen framing configure serve
-                   listen-keys))
+                   listen-keys open-listeners))
   (let ((args (loop for (k v) on keys by #'cddr
                     append (list (if (eq k :keys-table) :keys k) v)))
         (main (intern "MAIN")))

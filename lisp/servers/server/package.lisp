@@ -20,12 +20,15 @@
    #:listener-description #:listener-family #:listener-fd #:listener-framing
    #:listener-handler #:listener-key #:listener-kind #:listener-p #:listener-port
    #:listener-tls #:open-listener #:open-listeners
+   ;; process pool
+   #:pool-call #:pool-stats #:pool-tick #:process-pool #:receive-message #:resident-bytes
+   #:send-message #:start-process-pool #:stop-process-pool
    ;; main and privilege separation
    #:*children* #:*foreground* #:*swank-port* #:configure-server #:context-config
    #:context-control #:context-generation #:context-listeners #:context-option
    #:context-options #:context-spec #:context-state #:daemonize #:define-server
    #:drop-privileges #:load-server-config #:make-server-spec #:parse-command-line
    #:run-privsep #:run-server #:server-context #:server-spec #:server-spec-name
-   #:server-spec-version #:shutdown-timeout #:wait-for-stop
+   #:server-spec-version #:shutdown-timeout #:spec-open-listeners #:wait-for-stop
    ;; logging
    #:*debug* #:*log-target* #:*program* #:fatal #:log-debug #:log-info #:log-warn #:open-log))

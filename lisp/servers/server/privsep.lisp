@@ -228,16 +228,22 @@ unix-error when it cannot fork."
           (close-fd fd)))
       path)))
 
+(defun spec-open-listeners (spec config state reuse)
+  "Opens the listeners SPEC's server needs for CONFIG, keeping those of REUSE still named.
+Returns (values LISTENERS UNUSED).  Signals config-error."
+  (if (server-spec-open-listeners spec)
+      (funcall (server-spec-open-listeners spec) config state reuse)
+      (open-listeners config :keys (server-spec-listen-keys spec)
+                             :default (server-spec-default-listen spec)
+                             :framing (server-spec-framing spec) :reuse reuse)))
+
 (defun run-privsep (spec config state options)
   "The parent: opens the listeners CONFIG names, writes the pidfile, forks the first serving
 child and waits for it to serve, then handles signals until SIGTERM/SIGINT (drain and exit 0)
 — SIGHUP re-reads the config (on error logs `file:line: message` and keeps the running
 child), keeps unchanged listeners, opens new ones, starts a new child and tells the old one to
 finish.  Returns the exit status (1 when the first child cannot start)."
-  (let ((listeners (handler-case
-                       (open-listeners config :keys (server-spec-listen-keys spec)
-                                              :default (server-spec-default-listen spec)
-                                              :framing (server-spec-framing spec))
+  (let ((listeners (handler-case (spec-open-listeners spec config state nil)
                      (config-error (e)
                        (log-warn "~a" e)
                        (return-from run-privsep 1))))
@@ -274,10 +280,7 @@ finish.  Returns the exit status (1 when the first child cannot start)."
                           (let* ((new-config (load-server-config spec options))
                                  (new-state (configure-server spec new-config)))
                             (multiple-value-bind (new-listeners unused)
-                                (open-listeners new-config :keys (server-spec-listen-keys spec)
-                                                           :default (server-spec-default-listen spec)
-                                                           :framing (server-spec-framing spec)
-                                                           :reuse listeners)
+                                (spec-open-listeners spec new-config new-state listeners)
                               (let ((child (start-child spec new-config new-state new-listeners
                                                         options (1+ generation))))
                                 (cond ((%await-ready child *ready-timeout-ms*)
