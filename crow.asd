@@ -125,4 +125,5 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-proc")
                (:file "unix-time")
                (:file "unix-utf8")
-               (:file "server-config")))
+               (:file "server-config")
+               (:file "server-listen")))
