@@ -44,7 +44,7 @@
       (ensure-directories-exist out)
       (c:build-program (namestring out)
                        :lisp-files (list (namestring lib))
-                       :ld-flags (list core "-lpthread" "-lm")
+                       :ld-flags (list core "-lssl" "-lcrypto" "-lpthread" "-lm")
                        :epilogue-code (entry-form entry)))
     (unless (probe-file out)
       (error "build.lisp: ~a was not produced" out))))

@@ -58,7 +58,10 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "signal")
                (:file "time")
                (:file "syslog")
-               (:file "evloop")))
+               (:file "admit")
+               (:file "evloop")
+               (:file "tls")
+               (:file "sess")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
@@ -90,6 +93,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "config")
                (:file "listen")
                (:file "event")
+               (:file "session")
                (:file "main")
                (:file "privsep")
                (:file "prefork")))
@@ -125,5 +129,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-proc")
                (:file "unix-time")
                (:file "unix-utf8")
+               (:file "unix-sess")
+               (:file "unix-admit")
                (:file "server-config")
                (:file "server-listen")))

@@ -49,5 +49,19 @@
    #:ev-unit-free #:ev-unit-header #:ev-unit-headers #:ev-unit-http #:ev-unit-keep-alive
    #:ev-unit-length #:ev-unit-line #:ev-unit-method #:ev-unit-method-p #:ev-unit-octets #:ev-unit-peer
    #:ev-unit-listener #:ev-unit-target #:ev-unlisten #:make-ev-loop #:make-ev-unit #:ev-wake #:+ev-exclusive+
+   ;; admission control (c-core/admit)
+   #:admit #:admit-destroy #:admit-enter #:admit-expire #:admit-leave #:admit-pointer
+   #:admit-stats #:admit-ticket #:make-admit #:with-admit
+   ;; TLS (c-core/tls)
+   #:free-tls-context #:make-tls-client-context #:make-tls-server-context #:tls-context
+   #:tls-context-kind #:tls-context-p #:tls-error
+   ;; sessions (c-core/sess)
+   #:make-session #:session #:session-abort #:session-buffered #:session-close
+   #:session-counts #:session-data #:session-eof #:session-error #:session-error-session
+   #:session-fd #:session-p #:session-peer #:session-read-data #:session-read-exact
+   #:session-read-line #:session-read-some #:session-sendfile #:session-set-bandwidth
+   #:session-set-line-policy #:session-set-timeouts #:session-starttls #:session-timeout
+   #:session-timeout-direction #:session-tls-error #:session-tls-p #:session-tls-version
+   #:session-write #:with-session
    ;; the C core
    #:core-version))
