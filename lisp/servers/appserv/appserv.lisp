@@ -21,7 +21,7 @@
   (listen-udp :address :repeatable t :doc "UDP socket: HOST:PORT or [IPV6]:PORT.")
   (handler :path :required t :exists :file :doc "The Lisp handler file.")
   (model :enum :values '(:event :process :session) :default "event"
-         :doc "event: worker threads over C event loops; process: a pre-forked process pool.")
+         :doc "event: worker threads over C event loops; session: a thread per connection; process: a pre-forked process pool.")
   (framing :enum :values '(:line :raw) :default "line"
            :doc "line: ON-LINE gets each line; raw: ON-DATA gets each read.")
   (workers :integer :min 1 :max 256 :default "1" :doc "Event worker threads.")
@@ -34,6 +34,14 @@
             :doc "Process model: resident size past which a process is replaced.")
   (max-line :size :min 16 :max 1048576 :default "8K" :doc "Longest line (framing line).")
   (max-connections :integer :min 1 :default "1024" :doc "Connections served at once.")
+  (max-per-address :integer :min 1
+                   :doc "Session model: connections at once from one address (default: the top-level key).")
+  (rate-per-address :rate
+                    :doc "Session model: new connections per address and period (default: the top-level key).")
+  (bandwidth-in :size :min 1 :doc "Session model: bytes/s read per connection.")
+  (bandwidth-out :size :min 1 :doc "Session model: bytes/s written per connection.")
+  (refusal :string :default "-ERR busy, try later"
+           :doc "The line written to a connection refused by a limit (CR LF appended).")
   (timeout :duration :min 1 :default "5m" :doc "Idle time after which a connection is closed."))
 
 (define-config-keys *appserv-keys*
@@ -48,8 +56,13 @@
   name config package model framing)
 
 (defun service-option (service key)
-  "Returns the value of KEY in SERVICE's config block.  Signals an error for an unknown key."
-  (config-value (service-config service) key))
+  "Returns the value of KEY in SERVICE's config block, or when the block does not set it and
+the top-level table has KEY, the top level's.  Signals an error for a key of neither."
+  (let ((sub (service-config service)))
+    (multiple-value-bind (v set) (config-value sub key)
+      (if (or set (null (config-parent sub)))
+          v
+          (or (ignore-errors (config-value (config-parent sub) key)) v)))))
 
 (defun %package-name (name)
   (format nil "APPSERV.~:@(~a~)" name))
@@ -75,9 +88,6 @@ the handler line for a handler that fails to load, or for a service without list
                       (multiple-value-bind (bfile bline) (config-source sub)
                         (error 'config-error :file bfile :line bline
                                              :message (format nil "service ~a: no listen or listen-udp" name))))
-                    (when (eq (config-value sub :model) :session)
-                      (error 'config-error :file file :line line
-                                           :message (format nil "service ~a: model session is not available yet" name)))
                     (%make-service
                      :name name :config sub
                      :package (handler-case (load-handler name path)
@@ -247,6 +257,62 @@ idles out.  Returns NIL."
         (ignore-errors (call-handler-fn service "ON-CLOSE" c))))
     nil))
 
+;;; The session model: a thread per connection, blocking-style reads over C buffers
+
+(defun session-connection (service session)
+  "Serves SESSION for SERVICE in its own thread.  Returns NIL."
+  (let* ((peer (multiple-value-bind (h p) (session-peer session)
+                 (cond ((null p) "unix") ((find #\: h) (format nil "[~a]:~d" h p))
+                       (t (format nil "~a:~d" h p)))))
+         (c (%make-conn :peer peer :service service))
+         (raw (eq (service-framing service) :raw))
+         (buf (and raw (make-octets 65536))))
+    (flet ((send (reply)
+             (when reply (apply #'session-write session (coerce (reply-parts reply) 'list)))
+             (conn-close c)))
+      (unwind-protect
+           (block serve
+             (when (send (call-handler-fn service "ON-OPEN" c)) (return-from serve))
+             (loop
+               (if raw
+                   (let ((n (session-read-some session buf)))
+                     (when (zerop n) (return-from serve))
+                     (when (send (call-handler-fn service "ON-DATA" c (subseq buf 0 n)))
+                       (return-from serve)))
+                   (let ((l (session-read-line session :eof-error-p nil :eof-value :eof)))
+                     (case l
+                       (:eof (return-from serve))
+                       ((:too-long :bad)
+                        (multiple-value-bind (reply undefined) (call-handler-fn service "ON-TOO-LONG" c)
+                          (send (if undefined (line "ERR line too long") reply))
+                          (return-from serve)))
+                       (t (when (send (call-handler-fn service "ON-LINE" c l))
+                            (return-from serve))))))))
+        (ignore-errors (call-handler-fn service "ON-CLOSE" c))))
+    nil))
+
+(defun admission-options (service)
+  "Returns make-admit's options from SERVICE's limits, or NIL when it sets none."
+  (let ((per (service-option service :max-per-address))
+        (rate (service-option service :rate-per-address)))
+    (when (or per rate)
+      (append (and per (list :max-per-address per))
+              (and rate (list :rate-count (car rate) :rate-period-ms (cdr rate)))))))
+
+(defun start-session-service (service listeners)
+  "Starts SERVICE's session threads over its stream LISTENERS.  Returns the session-server."
+  (let ((s service))
+    (start-session-server (lambda (session) (session-connection s session))
+                          :listeners listeners
+                          :max-sessions (service-option s :max-connections)
+                          :spare-threads (service-option s :workers)
+                          :idle-timeout (max 1 (ceiling (service-option s :timeout) 1000))
+                          :max-line (service-option s :max-line)
+                          :bandwidth-in (service-option s :bandwidth-in)
+                          :bandwidth-out (service-option s :bandwidth-out)
+                          :refusal (line "~a" (service-option s :refusal))
+                          :admit (admission-options s))))
+
 ;;; UDP: one thread per socket
 
 (defstruct (udp-worker (:constructor %make-udp-worker (service listener))) service listener thread (stop nil) (count 0))
@@ -295,7 +361,7 @@ and UDP threads; on stop, drains within shutdown-timeout.  Returns 0."
   (let* ((services (context-state context))
          (config (context-config context))
          (listeners (context-listeners context))
-         (pools '()) (events '()) (udps '()))
+         (pools '()) (events '()) (sessions '()) (udps '()))
     (flet ((mine (s kind)
              (remove-if-not (lambda (l) (and (equal (listener-data l) (service-name s))
                                              (eq (listener-kind l) kind)))
@@ -315,6 +381,8 @@ and UDP threads; on stop, drains within shutdown-timeout.  Returns 0."
       (dolist (s services)
         (when (and (eq (service-model s) :event) (mine s :stream))
           (push (start-event-service s (mine s :stream)) events))
+        (when (and (eq (service-model s) :session) (mine s :stream))
+          (push (start-session-service s (mine s :stream)) sessions))
         (dolist (l (mine s :datagram))
           (push (start-udp-worker s l) udps)))
       (dolist (s services)
@@ -329,6 +397,8 @@ and UDP threads; on stop, drains within shutdown-timeout.  Returns 0."
         (dolist (w udps) (setf (udp-worker-stop w) t))
         (let ((left (loop for e in events sum (drain-event-workers e ms))))
           (when (plusp left) (log-warn "~d connection~:p still open at the deadline" left)))
+        (let ((cut (loop for ss in sessions sum (stop-session-server ss :timeout (ceiling ms 1000)))))
+          (when (plusp cut) (log-warn "~d session~:p cut short at the deadline" cut)))
         (dolist (p pools) (stop-process-pool p ms))
         (dolist (w udps) (mp:process-join (udp-worker-thread w)))
         (let ((units (loop for e in events sum (stop-event-workers e))))
