@@ -136,6 +136,7 @@ for f in ("echo.lisp", "kv.lisp"):
 with open(os.path.join(tmp, "slow.lisp"), "w") as f:
     f.write(SLOW)
 pe, pk, pp, ps = free_port(), free_port(), free_port(), free_port()
+pks, pes = free_port(), free_port()
 sock = os.path.join(tmp, "echo.sock")
 conf = os.path.join(tmp, "appserv.conf")
 with open(conf, "w") as f:
@@ -171,7 +172,22 @@ service slow {
     handler slow.lisp
     workers 2
 }
-""" % dict(pe=pe, pk=pk, pp=pp, ps=ps, sock=sock))
+service kvs {
+    listen 127.0.0.1:%(pks)d
+    listen [::1]:%(pks)d
+    handler kv.lisp
+    model session
+    max-per-address 2
+    refusal "-ERR too many connections from your address"
+}
+service echos {
+    listen 127.0.0.1:%(pes)d
+    handler echo.lisp
+    model session
+    framing raw
+    rate-per-address 3/30s
+}
+""" % dict(pe=pe, pk=pk, pp=pp, ps=ps, sock=sock, pks=pks, pes=pes))
 
 # -n: a good config, a bad value (file:line), a handler that does not load (the config line).
 r = subprocess.run([APPSERV, "-n", "-f", conf], capture_output=True, text=True, timeout=60)
@@ -247,6 +263,66 @@ try:
         if kv(pp, [b"GET p"])[1] in (b"$1", b"-NOTFOUND"):
             ok += 1
     t.eq(ok, 120, "120 connections to the process pool all answered (processes recycled after 50)")
+
+    # session model, per-address limits: N+1 from 127.0.0.1 refused while 127.0.0.2 is served
+    def conn_from(src, port, timeout=5):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.bind((src, 0))
+        s.connect(("127.0.0.1", port))
+        return s
+
+    def first_line(s):
+        got = b""
+        try:
+            while not got.endswith(b"\n"):
+                c = s.recv(200)
+                if not c:
+                    break
+                got += c
+        except socket.timeout:
+            pass
+        return got
+
+    held = [conn_from("127.0.0.1", pks) for _ in range(2)]
+    t.eq([first_line(x) for x in held], [b"+READY kv\r\n"] * 2, "session model: two connections from 127.0.0.1 served")
+    extra = conn_from("127.0.0.1", pks)
+    t.eq(first_line(extra), b"-ERR too many connections from your address\r\n",
+         "max-per-address 2: the third from 127.0.0.1 gets the refusal")
+    extra.close()
+    other = conn_from("127.0.0.2", pks)
+    t.eq(first_line(other), b"+READY kv\r\n", "meanwhile 127.0.0.2 is served")
+    other.sendall(b"SET z 26\r\nGET z\r\nQUIT\r\n")
+    rest = b""
+    try:
+        while True:
+            c = other.recv(1000)
+            if not c:
+                break
+            rest += c
+    except socket.timeout:
+        pass
+    t.eq(rest, b"+OK\r\n$26\r\n+BYE\r\n", "kv in the session model")
+    other.close()
+    for x in held:
+        x.close()
+    time.sleep(0.3)
+    again = conn_from("127.0.0.1", pks)
+    t.eq(first_line(again), b"+READY kv\r\n", "once they close, 127.0.0.1 is served again")
+    again.close()
+    # rate-per-address 3/30s: the 4th new connection from 127.0.0.1 is refused, 127.0.0.2 is not
+    answers = []
+    for i in range(4):
+        x = conn_from("127.0.0.1", pes)
+        x.sendall(b"r%d\n" % i)
+        answers.append(first_line(x))
+        x.close()
+    t.eq(answers, [b"r0\n", b"r1\n", b"r2\n", b"-ERR busy, try later\r\n"],
+         "rate-per-address 3/30s: three echoed, the fourth refused")
+    x = conn_from("127.0.0.2", pes)
+    x.sendall(b"other\n")
+    t.eq(first_line(x), b"other\n", "the rate limit of 127.0.0.1 does not touch 127.0.0.2")
+    x.close()
 
     # a handler edited on disk answers differently after SIGHUP
     old_child = child
