@@ -136,7 +136,7 @@ for f in ("echo.lisp", "kv.lisp"):
 with open(os.path.join(tmp, "slow.lisp"), "w") as f:
     f.write(SLOW)
 pe, pk, pp, ps = free_port(), free_port(), free_port(), free_port()
-pks, pes = free_port(), free_port()
+pks, pes, pkl = free_port(), free_port(), free_port()
 sock = os.path.join(tmp, "echo.sock")
 conf = os.path.join(tmp, "appserv.conf")
 with open(conf, "w") as f:
@@ -180,6 +180,12 @@ service kvs {
     max-per-address 2
     refusal "-ERR too many connections from your address"
 }
+service kvl {
+    listen 127.0.0.1:%(pkl)d
+    handler kv.lisp
+    max-per-address 2
+    refusal "-ERR too many connections from your address"
+}
 service echos {
     listen 127.0.0.1:%(pes)d
     handler echo.lisp
@@ -187,7 +193,7 @@ service echos {
     framing raw
     rate-per-address 3/30s
 }
-""" % dict(pe=pe, pk=pk, pp=pp, ps=ps, sock=sock, pks=pks, pes=pes))
+""" % dict(pe=pe, pk=pk, pp=pp, ps=ps, sock=sock, pks=pks, pes=pes, pkl=pkl))
 
 # -n: a good config, a bad value (file:line), a handler that does not load (the config line).
 r = subprocess.run([APPSERV, "-n", "-f", conf], capture_output=True, text=True, timeout=60)
@@ -284,32 +290,36 @@ try:
             pass
         return got
 
-    held = [conn_from("127.0.0.1", pks) for _ in range(2)]
-    t.eq([first_line(x) for x in held], [b"+READY kv\r\n"] * 2, "session model: two connections from 127.0.0.1 served")
-    extra = conn_from("127.0.0.1", pks)
-    t.eq(first_line(extra), b"-ERR too many connections from your address\r\n",
-         "max-per-address 2: the third from 127.0.0.1 gets the refusal")
-    extra.close()
-    other = conn_from("127.0.0.2", pks)
-    t.eq(first_line(other), b"+READY kv\r\n", "meanwhile 127.0.0.2 is served")
-    other.sendall(b"SET z 26\r\nGET z\r\nQUIT\r\n")
-    rest = b""
-    try:
-        while True:
-            c = other.recv(1000)
-            if not c:
-                break
-            rest += c
-    except socket.timeout:
-        pass
-    t.eq(rest, b"+OK\r\n$26\r\n+BYE\r\n", "kv in the session model")
-    other.close()
-    for x in held:
-        x.close()
-    time.sleep(0.3)
-    again = conn_from("127.0.0.1", pks)
-    t.eq(first_line(again), b"+READY kv\r\n", "once they close, 127.0.0.1 is served again")
-    again.close()
+    def per_address(port, model):
+        held = [conn_from("127.0.0.1", port) for _ in range(2)]
+        t.eq([first_line(x) for x in held], [b"+READY kv\r\n"] * 2, "%s model: two connections from 127.0.0.1 served" % model)
+        extra = conn_from("127.0.0.1", port)
+        t.eq(first_line(extra), b"-ERR too many connections from your address\r\n",
+             "%s model, max-per-address 2: the third from 127.0.0.1 gets the refusal" % model)
+        extra.close()
+        other = conn_from("127.0.0.2", port)
+        t.eq(first_line(other), b"+READY kv\r\n", "%s model: meanwhile 127.0.0.2 is served" % model)
+        other.sendall(b"SET z 26\r\nGET z\r\nQUIT\r\n")
+        rest = b""
+        try:
+            while True:
+                c = other.recv(1000)
+                if not c:
+                    break
+                rest += c
+        except socket.timeout:
+            pass
+        t.eq(rest, b"+OK\r\n$26\r\n+BYE\r\n", "kv in the %s model" % model)
+        other.close()
+        for x in held:
+            x.close()
+        time.sleep(0.3)
+        again = conn_from("127.0.0.1", port)
+        t.eq(first_line(again), b"+READY kv\r\n", "%s model: once they close, 127.0.0.1 is served again" % model)
+        again.close()
+
+    per_address(pks, "session")
+    per_address(pkl, "event")
     # rate-per-address 3/30s: the 4th new connection from 127.0.0.1 is refused, 127.0.0.2 is not
     answers = []
     for i in range(4):

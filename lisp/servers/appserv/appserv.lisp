@@ -35,11 +35,11 @@
   (max-line :size :min 16 :max 1048576 :default "8K" :doc "Longest line (framing line).")
   (max-connections :integer :min 1 :default "1024" :doc "Connections served at once.")
   (max-per-address :integer :min 1
-                   :doc "Session model: connections at once from one address (default: the top-level key).")
+                   :doc "Connections at once from one address (default: the top-level key).")
   (rate-per-address :rate
-                    :doc "Session model: new connections per address and period (default: the top-level key).")
-  (bandwidth-in :size :min 1 :doc "Session model: bytes/s read per connection.")
-  (bandwidth-out :size :min 1 :doc "Session model: bytes/s written per connection.")
+                    :doc "New connections per address and period, as 10/1s (default: the top-level key).")
+  (bandwidth-in :size :min 1 :doc "Bytes/s read per connection (event and session models).")
+  (bandwidth-out :size :min 1 :doc "Bytes/s written per connection (event and session models).")
   (refusal :string :default "-ERR busy, try later"
            :doc "The line written to a connection refused by a limit (CR LF appended).")
   (timeout :duration :min 1 :default "5m" :doc "Idle time after which a connection is closed."))
@@ -200,16 +200,27 @@ its value, or (values NIL :undefined)."
         (t (ev-close ev id))))))
 
 (defun start-event-service (service listeners)
-  "Starts SERVICE's event workers over its stream LISTENERS.  Returns the event-server."
-  (let ((s service))
+  "Starts SERVICE's event workers over its stream LISTENERS, every worker's loop entering one
+admission table (max-connections for the whole service, per-address and rate limits).
+Returns (values EVENT-SERVER ADMIT); destroy ADMIT after stopping the workers."
+  (let* ((s service)
+         (admit (apply #'make-admit :max-connections (service-option s :max-connections)
+                       (admission-options s))))
     (dolist (l listeners)
       (setf (listener-handler l) (lambda (ev unit kind) (event-unit s ev unit kind))))
-    (start-event-workers nil :listeners listeners :workers (service-option service :workers)
-                             :mode (service-framing service)
-                             :ev-options (list :notify-open t :notify-close t
-                                               :max-connections (service-option service :max-connections)
-                                               :max-line (service-option service :max-line)
-                                               :idle-ms (service-option service :timeout)))))
+    (handler-bind ((error (lambda (e) (declare (ignore e)) (admit-destroy admit))))
+      (values
+       (start-event-workers nil :listeners listeners :workers (service-option service :workers)
+                                :mode (service-framing service)
+                                :ev-options (list :notify-open t :notify-close t
+                                                  :max-connections (service-option service :max-connections)
+                                                  :max-line (service-option service :max-line)
+                                                  :idle-ms (service-option service :timeout)
+                                                  :admit admit
+                                                  :refusal (line "~a" (service-option s :refusal))
+                                                  :bandwidth-in (or (service-option s :bandwidth-in) 0)
+                                                  :bandwidth-out (or (service-option s :bandwidth-out) 0)))
+       admit))))
 
 ;;; The process model: one connection at a time, in a pooled process
 
@@ -361,7 +372,7 @@ and UDP threads; on stop, drains within shutdown-timeout.  Returns 0."
   (let* ((services (context-state context))
          (config (context-config context))
          (listeners (context-listeners context))
-         (pools '()) (events '()) (sessions '()) (udps '()))
+         (pools '()) (events '()) (sessions '()) (udps '()) (admits '()))
     (flet ((mine (s kind)
              (remove-if-not (lambda (l) (and (equal (listener-data l) (service-name s))
                                              (eq (listener-kind l) kind)))
@@ -380,7 +391,9 @@ and UDP threads; on stop, drains within shutdown-timeout.  Returns 0."
                     pools)))))
       (dolist (s services)
         (when (and (eq (service-model s) :event) (mine s :stream))
-          (push (start-event-service s (mine s :stream)) events))
+          (multiple-value-bind (e a) (start-event-service s (mine s :stream))
+            (push e events)
+            (push a admits)))
         (when (and (eq (service-model s) :session) (mine s :stream))
           (push (start-session-service s (mine s :stream)) sessions))
         (dolist (l (mine s :datagram))
@@ -402,6 +415,7 @@ and UDP threads; on stop, drains within shutdown-timeout.  Returns 0."
         (dolist (p pools) (stop-process-pool p ms))
         (dolist (w udps) (mp:process-join (udp-worker-thread w)))
         (let ((units (loop for e in events sum (stop-event-workers e))))
+          (mapc #'admit-destroy admits)
           (log-info "stopped after ~d units, ~d datagrams" units
                     (loop for w in udps sum (udp-worker-count w)))))
       0)))
