@@ -33,6 +33,14 @@ SLOW = """
     (line "DONE ~a" text)))
 """
 
+TASK = """
+(defun on-line (conn text)
+  (if (string= text "FAIL")
+      (handler-case (call-in-process conn 'cl:error "boom")
+        (error (e) (line "ERR ~a" e)))
+      (line "~a ~a" (call-in-process conn 'crow.unix:getpid) (crow.unix:getpid))))
+"""
+
 ECHO_V2 = """
 (defun on-data (conn data)
   (declare (ignore conn))
@@ -135,8 +143,10 @@ for f in ("echo.lisp", "kv.lisp"):
     shutil.copy(os.path.join(EXAMPLES, f), os.path.join(tmp, f))
 with open(os.path.join(tmp, "slow.lisp"), "w") as f:
     f.write(SLOW)
+with open(os.path.join(tmp, "task.lisp"), "w") as f:
+    f.write(TASK)
 pe, pk, pp, ps = free_port(), free_port(), free_port(), free_port()
-pks, pes, pkl = free_port(), free_port(), free_port()
+pks, pes, pkl, pt = free_port(), free_port(), free_port(), free_port()
 sock = os.path.join(tmp, "echo.sock")
 conf = os.path.join(tmp, "appserv.conf")
 with open(conf, "w") as f:
@@ -186,6 +196,12 @@ service kvl {
     max-per-address 2
     refusal "-ERR too many connections from your address"
 }
+service task {
+    listen 127.0.0.1:%(pt)d
+    handler task.lisp
+    workers 2
+    task-processes 2
+}
 service echos {
     listen 127.0.0.1:%(pes)d
     handler echo.lisp
@@ -193,7 +209,7 @@ service echos {
     framing raw
     rate-per-address 3/30s
 }
-""" % dict(pe=pe, pk=pk, pp=pp, ps=ps, sock=sock, pks=pks, pes=pes, pkl=pkl))
+""" % dict(pe=pe, pk=pk, pp=pp, ps=ps, sock=sock, pks=pks, pes=pes, pkl=pkl, pt=pt))
 
 # -n: a good config, a bad value (file:line), a handler that does not load (the config line).
 r = subprocess.run([APPSERV, "-n", "-f", conf], capture_output=True, text=True, timeout=60)
@@ -269,6 +285,19 @@ try:
         if kv(pp, [b"GET p"])[1] in (b"$1", b"-NOTFOUND"):
             ok += 1
     t.eq(ok, 120, "120 connections to the process pool all answered (processes recycled after 50)")
+
+    # task handoff: an event worker thread runs a function in a pool process
+    out = talk(socket.AF_INET, ("127.0.0.1", pt), b"PID\r\nPID\r\nFAIL\r\n")
+    lines = out.split(b"\r\n")
+    try:
+        pids = [tuple(int(x) for x in l.split()) for l in lines[:2]]
+    except ValueError:
+        pids = []
+    t.ok(len(pids) == 2 and all(a != b for a, b in pids) and pids[0][1] == child
+         and all(a in children(child) for a, b in pids),
+         "call-in-process: the task runs in a pool process, a child of the serving process", out)
+    t.ok(len(lines) > 2 and lines[2].startswith(b"ERR ") and b"boom" in lines[2],
+         "call-in-process: an error in the task comes back as a condition", out)
 
     # session model, per-address limits: N+1 from 127.0.0.1 refused while 127.0.0.2 is served
     def conn_from(src, port, timeout=5):

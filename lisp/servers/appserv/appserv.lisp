@@ -30,6 +30,8 @@
   (spare-processes :integer :min 0 :max 1024 :default "1" :doc "Process model: idle processes kept.")
   (max-requests :integer :min 1 :default "1000"
                 :doc "Process model: connections a process serves before it is replaced.")
+  (task-processes :integer :min 0 :max 256 :default "0"
+                  :doc "Processes kept for call-in-process (tasks handed off by handlers).")
   (max-heap :size :min 1048576 :default "512M"
             :doc "Process model: resident size past which a process is replaced.")
   (max-line :size :min 16 :max 1048576 :default "8K" :doc "Longest line (framing line).")
@@ -52,8 +54,9 @@
 ;;; Services
 
 (defstruct (service (:constructor %make-service))
-  "A configured service: NAME, its sub-CONFIG, the handler PACKAGE, MODEL and FRAMING."
-  name config package model framing)
+  "A configured service: NAME, its sub-CONFIG, the handler PACKAGE, MODEL and FRAMING, and in
+the serving process its task POOL."
+  name config package model framing pool)
 
 (defun service-option (service key)
   "Returns the value of KEY in SERVICE's config block, or when the block does not set it and
@@ -165,6 +168,17 @@ its value, or (values NIL :undefined)."
     (if (and sym (fboundp sym))
         (apply (symbol-function sym) args)
         (values nil :undefined))))
+
+(defun call-in-process (conn function &rest args)
+  "Runs (apply FUNCTION ARGS) in a process of the service's task pool (its `task-processes`)
+and returns the values: for code that is not thread-safe, needs a large stack, or may leak.
+FUNCTION is a symbol; ARGS and the values must print readably.  Signals simple-crow-error when
+the service has no task pool or the task failed there."
+  (let ((pool (service-pool (conn-service conn))))
+    (unless pool
+      (error 'simple-crow-error :format-control "service ~a has no task-processes"
+                                :format-arguments (list (service-name (conn-service conn)))))
+    (apply #'pool-call pool function args)))
 
 ;;; The event model
 
@@ -378,6 +392,13 @@ and UDP threads; on stop, drains within shutdown-timeout.  Returns 0."
                                              (eq (listener-kind l) kind)))
                             listeners)))
       (dolist (s services)
+        (let ((n (service-option s :task-processes)))
+          (when (plusp n)
+            (setf (service-pool s)
+                  (start-process-pool nil :min n :max n :spare 0
+                                          :max-requests (service-option s :max-requests)
+                                          :max-heap (service-option s :max-heap)))
+            (push (service-pool s) pools)))
         (when (eq (service-model s) :process)
           (let ((s s))
             (dolist (l (mine s :stream))

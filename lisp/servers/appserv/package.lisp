@@ -6,7 +6,7 @@
   (:use :cl :crow.unix :crow.server)
   (:export
    ;; the handler API
-   #:close-after #:conn #:conn-data #:conn-peer #:conn-service #:crlf #:line #:log-info
+   #:call-in-process #:close-after #:conn #:conn-data #:conn-peer #:conn-service #:crlf #:line #:log-info
    #:log-warn #:pool-call #:service-name #:service-option
    ;; the program
    #:main))
