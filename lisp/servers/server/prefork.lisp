@@ -222,40 +222,56 @@ TIMEOUT-MS for them, then kills those left.  Returns the number killed.  Can't f
     (setf (pool-members pool) '())
     killed))
 
-(defun pool-call (pool function &rest args)
-  "Runs (apply FUNCTION ARGS) in an idle process of POOL and returns its values.  FUNCTION is
-a symbol; ARGS and the values must print readably.  Callable from any thread; waits for an
-idle member (up to 30 s).  Signals simple-crow-error when none is free or the task failed
-there (with its message), unix-error on a broken connection."
-  (let ((m nil) (deadline (+ (monotonic-ns) 30000000000)))
-    (loop
+(defun %pool-take (pool deadline function)
+  "Returns an idle member, marked task-busy, waiting for one until DEADLINE."
+  (loop
+    (let ((m nil))
       (mp:with-lock ((pool-lock pool))
         (setf m (find-if (lambda (m) (and (not (member-busy m)) (not (member-task-busy m))
                                           (plusp (member-status m))))
                          (pool-members pool)))
         (when m (setf (member-task-busy m) t)))
-      (when m (return))
+      (when m (return m))
       (when (> (monotonic-ns) deadline)
         (error 'simple-crow-error :format-control "pool-call ~s: no idle pool process"
                                   :format-arguments (list function)))
-      (sleep 0.01))
-    (unwind-protect
-         (let* ((text (with-standard-io-syntax
-                        (let ((*package* (find-package :crow.server)))
-                          (prin1-to-string (cons function args)))))
-                (reply (progn (send-message (member-task m) text)
-                              (receive-message (member-task m))))
-                (form (and reply (let ((*read-eval* nil)
-                                       (*package* (find-package :crow.server)))
-                                   (read-from-string reply)))))
-           (case (first form)
-             (:ok (values-list (rest form)))
-             (:error (error 'simple-crow-error :format-control "pool-call ~s: ~a"
-                                               :format-arguments (list function (second form))))
-             (t (error 'simple-crow-error :format-control "pool-call ~s: the pool process ended"
-                                          :format-arguments (list function)))))
-      (mp:with-lock ((pool-lock pool))
-        (setf (member-task-busy m) nil)))))
+      ;; Learn of members that became idle or ended (and replace those) without waiting for
+      ;; the manager's next tick.
+      (handler-case (pool-tick pool)
+        (crow-error (e) (log-warn "pool: ~a" e)))
+      (sleep 0.01))))
+
+(defun pool-call (pool function &rest args)
+  "Runs (apply FUNCTION ARGS) in an idle process of POOL and returns its values.  FUNCTION is
+a symbol; ARGS and the values must print readably.  Callable from any thread; waits for an
+idle member (up to 30 s).  A member found gone before it answered (recycled meanwhile) is
+skipped and the task sent to another: a task that kills its process is thus tried up to 3
+times.  Signals simple-crow-error when none is free or the task failed there (with its
+message)."
+  (let ((deadline (+ (monotonic-ns) 30000000000))
+        (text (with-standard-io-syntax
+                (let ((*package* (find-package :crow.server)))
+                  (prin1-to-string (cons function args))))))
+    (dotimes (attempt 3)
+      (let* ((m (%pool-take pool deadline function))
+             (form nil))
+        (unwind-protect
+             (let ((reply (handler-case (progn (send-message (member-task m) text)
+                                               (receive-message (member-task m)))
+                            (unix-error () nil))))
+               (setf form (and reply (let ((*read-eval* nil)
+                                           (*package* (find-package :crow.server)))
+                                       (read-from-string reply)))))
+          (mp:with-lock ((pool-lock pool))
+            (setf (member-task-busy m) nil)
+            ;; Gone: never chosen again; pool-tick reaps and replaces it.
+            (unless form (setf (member-busy m) t))))
+        (case (first form)
+          (:ok (return-from pool-call (values-list (rest form))))
+          (:error (error 'simple-crow-error :format-control "pool-call ~s: ~a"
+                                            :format-arguments (list function (second form)))))))
+    (error 'simple-crow-error :format-control "pool-call ~s: the pool processes ended"
+                              :format-arguments (list function))))
 
 (defun pool-stats (pool)
   "Returns a plist: :processes :busy :forked :retired.  Can't fail."
