@@ -132,4 +132,5 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-sess")
                (:file "unix-admit")
                (:file "server-config")
-               (:file "server-listen")))
+               (:file "server-listen")
+               (:file "server-prefork")))
