@@ -381,6 +381,26 @@ try:
         time.sleep(0.1)
     t.ok(state(old_child) is None, "the old serving process finished and was reaped")
 
+    # SIGHUP with changed listeners: a new address opens, a dropped one closes, kept ones stay
+    pk2 = free_port()
+    text = open(conf).read()
+    with open(conf, "w") as f:
+        f.write(text.replace("    listen [::1]:%d\n    handler kv.lisp" % pk,
+                             "    listen 127.0.0.1:%d\n    handler kv.lisp" % pk2))
+    p.send_signal(signal.SIGHUP)
+    t.ok(wait_port("127.0.0.1", pk2, 30, p), "after SIGHUP a newly named listener answers")
+    t.eq(kv(pk2, [b"GET b"])[0], b"+READY kv", "kv on the new address")
+    deadline = time.time() + 30
+    gone = False
+    while time.time() < deadline and not gone:
+        try:
+            socket.create_connection(("::1", pk), timeout=2).close()
+            time.sleep(0.2)
+        except OSError:
+            gone = True
+    t.ok(gone, "the listener no longer named is closed")
+    t.eq(kv(pk, [b"GET b"])[0], b"+READY kv", "the kept listener still answers")
+
     # a broken handler on SIGHUP: logged as file:line, the running code keeps answering
     with open(os.path.join(tmp, "echo.lisp"), "w") as f:
         f.write("(defun on-data (conn data) (oops\n")

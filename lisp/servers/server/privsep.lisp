@@ -154,9 +154,10 @@ exit status."
 
 ;;; The parent side
 
-(defun start-child (spec config state listeners options generation)
-  "Forks a serving child for GENERATION over LISTENERS.  Returns its child struct.  Signals
-unix-error when it cannot fork."
+(defun start-child (spec config state listeners options generation &optional others)
+  "Forks a serving child for GENERATION over LISTENERS; in the child the listeners of OTHERS
+\(the previous generation's) not in LISTENERS are closed, so a dropped address really closes
+when the old child ends.  Returns its child struct.  Signals unix-error when it cannot fork."
   (multiple-value-bind (mine theirs) (socket-pair)
     (let ((pid (handler-bind ((error (lambda (e) (declare (ignore e))
                                        (%close mine) (%close theirs))))
@@ -167,6 +168,9 @@ unix-error when it cannot fork."
              ;; close is their stop signal.
              (dolist (c *children*) (when (child-control c) (ignore-errors (%close (child-control c)))))
              (setf *children* '())
+             (dolist (l others)
+               (unless (or (member l listeners) (null (listener-fd l)))
+                 (ignore-errors (%close (listener-fd l)))))
              (let ((status (%child-main spec config state listeners options generation theirs)))
                (ignore-errors (finish-output *standard-output*))
                (ignore-errors (finish-output *error-output*))
@@ -282,7 +286,7 @@ finish.  Returns the exit status (1 when the first child cannot start)."
                             (multiple-value-bind (new-listeners unused)
                                 (spec-open-listeners spec new-config new-state listeners)
                               (let ((child (start-child spec new-config new-state new-listeners
-                                                        options (1+ generation))))
+                                                        options (1+ generation) listeners)))
                                 (cond ((%await-ready child *ready-timeout-ms*)
                                        (dolist (c *children*)
                                          (unless (eq c child)
