@@ -10,6 +10,7 @@
 import os
 import shutil
 import signal
+import ssl
 import socket
 import subprocess
 import sys
@@ -146,7 +147,9 @@ with open(os.path.join(tmp, "slow.lisp"), "w") as f:
 with open(os.path.join(tmp, "task.lisp"), "w") as f:
     f.write(TASK)
 pe, pk, pp, ps = free_port(), free_port(), free_port(), free_port()
-pks, pes, pkl, pt = free_port(), free_port(), free_port(), free_port()
+pks, pes, pkl, pt, ptls = free_port(), free_port(), free_port(), free_port(), free_port()
+tlsdir = os.path.join(tmp, "tls")
+subprocess.run([os.path.join(ROOT, "tools", "mkcert"), tlsdir], check=True, timeout=60)
 sock = os.path.join(tmp, "echo.sock")
 conf = os.path.join(tmp, "appserv.conf")
 with open(conf, "w") as f:
@@ -202,6 +205,13 @@ service task {
     workers 2
     task-processes 2
 }
+service kvtls {
+    listen-tls 127.0.0.1:%(ptls)d
+    handler kv.lisp
+    model session
+    tls-cert tls/cert.pem
+    tls-key tls/key.pem
+}
 service echos {
     listen 127.0.0.1:%(pes)d
     handler echo.lisp
@@ -209,7 +219,7 @@ service echos {
     framing raw
     rate-per-address 3/30s
 }
-""" % dict(pe=pe, pk=pk, pp=pp, ps=ps, sock=sock, pks=pks, pes=pes, pkl=pkl, pt=pt))
+""" % dict(pe=pe, pk=pk, pp=pp, ps=ps, sock=sock, pks=pks, pes=pes, pkl=pkl, pt=pt, ptls=ptls))
 
 # -n: a good config, a bad value (file:line), a handler that does not load (the config line).
 r = subprocess.run([APPSERV, "-n", "-f", conf], capture_output=True, text=True, timeout=60)
@@ -226,6 +236,12 @@ with open(bad, "w") as f:
     f.write("service x {\n  listen 127.0.0.1:%d\n  handler broken.lisp\n}\n" % free_port())
 r = subprocess.run([APPSERV, "-n", "-f", bad], capture_output=True, text=True, timeout=60)
 t.ok(r.returncode == 1 and "bad.conf:3: handler " in r.stderr, "-n: a handler that fails to load is reported at its config line", r.stderr)
+
+with open(bad, "w") as f:
+    f.write("service x {\n  handler echo.lisp\n  listen-tls 127.0.0.1:%d\n  tls-cert tls/cert.pem\n  tls-key tls/key.pem\n}\n" % free_port())
+r = subprocess.run([APPSERV, "-n", "-f", bad], capture_output=True, text=True, timeout=60)
+t.ok(r.returncode == 1 and "bad.conf:3: service x: listen-tls needs model session" in r.stderr,
+     "-n: listen-tls in the event model is refused at its line", r.stderr)
 
 log = open(os.path.join(tmp, "log"), "w+")
 p = subprocess.Popen([APPSERV, "--foreground", "-f", conf], stdout=log, stderr=subprocess.STDOUT)
@@ -285,6 +301,23 @@ try:
         if kv(pp, [b"GET p"])[1] in (b"$1", b"-NOTFOUND"):
             ok += 1
     t.eq(ok, 120, "120 connections to the process pool all answered (processes recycled after 50)")
+
+    # TLS (listen-tls, session model): a verifying client
+    ctx = ssl.create_default_context(cafile=os.path.join(tlsdir, "cert.pem"))
+    try:
+        with socket.create_connection(("127.0.0.1", ptls), timeout=10) as raw_s:
+            with ctx.wrap_socket(raw_s, server_hostname="localhost") as ts:
+                ts.sendall(b"SET t 1\r\nGET t\r\nQUIT\r\n")
+                got = b""
+                while True:
+                    c = ts.recv(1000)
+                    if not c:
+                        break
+                    got += c
+                version = ts.version()
+    except (OSError, ssl.SSLError) as e:
+        got, version = repr(e).encode(), None
+    t.eq(got, b"+READY kv\r\n+OK\r\n$1\r\n+BYE\r\n", "kv over TLS (listen-tls, verified certificate, %s)" % version)
 
     # task handoff: an event worker thread runs a function in a pool process
     out = talk(socket.AF_INET, ("127.0.0.1", pt), b"PID\r\nPID\r\nFAIL\r\n")

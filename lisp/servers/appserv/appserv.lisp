@@ -19,6 +19,10 @@
   (listen :address :repeatable t
           :doc "Stream listener: HOST:PORT, [IPV6]:PORT or unix:PATH.")
   (listen-udp :address :repeatable t :doc "UDP socket: HOST:PORT or [IPV6]:PORT.")
+  (listen-tls :address :repeatable t
+              :doc "TLS listener (model session): the handshake runs in the connection's thread.")
+  (tls-cert :path :exists :file :doc "TLS certificate chain (PEM; default: the top-level key).")
+  (tls-key :path :exists :file :doc "TLS private key (PEM; default: the top-level key).")
   (handler :path :required t :exists :file :doc "The Lisp handler file.")
   (model :enum :values '(:event :process :session) :default "event"
          :doc "event: worker threads over C event loops; session: a thread per connection; process: a pre-forked process pool.")
@@ -56,7 +60,7 @@
 (defstruct (service (:constructor %make-service))
   "A configured service: NAME, its sub-CONFIG, the handler PACKAGE, MODEL and FRAMING, and in
 the serving process its task POOL."
-  name config package model framing pool)
+  name config package model framing pool tls)
 
 (defun service-option (service key)
   "Returns the value of KEY in SERVICE's config block, or when the block does not set it and
@@ -81,24 +85,54 @@ Signals an error (the load's) when the file cannot be read or evaluated."
         (load path :verbose nil :print nil)))
     pkg))
 
+(defun %service-tls (name sub)
+  "Returns the TLS server context for a service with listen-tls, made now (in the parent,
+before any chroot), or NIL.  Signals config-error."
+  (when (config-value sub :listen-tls)
+    (multiple-value-bind (file line) (config-source sub :listen-tls)
+      (flet ((fail (fmt &rest args)
+               (error 'config-error :file file :line line
+                                    :message (format nil "service ~a: ~?" name fmt args))))
+        (unless (eq (config-value sub :model) :session)
+          (fail "listen-tls needs model session"))
+        (let ((cert (or (config-value sub :tls-cert) (config-value (config-parent sub) :tls-cert)))
+              (key (or (config-value sub :tls-key) (config-value (config-parent sub) :tls-key))))
+          (unless (and cert key) (fail "listen-tls needs tls-cert and tls-key"))
+          (handler-case (make-tls-server-context cert key)
+            (crow-error (e) (fail "~a" e))))))))
+
 (defun configure (config)
-  "Loads every service's handler.  Returns the list of services.  Signals config-error naming
-the handler line for a handler that fails to load, or for a service without listeners."
-  (loop for (name . sub) in (config-blocks config :service)
-        collect (let ((path (config-value sub :handler)))
-                  (multiple-value-bind (file line) (config-source sub :handler)
-                    (when (and (null (config-value sub :listen)) (null (config-value sub :listen-udp)))
-                      (multiple-value-bind (bfile bline) (config-source sub)
-                        (error 'config-error :file bfile :line bline
-                                             :message (format nil "service ~a: no listen or listen-udp" name))))
-                    (%make-service
-                     :name name :config sub
-                     :package (handler-case (load-handler name path)
-                                (error (e)
-                                  (error 'config-error :file file :line line
-                                                       :message (format nil "handler ~a: ~a" path e))))
-                     :model (config-value sub :model)
-                     :framing (config-value sub :framing))))))
+  "Loads every service's handler and makes its TLS context.  Returns the list of services.
+Signals config-error naming the handler line for a handler that fails to load, the listen-tls
+line for a TLS set-up that fails, or the block for a service without listeners."
+  (let ((done '()))
+    (handler-bind ((error (lambda (e) (declare (ignore e)) (release done))))
+      (loop for (name . sub) in (config-blocks config :service)
+            do (let ((path (config-value sub :handler)))
+                 (multiple-value-bind (file line) (config-source sub :handler)
+                   (unless (or (config-value sub :listen) (config-value sub :listen-udp)
+                               (config-value sub :listen-tls))
+                     (multiple-value-bind (bfile bline) (config-source sub)
+                       (error 'config-error :file bfile :line bline
+                                            :message (format nil "service ~a: no listen, listen-tls or listen-udp" name))))
+                   (let ((service (%make-service
+                                   :name name :config sub
+                                   :package (handler-case (load-handler name path)
+                                              (error (e)
+                                                (error 'config-error :file file :line line
+                                                                     :message (format nil "handler ~a: ~a" path e))))
+                                   :model (config-value sub :model)
+                                   :framing (config-value sub :framing))))
+                     (push service done)
+                     (setf (service-tls service) (%service-tls name sub))))))
+      (nreverse done))))
+
+(defun release (services)
+  "Frees what configure made for SERVICES (TLS contexts).  Can't fail."
+  (dolist (s services)
+    (when (service-tls s)
+      (free-tls-context (service-tls s))
+      (setf (service-tls s) nil))))
 
 (defun open-service-listeners (config services reuse)
   "Opens the listeners of every service block (reusing those of REUSE still named), each
@@ -109,7 +143,7 @@ config-error (closing what it opened)."
     (handler-bind ((error (lambda (e) (declare (ignore e))
                             (dolist (l all) (unless (member l reuse) (close-listener l))))))
       (loop for (name . sub) in (config-blocks config :service)
-            do (let ((ls (open-listeners sub :keys '(:listen :listen-udp)
+            do (let ((ls (open-listeners sub :keys '(:listen :listen-tls :listen-udp)
                                              :framing (config-value sub :framing)
                                              :reuse (set-difference reuse all))))
                  (dolist (l ls)
@@ -336,6 +370,7 @@ idles out.  Returns NIL."
                           :bandwidth-in (service-option s :bandwidth-in)
                           :bandwidth-out (service-option s :bandwidth-out)
                           :refusal (line "~a" (service-option s :refusal))
+                          :tls-context (service-tls s)
                           :admit (admission-options s))))
 
 ;;; UDP: one thread per socket
@@ -449,5 +484,6 @@ files named in the configuration (`service NAME { listen ADDR; handler FILE; mod
 event|process; framing line|raw }`), loaded at start and again on SIGHUP."
   :listen-keys '()
   :configure 'configure
+  :release 'release
   :open-listeners (lambda (config services reuse) (open-service-listeners config services reuse))
   :serve 'serve)

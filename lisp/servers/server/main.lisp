@@ -6,7 +6,7 @@
 
 (defstruct (server-spec (:constructor make-server-spec
                             (&key name version keys summary options default-listen
-                                  (framing :raw) configure serve open-listeners
+                                  (framing :raw) configure serve open-listeners release
                                   (listen-keys '(:listen :listen-tls :listen-udp)))))
   "What a server is: NAME (\"crow-appserv\"), VERSION, KEYS (its config key table), SUMMARY
 \(text for --help), OPTIONS (its own command-line options, see run-server), DEFAULT-LISTEN
@@ -16,9 +16,10 @@ returns the server's state, or signals an error to refuse the config), SERVE (ca
 the serving child with a server-context: serves until wait-for-stop returns, then drains and
 returns an exit status) and OPEN-LISTENERS (optional: a function of CONFIG STATE REUSE
 returning (values LISTENERS UNUSED) as open-listeners does, for listeners named elsewhere
-than the top-level listen keys, as in blocks)."
+than the top-level listen keys, as in blocks) and RELEASE (optional: frees a state CONFIGURE
+returned, in the parent, once no new child will be forked with it)."
   name version keys summary options default-listen framing configure serve listen-keys
-  open-listeners)
+  open-listeners release)
 
 (defstruct (server-context (:conc-name context-))
   "What a serving child gets: the SPEC, the CONFIG, the LISTENERS opened for it, the OPTIONS
@@ -136,6 +137,12 @@ config-error naming the config file."
           (error 'config-error :file (config-file config) :line nil
                                :message (princ-to-string e)))))))
 
+(defun release-state (spec state)
+  "Calls SPEC's release function on STATE.  Can't fail (errors are logged)."
+  (when (server-spec-release spec)
+    (handler-case (funcall (server-spec-release spec) state)
+      (error (e) (log-warn "release: ~a" e)))))
+
 (defun %log-target (config foreground)
   (multiple-value-bind (target set) (ignore-errors (config-value config :log))
     (cond ((and foreground (not set)) :stderr)
@@ -170,6 +177,7 @@ under privilege separation (run-privsep).  Returns the exit status."
           (format *error-output* "~a~%" e)
           (return-from run-server 1)))
       (when check
+        (release-state spec state)
         (format t "~a: configuration ok~%" name)
         (return-from run-server 0))
       (open-log name (%log-target config *foreground*))
@@ -178,12 +186,13 @@ under privilege separation (run-privsep).  Returns the exit status."
       (run-privsep spec config state options))))
 
 (defmacro define-server (name &rest keys &key version keys-table summary options default-listen
-                                              framing configure serve listen-keys open-listeners)
+                                              framing configure serve listen-keys open-listeners
+                                              release)
   "Defines MAIN in the current package as the entry point of the server NAME (a string):
 `(define-server \"crow-foo\" :version V :keys-table *foo-keys* :serve 'serve ...)`; the
 keywords are make-server-spec's (KEYS-TABLE for KEYS).  MAIN returns the exit status."
   (declare (ignore version keys-table summary options default-listen framing configure serve
-                   listen-keys open-listeners))
+                   listen-keys open-listeners release))
   (let ((args (loop for (k v) on keys by #'cddr
                     append (list (if (eq k :keys-table) :keys k) v)))
         (main (intern "MAIN")))

@@ -28,7 +28,7 @@
    #:context-control #:context-generation #:context-listeners #:context-option
    #:context-options #:context-spec #:context-state #:daemonize #:define-server
    #:drop-privileges #:load-server-config #:make-server-spec #:parse-command-line
-   #:run-privsep #:run-server #:server-context #:server-spec #:server-spec-name
+   #:release-state #:run-privsep #:run-server #:server-context #:server-spec #:server-spec-name
    #:server-spec-version #:shutdown-timeout #:spec-open-listeners #:wait-for-stop
    ;; session threads
    #:*session-server* #:session-server #:session-server-port #:session-server-stats

@@ -284,7 +284,9 @@ finish.  Returns the exit status (1 when the first child cannot start)."
                           (let* ((new-config (load-server-config spec options))
                                  (new-state (configure-server spec new-config)))
                             (multiple-value-bind (new-listeners unused)
-                                (spec-open-listeners spec new-config new-state listeners)
+                                (handler-bind ((error (lambda (e) (declare (ignore e))
+                                                        (release-state spec new-state))))
+                                  (spec-open-listeners spec new-config new-state listeners))
                               (let ((child (start-child spec new-config new-state new-listeners
                                                         options (1+ generation) listeners)))
                                 (cond ((%await-ready child *ready-timeout-ms*)
@@ -292,6 +294,7 @@ finish.  Returns the exit status (1 when the first child cannot start)."
                                          (unless (eq c child)
                                            (tell-child-stop c (+ (shutdown-timeout config) 5000))))
                                        (dolist (l unused) (close-listener l :unlink t))
+                                       (release-state spec state)
                                        (setf config new-config state new-state current child
                                              listeners new-listeners generation (1+ generation))
                                        (dolist (l listeners)
@@ -303,6 +306,7 @@ finish.  Returns the exit status (1 when the first child cannot start)."
                                        (log-warn "the new serving process did not start: keeping generation ~d"
                                                  generation)
                                        (tell-child-stop child 1000)
+                                       (release-state spec new-state)
                                        (dolist (l new-listeners)
                                          (unless (member l listeners) (close-listener l))))))))
                         (config-error (e) (log-warn "~a (keeping the running configuration)" e))
@@ -327,4 +331,5 @@ finish.  Returns the exit status (1 when the first child cannot start)."
       (loop repeat 100 while *children*
             do (reap-children) (kill-overdue-children) (when *children* (sleep 0.05)))
       (dolist (l listeners) (close-listener l :unlink t))
+      (release-state spec state)
       (when pidfile (ignore-errors (unlink pidfile))))))
