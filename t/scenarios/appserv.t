@@ -525,6 +525,43 @@ try:
 finally:
     stop(p)
 
+# crow-hello on the same framework: the common limit keys reach its C loops (503 refusal)
+ph = free_port()
+hconf = os.path.join(tmp, "hello.conf")
+with open(hconf, "w") as f:
+    f.write("listen 127.0.0.1:%d\nmax-per-address 1\nlog stderr\n" % ph)
+h = subprocess.Popen([os.path.join(BIN, "crow-hello"), "--foreground", "-f", hconf],
+                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+try:
+    t.ok(wait_port("127.0.0.1", ph, 60, h), "crow-hello with max-per-address 1 listens")
+    time.sleep(0.3)  # wait_port's probe connection must be gone
+
+    def src(addr):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.bind((addr, 0))
+        s.connect(("127.0.0.1", ph))
+        return s
+
+    a = src("127.0.0.1")
+    a.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = a.recv(1000)
+    b = src("127.0.0.1")
+    second = b""
+    try:
+        second = b.recv(1000)
+    except socket.timeout:
+        pass
+    c = src("127.0.0.2")
+    c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    third = c.recv(1000)
+    for x in (a, b, c):
+        x.close()
+    t.ok(first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 503") and third.startswith(b"HTTP/1.1 200"),
+         "crow-hello: a second connection from 127.0.0.1 gets 503 while 127.0.0.2 is served", (first[:40], second[:40], third[:40]))
+finally:
+    stop(h)
+
 # As root: the serving process runs as nobody in the chroot; and the whole server unprivileged.
 if ROOTUSER and shutil.which("setpriv"):
     jail = tempfile.mkdtemp(prefix="crow-jail-")

@@ -13,7 +13,7 @@
    #:config-parent #:config-source #:config-value #:define-config-keys
    #:describe-config-keys #:parse-duration #:parse-size #:read-config
    ;; event workers
-   #:drain-event-workers #:event-server #:event-server-port #:event-server-stats
+   #:config-admit #:config-ev-options #:drain-event-workers #:event-server #:event-server-port #:event-server-stats
    #:start-event-workers #:stop-event-workers
    ;; listeners
    #:close-listener #:listen-specs #:listener #:listener-address #:listener-data
