@@ -525,6 +525,32 @@ try:
 finally:
     stop(p)
 
+# Without --foreground: detaches (the command returns at once), writes the pidfile, logs to
+# syslog; SIGTERM to the pidfile's pid stops it and removes the pidfile.
+pd = free_port()
+pidfile = os.path.join(tmp, "appserv.pid")
+dconf = os.path.join(tmp, "daemon.conf")
+with open(dconf, "w") as f:
+    f.write("pidfile %s\nservice e {\n  listen 127.0.0.1:%d\n  handler echo.lisp\n  framing raw\n}\n" % (pidfile, pd))
+t0 = time.time()
+r = subprocess.run([APPSERV, "-f", dconf], capture_output=True, timeout=30)
+t.ok(r.returncode == 0 and time.time() - t0 < 20, "without --foreground crow-appserv detaches (status 0 at once)", r)
+dpid = None
+deadline = time.time() + 30
+while time.time() < deadline and dpid is None:
+    try:
+        dpid = int(open(pidfile).read())
+    except (OSError, ValueError):
+        time.sleep(0.1)
+t.ok(dpid is not None and wait_port("127.0.0.1", pd, 60), "the pidfile is written and the daemon serves")
+if dpid:
+    t.ok(os.getsid(dpid) == dpid, "the daemon leads its own session")
+    os.kill(dpid, signal.SIGTERM)
+    deadline = time.time() + 30
+    while time.time() < deadline and state(dpid) not in (None, "Z"):
+        time.sleep(0.1)
+    t.ok(state(dpid) in (None, "Z") and not os.path.exists(pidfile), "SIGTERM stops the daemon and removes its pidfile")
+
 # crow-hello on the same framework: the common limit keys reach its C loops (503 refusal)
 ph = free_port()
 hconf = os.path.join(tmp, "hello.conf")
