@@ -19,7 +19,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import BIN, ROOT, Tap, free_port, stop, wait_port
+from tap import BIN, ROOT, Tap, free_port, stop, swank_eval, wait_port
 
 t = Tap()
 APPSERV = os.path.join(BIN, "crow-appserv")
@@ -597,7 +597,10 @@ if ROOTUSER and shutil.which("setpriv"):
     with open(rconf, "w") as f:
         f.write("log stderr\nuser nobody\nchroot %s\nservice kv {\n  listen 127.0.0.1:%d\n  handler kv.lisp\n}\n"
                 "service kvp {\n  listen 127.0.0.1:%d\n  handler kv.lisp\n  model process\n}\n" % (jail, pr, free_port()))
-    q = subprocess.Popen([APPSERV, "--foreground", "-f", rconf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sw = free_port()
+    q = subprocess.Popen([APPSERV, "--foreground", "-f", rconf, "--swank", str(sw)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ, CROW_CACHE=os.path.join(ROOT, "build", "swank-cache")))
     try:
         t.ok(wait_port("127.0.0.1", pr, 60, q), "root: crow-appserv with user nobody and a chroot listens")
         t.eq(kv(pr, [b"SET k v", b"GET k"])[2], b"$v", "root: it serves")
@@ -607,6 +610,16 @@ if ROOTUSER and shutil.which("setpriv"):
         t.eq(status_field(q.pid, "Uid")[0], "0", "root: the parent keeps root (to bind on reload)")
         pool = [k for k in children(c) if state(k) not in (None, "Z")]
         t.ok(pool and all(status_field(k, "Uid") == ["65534"] * 4 for k in pool), "root: pool processes are nobody too", pool)
+        # SLIME in the chroot, as nobody: redefine the handler, compile it (bytecodes: no gcc there)
+        if wait_port("127.0.0.1", sw, 240, q):
+            rep = swank_eval(sw, '(defun appserv.kv::on-line (c l) (declare (ignore c l)) (line "+LIVE"))', "CROW.APPSERV")
+            rep2 = swank_eval(sw, "(progn (compile (quote appserv.kv::on-line)) (list (crow.unix:getuid) "
+                                  "(compiled-function-p (function appserv.kv::on-line))))", "CROW.APPSERV")
+            t.ok(rep is not None and ":ok" in rep and rep2 is not None and "(65534 T)" in rep2,
+                 "root: swank in the chrooted child (uid nobody) redefines and compiles a handler", (rep, rep2))
+            t.eq(kv(pr, [b"GET k"])[1], b"+LIVE", "root: the next connection gets the redefined handler")
+        else:
+            t.ok(False, "root: swank listens in the chrooted child")
     finally:
         stop(q)
     # unprivileged: the whole server as nobody on high ports (binary and config must be readable)

@@ -127,7 +127,11 @@ exit status."
                  (or (config-value config :user) (ignore-errors (config-value config :chroot))))
             (start-swank-if-asked)
             (setf *swank-pending* t))
-        (drop-privileges config)
+        (let ((chrooted (and (zerop (geteuid)) (ignore-errors (config-value config :chroot)))))
+          (drop-privileges config)
+          ;; No C compiler inside a chroot: code compiled from SLIME there goes to bytecodes.
+          (when (and *swank-port* chrooted)
+            (ext:install-bytecodes-compiler)))
         (let ((status (funcall (server-spec-serve spec)
                                (make-server-context :spec spec :config config
                                                     :listeners listeners :options options
