@@ -137,6 +137,14 @@ config-error naming the config file."
           (error 'config-error :file (config-file config) :line nil
                                :message (princ-to-string e)))))))
 
+(defun %debugger-hook (condition hook)
+  "No interactive debugger in a server: an error nothing handled (in any thread) is logged and
+ends the process with status 70; a serving child is then replaced by its parent."
+  (declare (ignore hook))
+  (ignore-errors
+   (log-warn "unhandled in thread ~a: ~a" (mp:process-name mp:*current-process*) condition))
+  (exit-process 70))
+
 (defun release-state (spec state)
   "Calls SPEC's release function on STATE.  Can't fail (errors are logged)."
   (when (server-spec-release spec)
@@ -181,6 +189,7 @@ under privilege separation (run-privsep).  Returns the exit status."
         (format t "~a: configuration ok~%" name)
         (return-from run-server 0))
       (open-log name (%log-target config *foreground*))
+      (setf *debugger-hook* #'%debugger-hook)
       (ignore-sigpipe)
       (unless *foreground* (daemonize))
       (run-privsep spec config state options))))
