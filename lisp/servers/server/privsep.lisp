@@ -185,13 +185,30 @@ when the old child ends.  Returns its child struct.  Signals unix-error when it 
                (push c *children*)
                c))))))
 
+(defvar *pending-signals* '()
+  "Signals the parent read while waiting for a child, for its main loop to handle.")
+
 (defun %await-ready (child timeout-ms)
-  "Waits for CHILD's ready byte.  Returns T, or NIL when it died or timed out."
-  (let ((buf (make-octets 1)))
-    (and (%wait-readable (child-control child) timeout-ms)
-         (handler-case (plusp (read-fd (child-control child) buf))
-           (unix-error () nil))
-         (progn (setf (child-state child) :serving) t))))
+  "Waits for CHILD's ready byte.  Returns T, or NIL when it died, timed out, or SIGTERM/SIGINT
+arrived meanwhile (signals read meanwhile are kept in *pending-signals*)."
+  (let ((buf (make-octets 1))
+        (ep (epoll-create)) (events (make-epoll-events 2))
+        (deadline (+ (monotonic-ns) (* timeout-ms 1000000))))
+    (unwind-protect
+         (progn
+           (epoll-add ep (child-control child) +epollin+)
+           (when (>= (signal-fd) 0) (epoll-add ep (signal-fd) +epollin+))
+           (loop
+             (when (> (monotonic-ns) deadline) (return nil))
+             (epoll-wait ep events 1000)
+             (let ((sigs (read-signals)))
+               (setf *pending-signals* (append *pending-signals* sigs))
+               (when (intersection sigs '(:term :int)) (return nil)))
+             (when (%wait-readable (child-control child) 0)
+               (return (and (handler-case (plusp (read-fd (child-control child) buf))
+                              (unix-error () nil))
+                            (progn (setf (child-state child) :serving) t))))))
+      (close-fd ep))))
 
 (defun tell-child-stop (child deadline-ms)
   "Closes CHILD's control socket (its stop signal) and sets its kill deadline.  Can't fail."
@@ -265,16 +282,20 @@ finish.  Returns the exit status (1 when the first child cannot start)."
            (dolist (l listeners) (log-info "listening on ~a" (listener-description l)))
            (setf current (start-child spec config state listeners options generation))
            (unless (%await-ready current *ready-timeout-ms*)
-             (log-warn "the serving process did not start")
              (tell-child-stop current 1000)
-             (return-from run-privsep 1))
+             (cond ((intersection *pending-signals* '(:term :int))
+                    (log-info "stopped while starting")
+                    (return-from run-privsep 0))
+                   (t (log-warn "the serving process did not start")
+                      (return-from run-privsep 1))))
            (log-info "serving (process ~d)" (child-pid current))
            (let ((ep (epoll-create)) (events (make-epoll-events 4)) (stop nil)
                  (last-restart 0))
              (epoll-add ep sigfd +epollin+)
              (loop
                (epoll-wait ep events (if stop 50 1000))
-               (dolist (s (read-signals))
+               (dolist (s (prog1 (append *pending-signals* (read-signals))
+                            (setf *pending-signals* '())))
                  (case s
                    ((:term :int)
                     (unless stop
