@@ -10,8 +10,8 @@
 ;;;; another thread at that moment would find it held forever in the new process).
 ;;;;
 ;;;; Each member has two socketpairs to the manager: STATUS, on which it writes one byte when
-;;;; it starts (I), takes work (B) and is idle again (I) — the manager closing its end tells it
-;;;; to finish and exit; and TASK, on which a task arrives as a length-prefixed printed form
+;;;; it starts (I), takes work (B), is idle again (I) or is about to be recycled (X) — the
+;;;; manager closing its end tells it to finish and exit; and TASK, on which a task arrives as a length-prefixed printed form
 ;;;; (FUNCTION-NAME . ARGS) and its result goes back the same way, printed readably.
 
 (in-package :crow.server)
@@ -92,29 +92,33 @@ when it should be recycled."
     (epoll-add ep status +epollin+)
     (epoll-add ep task +epollin+)
     (funcall tell #\I)
-    (loop
-      (when (or (>= served (pool-max-requests pool))
-                (and (pool-max-heap pool) (> (resident-bytes) (pool-max-heap pool))))
-        (return :recycle))
-      (let ((n (epoll-wait ep events 1000)))
-        (dotimes (i n)
-          (let ((fd (epoll-event-data events i)))
-            (cond ((= fd status) (return-from %member-loop :stop))
-                  ((= fd task)
-                   (funcall tell #\B)
-                   (unless (%member-task task) (return-from %member-loop :stop))
-                   (incf served)
-                   (funcall tell #\I))
-                  ((eql fd lfd)
-                   (let ((conn (handler-case (accept-connection lfd) (unix-error () nil))))
-                     (when conn
-                       (funcall tell #\B)
-                       (unwind-protect
-                            (handler-case (funcall (pool-serve pool) conn)
-                              (error (e) (log-warn "pool process ~d: ~a" (getpid) e)))
-                         (ignore-errors (%close conn)))
-                       (incf served)
-                       (funcall tell #\I)))))))))))
+    (flet ((done-one ()
+             ;; A process about to be recycled says so (X) instead of idle (I), so no task is
+             ;; sent to it while it exits.
+             (incf served)
+             (cond ((or (>= served (pool-max-requests pool))
+                        (and (pool-max-heap pool) (> (resident-bytes) (pool-max-heap pool))))
+                    (funcall tell #\X)
+                    (return-from %member-loop :recycle))
+                   (t (funcall tell #\I)))))
+      (loop
+        (let ((n (epoll-wait ep events 1000)))
+          (dotimes (i n)
+            (let ((fd (epoll-event-data events i)))
+              (cond ((= fd status) (return-from %member-loop :stop))
+                    ((= fd task)
+                     (funcall tell #\B)
+                     (unless (%member-task task) (return-from %member-loop :stop))
+                     (done-one))
+                    ((eql fd lfd)
+                     (let ((conn (handler-case (accept-connection lfd) (unix-error () nil))))
+                       (when conn
+                         (funcall tell #\B)
+                         (unwind-protect
+                              (handler-case (funcall (pool-serve pool) conn)
+                                (error (e) (log-warn "pool process ~d: ~a" (getpid) e)))
+                           (ignore-errors (%close conn)))
+                         (done-one))))))))))))
 
 ;;; The manager side
 
@@ -162,7 +166,8 @@ Signals unix-error when it cannot fork."
           (multiple-value-bind (n errno) (%read (member-status m) buf 0 64)
             (cond ((plusp n)
                    (let ((c (aref buf (1- n))))
-                     (setf (member-busy m) (= c (char-code #\B)))))
+                     ;; B busy, I idle, X recycling (busy until reaped)
+                     (setf (member-busy m) (/= c (char-code #\I)))))
                   ((and (minusp n) (= errno +eagain+)) (return))
                   (t (%retire pool m) (return)))))))
     ;; Reap ended members (recycled or retired).
@@ -245,14 +250,14 @@ TIMEOUT-MS for them, then kills those left.  Returns the number killed.  Can't f
   "Runs (apply FUNCTION ARGS) in an idle process of POOL and returns its values.  FUNCTION is
 a symbol; ARGS and the values must print readably.  Callable from any thread; waits for an
 idle member (up to 30 s).  A member found gone before it answered (recycled meanwhile) is
-skipped and the task sent to another: a task that kills its process is thus tried up to 3
+skipped and the task sent to another: a task that kills its process is thus tried up to 5
 times.  Signals simple-crow-error when none is free or the task failed there (with its
 message)."
   (let ((deadline (+ (monotonic-ns) 30000000000))
         (text (with-standard-io-syntax
                 (let ((*package* (find-package :crow.server)))
                   (prin1-to-string (cons function args))))))
-    (dotimes (attempt 3)
+    (dotimes (attempt 5)
       (let* ((m (%pool-take pool deadline function))
              (form nil))
         (unwind-protect
