@@ -38,7 +38,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :description "crow: Unix servers on an ECL Common Lisp host over a C performance core."
   :version "0.1.0"
   :license "BSD-2-Clause"
-  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello"))
+  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/appserv"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -95,7 +95,8 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "event")
                (:file "session")
                (:file "main")
-               (:file "privsep")))
+               (:file "privsep")
+               (:file "prefork")))
 
 (defsystem "crow/hello"
   :description "crow-hello: an HTTP hello-world on crow.server's event workers."
@@ -105,6 +106,15 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :serial t
   :components ((:file "package")
                (:file "hello")))
+
+(defsystem "crow/appserv"
+  :description "crow-appserv: services with protocol handlers written as Lisp files."
+  :version "0.1.0"
+  :pathname "lisp/servers/appserv/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "appserv")))
 
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
@@ -122,4 +132,6 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-sess")
                (:file "unix-admit")
                (:file "server-config")
-               (:file "server-session")))
+               (:file "server-session")
+               (:file "server-listen")
+               (:file "server-prefork")))

@@ -62,18 +62,24 @@ framing errors."
 (define-config-keys *hello-keys* (:include *common-keys*))
 
 (defun serve (context)
-  "Serves HTTP on the context's listeners with the configured number of event workers until
-told to stop, then drains.  Returns 0."
+  "Serves HTTP on the context's listeners with the configured number of event workers (the
+common limits enforced in C, 503 for a refused connection) until told to stop, then drains.
+Returns 0."
   (let* ((config (context-config context))
          (nworkers (config-value config :workers))
+         (admit (config-admit config))
          (server (start-event-workers 'handle :listeners (context-listeners context)
                                               :workers nworkers :mode :http
-                                              :ev-options '(:max-connections 10000))))
+                                              :ev-options (config-ev-options
+                                                           config :admit admit
+                                                           :refusal (crlf-lines "HTTP/1.1 503 Service Unavailable"
+                                                                                "Content-Length: 0" "Connection: close" "")))))
     (log-info "serving http on ~{~a~^, ~} with ~d worker~:p"
               (mapcar #'listener-description (context-listeners context)) nworkers)
     (wait-for-stop context)
     (drain-event-workers server (shutdown-timeout config))
     (log-info "stopped after ~d requests" (stop-event-workers server))
+    (admit-destroy admit)
     0))
 
 (define-server "crow-hello"

@@ -137,3 +137,28 @@ counters)."
         collect (list* :worker (event-worker-index w) :units (event-worker-units w)
                        :errors (event-worker-errors w)
                        (and (ev-pointer (event-worker-ev w)) (ev-stats (event-worker-ev w))))))
+
+(defun %key-value (config key)
+  "KEY's value in CONFIG, or NIL when CONFIG's table lacks KEY."
+  (ignore-errors (config-value config key)))
+
+(defun config-admit (config)
+  "Returns a new admission table (make-admit) for CONFIG's max-connections, max-per-address
+and rate-per-address, shared by every loop of a server (destroy it with admit-destroy after
+the loops).  Signals unix-error (ENOMEM)."
+  (let ((rate (%key-value config :rate-per-address)))
+    (make-admit :max-connections (or (%key-value config :max-connections) 0)
+                :max-per-address (or (%key-value config :max-per-address) 0)
+                :rate-count (if rate (car rate) 0)
+                :rate-period-ms (if rate (cdr rate) 0))))
+
+(defun config-ev-options (config &key admit refusal)
+  "Returns make-ev-loop keywords from CONFIG's common keys: max-connections, timeout (idle),
+bandwidth-in/-out, with ADMIT (see config-admit) and the REFUSAL reply (octets or a string,
+written to a refused connection).  Can't fail."
+  (append (list :max-connections (or (%key-value config :max-connections) 1024)
+                :bandwidth-in (or (%key-value config :bandwidth-in) 0)
+                :bandwidth-out (or (%key-value config :bandwidth-out) 0))
+          (let ((idle (%key-value config :timeout))) (and idle (list :idle-ms idle)))
+          (and admit (list :admit admit))
+          (and refusal (list :refusal refusal))))

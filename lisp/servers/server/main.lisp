@@ -6,15 +6,20 @@
 
 (defstruct (server-spec (:constructor make-server-spec
                             (&key name version keys summary options default-listen
-                                  (framing :raw) configure serve (listen-keys '(:listen :listen-tls :listen-udp)))))
+                                  (framing :raw) configure serve open-listeners release
+                                  (listen-keys '(:listen :listen-tls :listen-udp)))))
   "What a server is: NAME (\"crow-appserv\"), VERSION, KEYS (its config key table), SUMMARY
 \(text for --help), OPTIONS (its own command-line options, see run-server), DEFAULT-LISTEN
 \(an address used when the config names none), FRAMING of its listeners, LISTEN-KEYS (which
 listen keys it honours), CONFIGURE (called in the parent with the config after each read:
-returns the server's state, or signals an error to refuse the config) and SERVE (called in
+returns the server's state, or signals an error to refuse the config), SERVE (called in
 the serving child with a server-context: serves until wait-for-stop returns, then drains and
-returns an exit status)."
-  name version keys summary options default-listen framing configure serve listen-keys)
+returns an exit status) and OPEN-LISTENERS (optional: a function of CONFIG STATE REUSE
+returning (values LISTENERS UNUSED) as open-listeners does, for listeners named elsewhere
+than the top-level listen keys, as in blocks) and RELEASE (optional: frees a state CONFIGURE
+returned, in the parent, once no new child will be forked with it)."
+  name version keys summary options default-listen framing configure serve listen-keys
+  open-listeners release)
 
 (defstruct (server-context (:conc-name context-))
   "What a serving child gets: the SPEC, the CONFIG, the LISTENERS opened for it, the OPTIONS
@@ -132,6 +137,20 @@ config-error naming the config file."
           (error 'config-error :file (config-file config) :line nil
                                :message (princ-to-string e)))))))
 
+(defun %debugger-hook (condition hook)
+  "No interactive debugger in a server: an error nothing handled (in any thread) is logged and
+ends the process with status 70; a serving child is then replaced by its parent."
+  (declare (ignore hook))
+  (ignore-errors
+   (log-warn "unhandled in thread ~a: ~a" (mp:process-name mp:*current-process*) condition))
+  (exit-process 70))
+
+(defun release-state (spec state)
+  "Calls SPEC's release function on STATE.  Can't fail (errors are logged)."
+  (when (server-spec-release spec)
+    (handler-case (funcall (server-spec-release spec) state)
+      (error (e) (log-warn "release: ~a" e)))))
+
 (defun %log-target (config foreground)
   (multiple-value-bind (target set) (ignore-errors (config-value config :log))
     (cond ((and foreground (not set)) :stderr)
@@ -166,20 +185,23 @@ under privilege separation (run-privsep).  Returns the exit status."
           (format *error-output* "~a~%" e)
           (return-from run-server 1)))
       (when check
+        (release-state spec state)
         (format t "~a: configuration ok~%" name)
         (return-from run-server 0))
       (open-log name (%log-target config *foreground*))
+      (setf *debugger-hook* #'%debugger-hook)
       (ignore-sigpipe)
       (unless *foreground* (daemonize))
       (run-privsep spec config state options))))
 
 (defmacro define-server (name &rest keys &key version keys-table summary options default-listen
-                                              framing configure serve listen-keys)
+                                              framing configure serve listen-keys open-listeners
+                                              release)
   "Defines MAIN in the current package as the entry point of the server NAME (a string):
 `(define-server \"crow-foo\" :version V :keys-table *foo-keys* :serve 'serve ...)`; the
 keywords are make-server-spec's (KEYS-TABLE for KEYS).  MAIN returns the exit status."
   (declare (ignore version keys-table summary options default-listen framing configure serve
-                   listen-keys))
+                   listen-keys open-listeners release))
   (let ((args (loop for (k v) on keys by #'cddr
                     append (list (if (eq k :keys-table) :keys k) v)))
         (main (intern "MAIN")))

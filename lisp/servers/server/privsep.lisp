@@ -127,7 +127,11 @@ exit status."
                  (or (config-value config :user) (ignore-errors (config-value config :chroot))))
             (start-swank-if-asked)
             (setf *swank-pending* t))
-        (drop-privileges config)
+        (let ((chrooted (and (zerop (geteuid)) (ignore-errors (config-value config :chroot)))))
+          (drop-privileges config)
+          ;; No C compiler inside a chroot: code compiled from SLIME there goes to bytecodes.
+          (when (and *swank-port* chrooted)
+            (ext:install-bytecodes-compiler)))
         (let ((status (funcall (server-spec-serve spec)
                                (make-server-context :spec spec :config config
                                                     :listeners listeners :options options
@@ -154,9 +158,10 @@ exit status."
 
 ;;; The parent side
 
-(defun start-child (spec config state listeners options generation)
-  "Forks a serving child for GENERATION over LISTENERS.  Returns its child struct.  Signals
-unix-error when it cannot fork."
+(defun start-child (spec config state listeners options generation &optional others)
+  "Forks a serving child for GENERATION over LISTENERS; in the child the listeners of OTHERS
+\(the previous generation's) not in LISTENERS are closed, so a dropped address really closes
+when the old child ends.  Returns its child struct.  Signals unix-error when it cannot fork."
   (multiple-value-bind (mine theirs) (socket-pair)
     (let ((pid (handler-bind ((error (lambda (e) (declare (ignore e))
                                        (%close mine) (%close theirs))))
@@ -167,6 +172,9 @@ unix-error when it cannot fork."
              ;; close is their stop signal.
              (dolist (c *children*) (when (child-control c) (ignore-errors (%close (child-control c)))))
              (setf *children* '())
+             (dolist (l others)
+               (unless (or (member l listeners) (null (listener-fd l)))
+                 (ignore-errors (%close (listener-fd l)))))
              (let ((status (%child-main spec config state listeners options generation theirs)))
                (ignore-errors (finish-output *standard-output*))
                (ignore-errors (finish-output *error-output*))
@@ -177,13 +185,30 @@ unix-error when it cannot fork."
                (push c *children*)
                c))))))
 
+(defvar *pending-signals* '()
+  "Signals the parent read while waiting for a child, for its main loop to handle.")
+
 (defun %await-ready (child timeout-ms)
-  "Waits for CHILD's ready byte.  Returns T, or NIL when it died or timed out."
-  (let ((buf (make-octets 1)))
-    (and (%wait-readable (child-control child) timeout-ms)
-         (handler-case (plusp (read-fd (child-control child) buf))
-           (unix-error () nil))
-         (progn (setf (child-state child) :serving) t))))
+  "Waits for CHILD's ready byte.  Returns T, or NIL when it died, timed out, or SIGTERM/SIGINT
+arrived meanwhile (signals read meanwhile are kept in *pending-signals*)."
+  (let ((buf (make-octets 1))
+        (ep (epoll-create)) (events (make-epoll-events 2))
+        (deadline (+ (monotonic-ns) (* timeout-ms 1000000))))
+    (unwind-protect
+         (progn
+           (epoll-add ep (child-control child) +epollin+)
+           (when (>= (signal-fd) 0) (epoll-add ep (signal-fd) +epollin+))
+           (loop
+             (when (> (monotonic-ns) deadline) (return nil))
+             (epoll-wait ep events 1000)
+             (let ((sigs (read-signals)))
+               (setf *pending-signals* (append *pending-signals* sigs))
+               (when (intersection sigs '(:term :int)) (return nil)))
+             (when (%wait-readable (child-control child) 0)
+               (return (and (handler-case (plusp (read-fd (child-control child) buf))
+                              (unix-error () nil))
+                            (progn (setf (child-state child) :serving) t))))))
+      (close-fd ep))))
 
 (defun tell-child-stop (child deadline-ms)
   "Closes CHILD's control socket (its stop signal) and sets its kill deadline.  Can't fail."
@@ -228,16 +253,22 @@ unix-error when it cannot fork."
           (close-fd fd)))
       path)))
 
+(defun spec-open-listeners (spec config state reuse)
+  "Opens the listeners SPEC's server needs for CONFIG, keeping those of REUSE still named.
+Returns (values LISTENERS UNUSED).  Signals config-error."
+  (if (server-spec-open-listeners spec)
+      (funcall (server-spec-open-listeners spec) config state reuse)
+      (open-listeners config :keys (server-spec-listen-keys spec)
+                             :default (server-spec-default-listen spec)
+                             :framing (server-spec-framing spec) :reuse reuse)))
+
 (defun run-privsep (spec config state options)
   "The parent: opens the listeners CONFIG names, writes the pidfile, forks the first serving
 child and waits for it to serve, then handles signals until SIGTERM/SIGINT (drain and exit 0)
 — SIGHUP re-reads the config (on error logs `file:line: message` and keeps the running
 child), keeps unchanged listeners, opens new ones, starts a new child and tells the old one to
 finish.  Returns the exit status (1 when the first child cannot start)."
-  (let ((listeners (handler-case
-                       (open-listeners config :keys (server-spec-listen-keys spec)
-                                              :default (server-spec-default-listen spec)
-                                              :framing (server-spec-framing spec))
+  (let ((listeners (handler-case (spec-open-listeners spec config state nil)
                      (config-error (e)
                        (log-warn "~a" e)
                        (return-from run-privsep 1))))
@@ -251,16 +282,20 @@ finish.  Returns the exit status (1 when the first child cannot start)."
            (dolist (l listeners) (log-info "listening on ~a" (listener-description l)))
            (setf current (start-child spec config state listeners options generation))
            (unless (%await-ready current *ready-timeout-ms*)
-             (log-warn "the serving process did not start")
              (tell-child-stop current 1000)
-             (return-from run-privsep 1))
+             (cond ((intersection *pending-signals* '(:term :int))
+                    (log-info "stopped while starting")
+                    (return-from run-privsep 0))
+                   (t (log-warn "the serving process did not start")
+                      (return-from run-privsep 1))))
            (log-info "serving (process ~d)" (child-pid current))
            (let ((ep (epoll-create)) (events (make-epoll-events 4)) (stop nil)
                  (last-restart 0))
              (epoll-add ep sigfd +epollin+)
              (loop
                (epoll-wait ep events (if stop 50 1000))
-               (dolist (s (read-signals))
+               (dolist (s (prog1 (append *pending-signals* (read-signals))
+                            (setf *pending-signals* '())))
                  (case s
                    ((:term :int)
                     (unless stop
@@ -274,17 +309,17 @@ finish.  Returns the exit status (1 when the first child cannot start)."
                           (let* ((new-config (load-server-config spec options))
                                  (new-state (configure-server spec new-config)))
                             (multiple-value-bind (new-listeners unused)
-                                (open-listeners new-config :keys (server-spec-listen-keys spec)
-                                                           :default (server-spec-default-listen spec)
-                                                           :framing (server-spec-framing spec)
-                                                           :reuse listeners)
+                                (handler-bind ((error (lambda (e) (declare (ignore e))
+                                                        (release-state spec new-state))))
+                                  (spec-open-listeners spec new-config new-state listeners))
                               (let ((child (start-child spec new-config new-state new-listeners
-                                                        options (1+ generation))))
+                                                        options (1+ generation) listeners)))
                                 (cond ((%await-ready child *ready-timeout-ms*)
                                        (dolist (c *children*)
                                          (unless (eq c child)
                                            (tell-child-stop c (+ (shutdown-timeout config) 5000))))
                                        (dolist (l unused) (close-listener l :unlink t))
+                                       (release-state spec state)
                                        (setf config new-config state new-state current child
                                              listeners new-listeners generation (1+ generation))
                                        (dolist (l listeners)
@@ -296,6 +331,7 @@ finish.  Returns the exit status (1 when the first child cannot start)."
                                        (log-warn "the new serving process did not start: keeping generation ~d"
                                                  generation)
                                        (tell-child-stop child 1000)
+                                       (release-state spec new-state)
                                        (dolist (l new-listeners)
                                          (unless (member l listeners) (close-listener l))))))))
                         (config-error (e) (log-warn "~a (keeping the running configuration)" e))
@@ -320,4 +356,5 @@ finish.  Returns the exit status (1 when the first child cannot start)."
       (loop repeat 100 while *children*
             do (reap-children) (kill-overdue-children) (when *children* (sleep 0.05)))
       (dolist (l listeners) (close-listener l :unlink t))
+      (release-state spec state)
       (when pidfile (ignore-errors (unlink pidfile))))))
