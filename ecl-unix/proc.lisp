@@ -354,3 +354,169 @@ when raising the hard limit unprivileged, EINVAL when SOFT > HARD)."
            l.rlim_max = #2 < 0 ? RLIM_INFINITY : (rlim_t)#2;
            int r = setrlimit(#0, &l); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))
     nil))
+
+;;; Pre-forked children: set up now, exec later on the descriptor they are handed.
+
+(ffi:clines "#include <sys/socket.h>" "#include <sys/syscall.h>"
+            "
+/* In a freshly forked child: makes the descriptors beyond 3 go away (close_range, or a loop
+ * when the kernel lacks it).  Async-signal-safe. */
+static void crow_close_from(int lowfd)
+{
+    if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0) return;
+    { int k; for (k = lowfd; k < 65536; k++) close(k); }
+}")
+
+(defun spawn-waiting (program args &key (env (ext:environ)) (stderr nil) devnull
+                                        rlimits chroot uid gid (groups nil groups-p) umask
+                                        directory wait-ready)
+  "Forks a child that sets itself up now and execs PROGRAM later, when handed a descriptor.
+The child and the caller talk over a new AF_UNIX SOCK_SEQPACKET pair, CONTROL being the
+child's end (close-on-exec in both).  In the child, entirely in C (safe
+with threads running): signal dispositions reset to default and all signals unblocked;
+DEVNULL (a descriptor open on /dev/null, or NIL) becomes 0 and 1 and STDERR (a descriptor, or
+NIL for DEVNULL) becomes 2; every other descriptor but CONTROL is closed; then RLIMITS
+\((RESOURCE SOFT [HARD]) ...), CHROOT, GROUPS/GID/UID, UMASK and DIRECTORY are applied as
+spawn does.  The child then reports on CONTROL (8 bytes: errno and step, zero when ready) and
+waits for one message carrying a descriptor (see hand-off): that descriptor becomes 0 and 1
+\(blocking mode), the message's NUL-separated NAME=VALUE strings are added to ENV, and PROGRAM
+is executed with ARGS (argv including argv[0]).  At end of stream on CONTROL the child exits
+with status 0; if execve fails it exits with status 127.
+With WAIT-READY the parent reads the report now and, when set-up failed, reaps the child and
+signals unix-error naming the step (setrlimit, chroot, setgroups, setresgid, setresuid,
+chdir); otherwise the report stays queued, unread.  Returns (values PID CONTROL), CONTROL the
+caller's end, to pass to hand-off (or close: the waiting child then exits).  Signals
+unix-error (socketpair, fork...)."
+  (multiple-value-bind (mine control) (socket-pair :type :seqpacket)
+  (let* ((p (string-to-c program))
+         (a (%string-vector args))
+         (e (%string-vector (environment-strings env)))
+         (d (if directory (string-to-c directory) nil))
+         (root (if chroot (string-to-c chroot) nil))
+         (rl (%rlimit-vector rlimits))
+         (gl (if groups-p groups (and gid (list gid))))
+         (gv (%gid-vector gl))
+         (ids (vector (or uid -1) (or gid -1) (or umask -1) (if (or groups-p gid) (length gl) -1)
+                      (length rlimits) (or devnull -1) (or stderr -1) control
+                      (if wait-ready 1 0) mine)))
+    (multiple-value-bind (pid errno step)
+        (ffi:c-inline (p a e d root rl gv ids)
+                      (:object :object :object :object :object :object :object :object)
+                      (values :int :int :int)
+          "{ cl_index na = #1->vector.dim, ne = #2->vector.dim, i;
+             char **argv = (char **)ecl_alloc((na + 1) * sizeof(char *));
+             char **base = (char **)ecl_alloc((ne + 1) * sizeof(char *));
+             for (i = 0; i < na; i++) argv[i] = (char *)#1->vector.self.t[i]->vector.self.b8;
+             for (i = 0; i < ne; i++) base[i] = (char *)#2->vector.self.t[i]->vector.self.b8;
+             argv[na] = NULL; base[ne] = NULL;
+             cl_object *ids = #7->vector.self.t;
+             long u = ecl_fixnum(ids[0]), g = ecl_fixnum(ids[1]), m = ecl_fixnum(ids[2]);
+             long ng = ecl_fixnum(ids[3]); int nrl = (int)ecl_fixnum(ids[4]);
+             int nul = (int)ecl_fixnum(ids[5]), err = (int)ecl_fixnum(ids[6]);
+             int ctl = (int)ecl_fixnum(ids[7]), wait = (int)ecl_fixnum(ids[8]);
+             int mine = (int)ecl_fixnum(ids[9]);
+             const char *dir = #3 == ECL_NIL ? NULL : (char *)#3->vector.self.b8;
+             const char *root = #4 == ECL_NIL ? NULL : (char *)#4->vector.self.b8;
+             const char *prog = (char *)#0->vector.self.b8;
+             int64_t *rl = (int64_t *)#5->vector.self.b8;
+             gid_t *gids = (gid_t *)#6->vector.self.b8;
+             int e = 0, where = 0;
+             pid_t pid = fork();
+             if (pid == 0) {
+               int k, w = 0, c;
+               sigset_t none; struct sigaction dfl;
+               memset(&dfl, 0, sizeof dfl); dfl.sa_handler = SIG_DFL; sigemptyset(&dfl.sa_mask);
+               for (k = 1; k < NSIG; k++) if (k != SIGKILL && k != SIGSTOP) sigaction(k, &dfl, NULL);
+               sigemptyset(&none); sigprocmask(SIG_SETMASK, &none, NULL);
+               /* Descriptors: the control socket to 3, /dev/null to 0 and 1, stderr to 2. */
+               c = fcntl(ctl, F_DUPFD_CLOEXEC, 3);
+               if (c < 0) { w = 1; goto fail0; }
+               if (nul >= 0) { if (dup2(nul, 0) < 0 || dup2(nul, 1) < 0) { w = 1; goto fail0; } }
+               if (err < 0) err = nul;
+               if (err >= 0 && err != 2 && dup2(err, 2) < 0) { w = 1; goto fail0; }
+               if (err == 2) fcntl(2, F_SETFD, 0);
+               if (c != 3) { if (dup3(c, 3, O_CLOEXEC) < 0) { w = 1; goto fail0; } }
+               crow_close_from(4);
+               for (k = 0; k < nrl; k++) { struct rlimit l;
+                 l.rlim_cur = rl[3*k+1] < 0 ? RLIM_INFINITY : (rlim_t)rl[3*k+1];
+                 l.rlim_max = rl[3*k+2] < 0 ? RLIM_INFINITY : (rlim_t)rl[3*k+2];
+                 if (setrlimit((int)rl[3*k], &l) < 0) { w = 4; goto fail; } }
+               if (root) { if (chroot(root) < 0 || chdir(\"/\") < 0) { w = 5; goto fail; } }
+               if (ng >= 0 && setgroups((size_t)ng, gids) < 0) { w = 6; goto fail; }
+               if (g >= 0 && setresgid((gid_t)g, (gid_t)g, (gid_t)g) < 0) { w = 7; goto fail; }
+               if (u >= 0 && setresuid((uid_t)u, (uid_t)u, (uid_t)u) < 0) { w = 8; goto fail; }
+               if (u > 0 && (setuid(0) == 0 || geteuid() == 0)) { errno = EPERM; w = 8; goto fail; }
+               if (m >= 0) umask((mode_t)m);
+               if (dir && chdir(dir) < 0) { w = 2; goto fail; }
+               { int ok[2] = { 0, 0 }; ssize_t x = send(3, ok, sizeof ok, MSG_NOSIGNAL); (void)x; }
+               for (;;) {
+                 char buf[4096]; struct msghdr mh; struct iovec v; ssize_t r; int fd = -1;
+                 union { char b[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } cm;
+                 memset(&mh, 0, sizeof mh);
+                 v.iov_base = buf; v.iov_len = sizeof buf - 1;
+                 mh.msg_iov = &v; mh.msg_iovlen = 1; mh.msg_control = cm.b; mh.msg_controllen = sizeof cm.b;
+                 r = recvmsg(3, &mh, 0);
+                 if (r < 0 && errno == EINTR) continue;
+                 if (r <= 0) _exit(0);
+                 { struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+                   if (h && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS)
+                     memcpy(&fd, CMSG_DATA(h), sizeof fd); }
+                 if (fd < 0) continue;
+                 if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0) _exit(127);
+                 if (fd > 2) close(fd);
+                 { int fl = fcntl(0, F_GETFL); if (fl >= 0) fcntl(0, F_SETFL, fl & ~O_NONBLOCK); }
+                 buf[r] = 0;
+                 { char *envp[ne + 65]; cl_index n = 0; char *s = buf, *end = buf + r;
+                   for (i = 0; i < ne; i++) envp[n++] = base[i];
+                   while (s < end && n < ne + 64) { if (*s) envp[n++] = s; s += strlen(s) + 1; }
+                   envp[n] = NULL;
+                   close(3);
+                   execve(prog, argv, envp); }
+                 _exit(127);
+               }
+             fail:
+               { int msg[2] = { errno, w }; ssize_t x = send(3, msg, sizeof msg, MSG_NOSIGNAL); (void)x; }
+               _exit(127);
+             fail0:
+               { int msg[2] = { errno, w }; ssize_t x = send(ctl, msg, sizeof msg, MSG_NOSIGNAL); (void)x; }
+               _exit(127);
+             }
+             if (pid < 0) e = errno;
+             close(ctl);
+             if (pid > 0 && wait) {
+               int msg[2]; ssize_t n;
+               do n = recv(mine, msg, sizeof msg, 0); while (n < 0 && errno == EINTR);
+               if (n == (ssize_t)sizeof msg && msg[0] != 0) {
+                 int st; e = msg[0]; where = msg[1];
+                 while (waitpid(pid, &st, 0) < 0 && errno == EINTR) ;
+                 pid = -1;
+               } else if (n != (ssize_t)sizeof msg) {
+                 int st; e = n < 0 ? errno : EPIPE; where = 0;
+                 while (waitpid(pid, &st, 0) < 0 && errno == EINTR) ;
+                 pid = -1;
+               }
+             }
+             @(return 0) = pid; @(return 1) = e; @(return 2) = where; }")
+      (when (minusp pid)
+        (%close mine)
+        (unix-error errno (case step (1 "dup2") (2 "chdir") (4 "setrlimit") (5 "chroot")
+                            (6 "setgroups") (7 "setresgid") (8 "setresuid") (t "fork"))
+                    (case step (2 directory) (5 chroot) (0 nil) (t program))))
+      (values pid mine)))))
+
+(defun hand-off (control fd env)
+  "Hands descriptor FD to the waiting child behind CONTROL (see spawn-waiting) with ENV, a
+list of \"NAME=VALUE\" strings or (NAME . VALUE) conses added to its environment (under 4 kB in
+all), and closes CONTROL whatever happens.  The child execs with FD as its stdin and stdout;
+the caller may close FD once this returns.  Returns T.  Signals unix-error (EPIPE or
+ECONNREFUSED when the child is gone)."
+  (let* ((strings (environment-strings env))
+         (data (make-octets (max 1 (reduce #'+ strings :key (lambda (s) (length (utf8-encode s)))
+                                                        :initial-value (length strings)))))
+         (i 0))
+    (dolist (s strings)
+      (let ((u (utf8-encode s)))
+        (replace data u :start1 i)
+        (incf i (1+ (length u)))))
+    (unwind-protect (progn (send-fd control fd data) t)
+      (%close control))))
