@@ -32,7 +32,7 @@
    #:chdir #:chroot #:execve #:exit-process #:fork #:getegid #:geteuid #:getgid #:getgrnam
    #:getpid #:getppid #:getpwnam #:getrlimit #:getuid #:initgroups #:kill #:run-program
    #:setgroups #:setresgid #:setresuid #:setrlimit #:setsid #:spawn #:umask #:waitpid
-   #:getgroups #:getcwd #:spawn-waiting #:hand-off
+   #:getgroups #:getcwd #:spawn-waiting #:hand-off #:make-spawner #:spawner-request #:spawner-receive
    ;; signals
    #:ignore-sigpipe #:read-signals #:signal-fd #:signal-number #:watch-signals
    ;; time

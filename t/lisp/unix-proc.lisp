@@ -209,3 +209,31 @@
     (is (equal '(:exited 127) (multiple-value-bind (p how code) (waitpid pid)
                                 (declare (ignore p)) (list how code)))
         "a failed execve exits 127")))
+
+(test spawner-clones-children-of-the-caller
+  (multiple-value-bind (zpid z)
+      (make-spawner "/bin/sh" (list "sh" "-c" "echo conn=$CONN ppid-ok=$([ $PPID = $PARENT ] && echo y) nofile=$(ulimit -n)")
+                    :env (list "PATH=/usr/bin:/bin" (format nil "PARENT=~d" (getpid)))
+                    :rlimits '((:nofile 48)))
+    (unwind-protect
+         (progn
+           (is (= 2 (spawner-request z 2)))
+           (let ((children '()))
+             (loop repeat 200 while (< (length children) 2)
+                   do (multiple-value-bind (pid control) (spawner-receive z)
+                        (if (integerp pid) (push (cons pid control) children) (sleep 0.01))))
+             (is (= 2 (length children)) "two children come back")
+             (loop for (pid . control) in children for k from 1
+                   do (multiple-value-bind (x y) (socket-pair)
+                        (hand-off control x (list (format nil "CONN=c~d" k)))
+                        (close-fd x)
+                        (let ((out (read-all-fd y)))
+                          (is (search (format nil "conn=c~d ppid-ok=y nofile=48" k) out) out))
+                        (close-fd y))
+                      (multiple-value-bind (p how code) (waitpid pid)
+                        (is (= p pid) "the child is ours to reap (CLONE_PARENT)")
+                        (is (equal '(:exited 0) (list how code)))))))
+      (close-fd z)
+      (multiple-value-bind (p how code) (waitpid zpid)
+        (is (= p zpid))
+        (is (equal '(:exited 0) (list how code)) "the spawner exits when its socket closes")))))
