@@ -5,3 +5,8 @@ $(SPAWN_PROBE): t/scenarios/fixtures/spawn-probe.c
 	$(CC) -std=gnu11 -O2 $(WARN) -static $< -o $@
 ctests: $(SPAWN_PROBE)
 BENCH_BINS += $(SPAWN_PROBE)
+CONNRATE := $(B)/bench/connrate
+$(CONNRATE): bench/c/connrate.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -O2 $(WARN) -pthread $< -o $@
+BENCH_BINS += $(CONNRATE)

@@ -30,6 +30,7 @@
   (idle '())                            ; (pid . control), oldest last
   (busy (make-hash-table))              ; pid -> job
   admission devnull errfd
+  (spawner nil) (pending 0)             ; the spawner's socket, children asked for
   (served 0) (refused 0) (handoffs 0) (window-start 0) (recent 0)
   (target 0) (last-shrink 0) (pause-until 0)
   (stopping nil))
@@ -86,6 +87,8 @@ unix-error, or an error when root could be regained."
 ;;; The pool
 
 (defun %spawn-child (srv &key wait-ready)
+  "Forks one waiting child from this process (the first one, and whenever the spawner cannot
+keep up or is gone).  Returns its pid."
   (let ((p (server-plan srv)))
     (multiple-value-bind (pid control)
         (spawn-waiting (plan-program p) (plan-argv p)
@@ -94,6 +97,44 @@ unix-error, or an error when root could be regained."
                        :umask (plan-umask p) :directory (plan-cwd p) :wait-ready wait-ready)
       (push (cons pid control) (server-idle srv))
       pid)))
+
+(defun start-spawner (srv)
+  "Starts the spawner that clones the pool's children (see crow.unix:make-spawner).  Returns
+its socket, or NIL (children are then forked here) when it cannot be started."
+  (let ((p (server-plan srv)))
+    (handler-case
+        (multiple-value-bind (pid socket)
+            (make-spawner (plan-program p) (plan-argv p)
+                          :env (plan-env p) :devnull (server-devnull srv)
+                          :stderr (server-errfd srv) :rlimits (plan-rlimits p)
+                          :umask (plan-umask p) :directory (plan-cwd p))
+          (declare (ignore pid))
+          (setf (server-spawner srv) socket (server-pending srv) 0)
+          (epoll-add (server-epfd srv) socket +epollin+)
+          socket)
+      (unix-error (e) (log-warn "spawner: ~a; forking children directly" e) nil))))
+
+(defun %spawner-gone (srv why)
+  (log-warn "spawner: ~a; forking children directly" why)
+  (ignore-errors (epoll-del (server-epfd srv) (server-spawner srv)))
+  (%close (server-spawner srv))
+  (setf (server-spawner srv) nil (server-pending srv) 0))
+
+(defun receive-children (srv)
+  "Adds the children the spawner has made to the idle pool.  Returns NIL."
+  (loop while (server-spawner srv)
+        do (multiple-value-bind (pid control)
+               (handler-case (spawner-receive (server-spawner srv))
+                 (unix-error (e)
+                   (log-warn "spawner could not make a child: ~a" e)
+                   (setf (server-pause-until srv) (+ (%ms) 1000))
+                   (decf (server-pending srv))
+                   :failed))
+             (cond ((null pid) (return))
+                   ((eq pid :closed) (%spawner-gone srv "it has exited"))
+                   ((eq pid :failed))
+                   (t (decf (server-pending srv))
+                      (push (cons pid control) (server-idle srv)))))))
 
 (defun %take-child (srv)
   "Returns (PID . CONTROL) of the oldest idle child, forking one when none is idle, or NIL."
@@ -117,8 +158,8 @@ unix-error, or an error when root could be regained."
                (log-debug "child ~d gone before hand-off: ~a" (car child) e)))))
 
 (defun maintain-pool (srv)
-  "Keeps between SPARE and MAX-SPARE children idle: more while connections arrive faster
-than SPARE per second, fewer (one per second) when they stop.  Returns NIL."
+  "Keeps between SPARE and MAX-SPARE children idle or on their way: more while connections
+arrive faster than SPARE per second, fewer (one per second) when they stop.  Returns NIL."
   (let* ((p (server-plan srv)) (now (%ms)))
     (when (>= (- now (server-window-start srv)) 1000)
       (setf (server-recent srv) (server-handoffs srv)
@@ -126,16 +167,23 @@ than SPARE per second, fewer (one per second) when they stop.  Returns NIL."
             (server-window-start srv) now
             (server-target srv) (max (plan-spare p)
                                      (min (plan-max-spare p) (floor (server-recent srv) 4)))))
-    (let ((target (max (plan-spare p) (server-target srv))))
-      (when (>= now (server-pause-until srv))
-        (loop while (and (< (length (server-idle srv)) target)
-                         (< (+ (length (server-idle srv)) (hash-table-count (server-busy srv)))
-                            (+ (plan-max-connections p) (plan-max-spare p))))
-              do (handler-case (%spawn-child srv)
-                   (unix-error (e)
-                     (log-warn "fork: ~a" e)
-                     (setf (server-pause-until srv) (+ now 1000))
-                     (return)))))
+    (let* ((target (max (plan-spare p) (server-target srv)))
+           (have (+ (length (server-idle srv)) (server-pending srv)))
+           (room (- (+ (plan-max-connections p) (plan-max-spare p))
+                    have (hash-table-count (server-busy srv))))
+           (need (min (- target have) room)))
+      (when (and (plusp need) (>= now (server-pause-until srv)))
+        (if (server-spawner srv)
+            (handler-case (progn (spawner-request (server-spawner srv) need)
+                                 (incf (server-pending srv) need))
+              (eagain () nil)
+              (unix-error (e) (%spawner-gone srv e)))
+            (loop repeat need
+                  do (handler-case (%spawn-child srv)
+                       (unix-error (e)
+                         (log-warn "fork: ~a" e)
+                         (setf (server-pause-until srv) (+ now 1000))
+                         (return))))))
       (when (and (> (length (server-idle srv)) target)
                  (>= (- now (server-last-shrink srv)) 1000))
         (setf (server-last-shrink srv) now)
@@ -146,18 +194,16 @@ than SPARE per second, fewer (one per second) when they stop.  Returns NIL."
 ;;; Connections
 
 (defun %env (kind rhost rport lhost lport)
-  (ecase kind
-    (:tcp (list "PROTO=TCP" (format nil "TCPREMOTEIP=~a" rhost)
-                (format nil "TCPREMOTEPORT=~d" rport) (format nil "TCPLOCALIP=~a" lhost)
-                (format nil "TCPLOCALPORT=~d" lport)))
-    (:tcp6 (list "PROTO=TCP6" (format nil "TCPREMOTEIP=~a" rhost)
-                 (format nil "TCPREMOTEPORT=~d" rport) (format nil "TCPLOCALIP=~a" lhost)
-                 (format nil "TCPLOCALPORT=~d" lport)
-                 (format nil "TCP6REMOTEIP=~a" rhost) (format nil "TCP6REMOTEPORT=~d" rport)
-                 (format nil "TCP6LOCALIP=~a" lhost) (format nil "TCP6LOCALPORT=~d" lport)))
-    (:unix (list "PROTO=UNIX" (format nil "UNIXLOCALPATH=~a" lhost)))
-    (:udp (list "PROTO=UDP" (format nil "UDPLOCALIP=~a" lhost)
-                (format nil "UDPLOCALPORT=~d" lport)))))
+  (flet ((kv (k v) (concatenate 'string k "=" (if (stringp v) v (princ-to-string v)))))
+    (ecase kind
+      (:tcp (list "PROTO=TCP" (kv "TCPREMOTEIP" rhost) (kv "TCPREMOTEPORT" rport)
+                  (kv "TCPLOCALIP" lhost) (kv "TCPLOCALPORT" lport)))
+      (:tcp6 (list "PROTO=TCP6" (kv "TCPREMOTEIP" rhost) (kv "TCPREMOTEPORT" rport)
+                   (kv "TCPLOCALIP" lhost) (kv "TCPLOCALPORT" lport)
+                   (kv "TCP6REMOTEIP" rhost) (kv "TCP6REMOTEPORT" rport)
+                   (kv "TCP6LOCALIP" lhost) (kv "TCP6LOCALPORT" lport)))
+      (:unix (list "PROTO=UNIX" (kv "UNIXLOCALPATH" lhost)))
+      (:udp (list "PROTO=UDP" (kv "UDPLOCALIP" lhost) (kv "UDPLOCALPORT" lport))))))
 
 (defun %refuse-connection (srv fd address port why)
   (let ((line (map 'octets #'char-code
@@ -262,6 +308,7 @@ unix-error when the first child cannot be set up."
     (dolist (l listeners) (epoll-add epfd (first l) +epollin+))
     ;; The first child is waited for: a set-up that fails (rlimits, cwd) stops the start.
     (%spawn-child srv :wait-ready t)
+    (start-spawner srv)
     (unwind-protect
          (loop until (server-stopping srv)
                do (maintain-pool srv)
@@ -270,12 +317,14 @@ unix-error when the first child cannot be set up."
                       (let* ((fd (epoll-event-data events i))
                              (l (assoc fd listeners)))
                         (cond ((= fd (server-sigfd srv)) (%handle-signals srv))
+                              ((eql fd (server-spawner srv)) (receive-children srv))
                               ((null l))
                               ((eq (second l) :udp) (%udp-ready srv fd))
                               (t (%accept-some srv fd (second l))))))))
       (dolist (l listeners) (%close (first l)))
       (dolist (c (server-idle srv)) (%close (cdr c)))
       (setf (server-idle srv) '())
+      (when (server-spawner srv) (%close (server-spawner srv)))
       ;; Give children a moment to end, reaping them; those still serving are left to init.
       (loop repeat 20
             while (plusp (hash-table-count (server-busy srv)))
