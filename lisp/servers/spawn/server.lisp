@@ -17,6 +17,9 @@
 ;;;; child holds no listener a target could inherit or steal connections from.
 ;;;; The pool keeps SPARE idle children, more (up to MAX-SPARE) while connections arrive
 ;;;; faster, and lets the surplus go (closing a child's control socket makes it exit 0).
+;;;; Children are cloned by a spawner process (crow.unix:make-spawner) rather than forked
+;;;; from this Lisp image, whose fork costs hundreds of microseconds in page-table copies and
+;;;; later copy-on-write faults; they are still this process's children (CLONE_PARENT).
 ;;;; SIGCHLD arrives through crow.unix's signal pipe; every exit is reaped with waitpid and
 ;;;; logged with the connection it served.  A UDP service is inetd's `wait': the child gets
 ;;;; the socket itself as stdin and stdout, and the parent stops watching the socket until
@@ -159,7 +162,8 @@ its socket, or NIL (children are then forked here) when it cannot be started."
 
 (defun maintain-pool (srv)
   "Keeps between SPARE and MAX-SPARE children idle or on their way: more while connections
-arrive faster than SPARE per second, fewer (one per second) when they stop.  Returns NIL."
+arrive faster than SPARE per second; the surplus is let go once a second when they stop.
+Returns NIL."
   (let* ((p (server-plan srv)) (now (%ms)))
     (when (>= (- now (server-window-start srv)) 1000)
       (setf (server-recent srv) (server-handoffs srv)
@@ -187,8 +191,9 @@ arrive faster than SPARE per second, fewer (one per second) when they stop.  Ret
       (when (and (> (length (server-idle srv)) target)
                  (>= (- now (server-last-shrink srv)) 1000))
         (setf (server-last-shrink srv) now)
-        (let ((child (%take-child srv)))
-          (when child (%close (cdr child)))))))
+        (loop repeat (- (length (server-idle srv)) target)
+              do (let ((child (%take-child srv)))
+                   (when child (%close (cdr child))))))))
   nil)
 
 ;;; Connections
@@ -210,6 +215,11 @@ arrive faster than SPARE per second, fewer (one per second) when they stop.  Ret
                    (format nil "~a~c~c" (plan-refusal (server-plan srv)) #\Return #\Linefeed))))
     (ignore-errors (set-nonblocking fd))
     (%write fd line 0 (length line))
+    ;; Discard what the client already sent: closing with unread input would send a reset,
+    ;; which can make the client lose the refusal line.
+    (ignore-errors (shutdown-socket fd :write))
+    (let ((sink (make-octets 4096)))
+      (loop repeat 4 while (plusp (%read fd sink 0 4096))))
     (incf (server-refused srv))
     (when (plan-log-connections (server-plan srv))
       (log-info "refused ~a port ~a: ~(~a~)" address port why))))
