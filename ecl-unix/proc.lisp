@@ -6,7 +6,7 @@
 (ffi:clines "#include <sys/types.h>" "#include <sys/wait.h>" "#include <sys/resource.h>"
             "#include <sys/stat.h>" "#include <signal.h>" "#include <unistd.h>"
             "#include <errno.h>" "#include <pwd.h>" "#include <grp.h>" "#include <string.h>"
-            "#include <stdlib.h>" "#include <fcntl.h>" "#include <limits.h>")
+            "#include <stdlib.h>" "#include <fcntl.h>" "#include <limits.h>" "#include <sys/syscall.h>")
 
 (defmacro define-simple-call (name syscall doc c-expr)
   `(defun ,name ()
@@ -355,263 +355,155 @@ when raising the hard limit unprivileged, EINVAL when SOFT > HARD)."
            int r = setrlimit(#0, &l); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))
     nil))
 
-;;; Pre-forked children: set up now, exec later on the descriptor they are handed.
-;;;
-;;; A waiting child is made either directly (spawn-waiting: fork from this process) or by a
-;;; spawner (make-spawner): a process forked once that stays in C and clones waiting children
-;;; on request with CLONE_PARENT, so they are still this process's children (SIGCHLD,
-;;; waitpid) while this process never forks again.  That matters for a large Lisp image: each
-;;; fork write-protects the whole heap, and every page Lisp writes afterwards costs a
-;;; copy-on-write fault, hundreds of microseconds per fork in all.
+;;; Pre-forked children: set up now, exec later on the descriptor they are handed
+;;; (c-core/spawn).  A waiting child is made either directly (spawn-waiting: fork from this
+;;; process) or by a spawner (make-spawner): a process that clones waiting children on
+;;; request with CLONE_PARENT, so they are still this process's children (SIGCHLD, waitpid)
+;;; while this process never forks again.  That matters for a large Lisp image: each fork
+;;; copies its page tables and write-protects its heap, and every page Lisp writes afterwards
+;;; costs a copy-on-write fault.
 
-(ffi:clines "#include <sys/socket.h>" "#include <sys/syscall.h>" "#include <sched.h>"
+(ffi:clines "#include \"spawn.h\""
             "
-/* What a waiting child applies and runs (see spawn-waiting).  Everything is prepared by the
- * parent before the fork: the child only makes system calls. */
-struct crow_wait_setup {
-    const char *prog, *dir, *root;
-    char **argv, **base;
-    long ne, u, g, m, ng;
-    const int64_t *rl;
-    int nrl, nul, err, wait;
-    const gid_t *gids;
-};
-
-/* In a freshly forked child: makes the descriptors from LOWFD on go away (close_range, or a
- * loop when the kernel lacks it).  Async-signal-safe. */
-static void crow_close_from(int lowfd)
-{
-    if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0) return;
-    { int k; for (k = lowfd; k < 65536; k++) close(k); }
-}
-
-static void crow_reset_signals(void)
-{
-    int k; sigset_t none; struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl); dfl.sa_handler = SIG_DFL; sigemptyset(&dfl.sa_mask);
-    for (k = 1; k < NSIG; k++) if (k != SIGKILL && k != SIGSTOP) sigaction(k, &dfl, NULL);
-    sigemptyset(&none); sigprocmask(SIG_SETMASK, &none, NULL);
-}
-
-/* The body of a waiting child whose control socket is CTL.  Never returns. */
-static void crow_wait_child(const struct crow_wait_setup *s, int ctl) __attribute__((noreturn));
-static void crow_wait_child(const struct crow_wait_setup *s, int ctl)
-{
-    int k, w = 0, c, err = s->err;
-    long i;
-    crow_reset_signals();
-    /* Descriptors: the control socket to 3, /dev/null to 0 and 1, stderr to 2. */
-    c = fcntl(ctl, F_DUPFD_CLOEXEC, 3);
-    if (c < 0) { w = 1; goto fail0; }
-    if (s->nul >= 0) { if (dup2(s->nul, 0) < 0 || dup2(s->nul, 1) < 0) { w = 1; goto fail0; } }
-    if (err < 0) err = s->nul;
-    if (err >= 0 && err != 2 && dup2(err, 2) < 0) { w = 1; goto fail0; }
-    if (err == 2) fcntl(2, F_SETFD, 0);
-    if (c != 3) { if (dup3(c, 3, O_CLOEXEC) < 0) { w = 1; goto fail0; } }
-    crow_close_from(4);
-    for (k = 0; k < s->nrl; k++) { struct rlimit l;
-      l.rlim_cur = s->rl[3*k+1] < 0 ? RLIM_INFINITY : (rlim_t)s->rl[3*k+1];
-      l.rlim_max = s->rl[3*k+2] < 0 ? RLIM_INFINITY : (rlim_t)s->rl[3*k+2];
-      if (setrlimit((int)s->rl[3*k], &l) < 0) { w = 4; goto fail; } }
-    if (s->root) { if (chroot(s->root) < 0 || chdir(\"/\") < 0) { w = 5; goto fail; } }
-    if (s->ng >= 0 && setgroups((size_t)s->ng, s->gids) < 0) { w = 6; goto fail; }
-    if (s->g >= 0 && setresgid((gid_t)s->g, (gid_t)s->g, (gid_t)s->g) < 0) { w = 7; goto fail; }
-    if (s->u >= 0 && setresuid((uid_t)s->u, (uid_t)s->u, (uid_t)s->u) < 0) { w = 8; goto fail; }
-    if (s->u > 0 && (setuid(0) == 0 || geteuid() == 0)) { errno = EPERM; w = 8; goto fail; }
-    if (s->m >= 0) umask((mode_t)s->m);
-    if (s->dir && chdir(s->dir) < 0) { w = 2; goto fail; }
-    /* Only when the parent waits for it: an unread message left in the parent's end when it
-     * closes would make our recvmsg fail with ECONNRESET. */
-    if (s->wait) { int ok[2] = { 0, 0 }; ssize_t x = send(3, ok, sizeof ok, MSG_NOSIGNAL); (void)x; }
-    for (;;) {
-      char buf[4096]; struct msghdr mh; struct iovec v; ssize_t r; int fd = -1;
-      union { char b[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } cm;
-      memset(&mh, 0, sizeof mh);
-      v.iov_base = buf; v.iov_len = sizeof buf - 1;
-      mh.msg_iov = &v; mh.msg_iovlen = 1; mh.msg_control = cm.b; mh.msg_controllen = sizeof cm.b;
-      r = recvmsg(3, &mh, 0);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) _exit(0);
-      { struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
-        if (h && h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS)
-          memcpy(&fd, CMSG_DATA(h), sizeof fd); }
-      if (fd < 0) continue;
-      if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0) _exit(127);
-      if (fd > 2) close(fd);
-      { int fl = fcntl(0, F_GETFL); if (fl >= 0) fcntl(0, F_SETFL, fl & ~O_NONBLOCK); }
-      buf[r] = 0;
-      { char *envp[s->ne + 65]; long n = 0; char *p = buf, *end = buf + r;
-        for (i = 0; i < s->ne; i++) envp[n++] = s->base[i];
-        while (p < end && n < s->ne + 64) { if (*p) envp[n++] = p; p += strlen(p) + 1; }
-        envp[n] = NULL;
-        close(3);
-        execve(s->prog, s->argv, envp); }
-      _exit(127);
-    }
-  fail:
-    { int msg[2] = { errno, w }; ssize_t x = send(3, msg, sizeof msg, MSG_NOSIGNAL); (void)x; }
-    _exit(127);
-  fail0:
-    { int msg[2] = { errno, w }; ssize_t x = send(ctl, msg, sizeof msg, MSG_NOSIGNAL); (void)x; }
-    _exit(127);
-}
-
-/* Fills *S from the Lisp objects spawn-waiting and make-spawner prepare (see %wait-setup). */
-static void crow_wait_setup_fill(struct crow_wait_setup *s, cl_object p, cl_object a, cl_object e,
-                                 cl_object d, cl_object root, cl_object rl, cl_object gv,
-                                 cl_object ids)
+/* Fills *S from the Lisp objects %spawn-setup prepares. */
+static void crow_spawn_setup_fill(struct crow_spawn_setup *s, cl_object p, cl_object a,
+                                  cl_object e, cl_object d, cl_object root, cl_object rl,
+                                  cl_object gv, cl_object ids)
 {
     cl_index na = a->vector.dim, ne = e->vector.dim, i;
     cl_object *v = ids->vector.self.t;
-    s->argv = (char **)ecl_alloc((na + 1) * sizeof(char *));
-    s->base = (char **)ecl_alloc((ne + 1) * sizeof(char *));
-    for (i = 0; i < na; i++) s->argv[i] = (char *)a->vector.self.t[i]->vector.self.b8;
-    for (i = 0; i < ne; i++) s->base[i] = (char *)e->vector.self.t[i]->vector.self.b8;
-    s->argv[na] = NULL; s->base[ne] = NULL; s->ne = (long)ne;
+    char **argv = (char **)ecl_alloc((na + 1) * sizeof(char *));
+    char **env = (char **)ecl_alloc((ne + 1) * sizeof(char *));
+    for (i = 0; i < na; i++) argv[i] = (char *)a->vector.self.t[i]->vector.self.b8;
+    for (i = 0; i < ne; i++) env[i] = (char *)e->vector.self.t[i]->vector.self.b8;
+    argv[na] = NULL; env[ne] = NULL;
+    s->argv = argv; s->env = env; s->nenv = (long)ne;
     s->prog = (char *)p->vector.self.b8;
     s->dir = d == ECL_NIL ? NULL : (char *)d->vector.self.b8;
     s->root = root == ECL_NIL ? NULL : (char *)root->vector.self.b8;
-    s->rl = (int64_t *)rl->vector.self.b8;
-    s->gids = (gid_t *)gv->vector.self.b8;
-    s->u = ecl_fixnum(v[0]); s->g = ecl_fixnum(v[1]); s->m = ecl_fixnum(v[2]);
-    s->ng = ecl_fixnum(v[3]); s->nrl = (int)ecl_fixnum(v[4]);
-    s->nul = (int)ecl_fixnum(v[5]); s->err = (int)ecl_fixnum(v[6]); s->wait = (int)ecl_fixnum(v[7]);
+    s->rlimits = (int64_t *)rl->vector.self.b8;
+    s->groups = (gid_t *)gv->vector.self.b8;
+    s->uid = ecl_fixnum(v[0]); s->gid = ecl_fixnum(v[1]); s->umask = ecl_fixnum(v[2]);
+    s->ngroups = ecl_fixnum(v[3]); s->nrlimits = (int)ecl_fixnum(v[4]);
+    s->devnull = (int)ecl_fixnum(v[5]); s->err = (int)ecl_fixnum(v[6]);
+    s->report = (int)ecl_fixnum(v[7]);
 }")
 
-(defun %wait-setup (program args env stderr devnull rlimits chroot uid gid groups groups-p
-                    umask directory wait-ready)
-  "Returns the list of Lisp objects crow_wait_setup_fill reads."
+(defun %spawn-setup (program args env stderr devnull rlimits chroot uid gid groups groups-p
+                     umask directory report)
+  "Returns the list of Lisp objects crow_spawn_setup_fill reads (kept alive by the caller
+for as long as C uses them)."
   (let ((gl (if groups-p groups (and gid (list gid)))))
     (list (string-to-c program) (%string-vector args) (%string-vector (environment-strings env))
           (if directory (string-to-c directory) nil) (if chroot (string-to-c chroot) nil)
           (%rlimit-vector rlimits) (%gid-vector gl)
           (vector (or uid -1) (or gid -1) (or umask -1) (if (or groups-p gid) (length gl) -1)
-                  (length rlimits) (or devnull -1) (or stderr -1) (if wait-ready 1 0)))))
+                  (length rlimits) (or devnull -1) (or stderr -1) (if report 1 0)))))
 
-(defun %wait-step-error (errno step program directory chroot)
-  (unix-error errno (case step (1 "dup2") (2 "chdir") (4 "setrlimit") (5 "chroot")
+(defun %spawn-step-error (errno step program directory chroot)
+  (unix-error errno (case step (1 "dup2") (2 "chdir") (3 "execve") (4 "setrlimit") (5 "chroot")
                       (6 "setgroups") (7 "setresgid") (8 "setresuid") (t "fork"))
               (case step (2 directory) (5 chroot) (0 nil) (t program))))
 
 (defun spawn-waiting (program args &key (env (ext:environ)) (stderr nil) devnull
                                         rlimits chroot uid gid (groups nil groups-p) umask
                                         directory wait-ready)
-  "Forks a child that sets itself up now and execs PROGRAM later, when handed a descriptor.
-The child and the caller talk over a new AF_UNIX SOCK_SEQPACKET pair, CONTROL being the
-caller's end (close-on-exec in both).  In the child, entirely in C (safe with threads
-running): signal dispositions reset to default and all signals unblocked; DEVNULL (a
-descriptor open on /dev/null, or NIL) becomes 0 and 1 and STDERR (a descriptor, or NIL for
-DEVNULL) becomes 2; every other descriptor but its control socket is closed; then RLIMITS
-\((RESOURCE SOFT [HARD]) ...), CHROOT, GROUPS/GID/UID, UMASK and DIRECTORY are applied as
-spawn does.  The child then waits for one message carrying a descriptor (see hand-off): that
-descriptor becomes 0 and 1 (blocking mode), the message's NUL-separated NAME=VALUE strings
-are added to ENV, and PROGRAM is executed with ARGS (argv including argv[0]).  At end of
-stream on its control socket the child exits with status 0; if execve fails it exits with
-status 127.
+  "Forks a child that sets itself up now and execs PROGRAM later, when handed a descriptor
+\(crow_spawn_waiting).  The child and the caller talk over a new AF_UNIX SOCK_SEQPACKET pair.
+In the child, entirely in C (safe with threads running): signal dispositions reset to default
+and all signals unblocked; DEVNULL (a descriptor open on /dev/null, or NIL) becomes 0 and 1
+and STDERR (a descriptor, or NIL for DEVNULL) becomes 2; every other descriptor but its control
+socket is closed; then RLIMITS ((RESOURCE SOFT [HARD]) ...), CHROOT, GROUPS/GID/UID, UMASK and
+DIRECTORY are applied as spawn does.  The child then waits for one message carrying a
+descriptor (see hand-off): that descriptor becomes 0 and 1 (blocking mode), the message's
+NAME=VALUE strings are added to ENV, and PROGRAM is executed with ARGS (argv including
+argv[0]).  At end of stream on its control socket the child exits with status 0; if execve
+fails it exits with status 127.
 With WAIT-READY the child reports when set up and the parent waits for it: when set-up failed,
 the child is reaped and unix-error names the step (setrlimit, chroot, setgroups, setresgid,
-setresuid, chdir).  Returns (values PID CONTROL), CONTROL to pass to hand-off (or to close:
-the waiting child then exits).  Signals unix-error (socketpair, fork...)."
-  (multiple-value-bind (mine control) (socket-pair :type :seqpacket)
-    (destructuring-bind (p a e d root rl gv ids)
-        (%wait-setup program args env stderr devnull rlimits chroot uid gid groups groups-p
-                     umask directory wait-ready)
-      (multiple-value-bind (pid errno step)
-          (ffi:c-inline (p a e d root rl gv ids mine control)
-                        (:object :object :object :object :object :object :object :object :int :int)
-                        (values :int :int :int)
-            "{ struct crow_wait_setup s; int e = 0, where = 0;
-               crow_wait_setup_fill(&s, #0, #1, #2, #3, #4, #5, #6, #7);
-               pid_t pid = fork();
-               if (pid == 0) crow_wait_child(&s, #9);
-               if (pid < 0) e = errno;
-               close(#9);
-               if (pid > 0 && s.wait) {
-                 int msg[2]; ssize_t n;
-                 do n = recv(#8, msg, sizeof msg, 0); while (n < 0 && errno == EINTR);
-                 if (n != (ssize_t)sizeof msg || msg[0] != 0) {
-                   int st;
-                   if (n == (ssize_t)sizeof msg) { e = msg[0]; where = msg[1]; }
-                   else { e = n < 0 ? errno : EPIPE; where = 0; }
-                   while (waitpid(pid, &st, 0) < 0 && errno == EINTR) ;
-                   pid = -1;
-                 }
-               }
-               @(return 0) = pid; @(return 1) = e; @(return 2) = where; }")
-        (when (minusp pid)
-          (%close mine)
-          (%wait-step-error errno step program directory chroot))
-        (values pid mine)))))
+setresuid, chdir).  Returns (values PID CONTROL), CONTROL the caller's end, to pass to
+hand-off (or to close: the waiting child then exits).  Signals unix-error (socketpair,
+fork...)."
+  (destructuring-bind (p a e d root rl gv ids)
+      (%spawn-setup program args env stderr devnull rlimits chroot uid gid groups groups-p
+                    umask directory wait-ready)
+    (multiple-value-bind (pid control errno step)
+        (ffi:c-inline (p a e d root rl gv ids)
+                      (:object :object :object :object :object :object :object :object)
+                      (values :int :int :int :int)
+          "{ struct crow_spawn_setup s; int control = -1, step = 0;
+             crow_spawn_setup_fill(&s, #0, #1, #2, #3, #4, #5, #6, #7);
+             pid_t pid = crow_spawn_waiting(&s, &control, &step);
+             @(return 0) = pid; @(return 1) = control; @(return 2) = pid < 0 ? errno : 0;
+             @(return 3) = step; }")
+      (when (minusp pid) (%spawn-step-error errno step program directory chroot))
+      (values pid control))))
+
+(defun %helper-argv (helper program args env rlimits umask directory chroot uid gid gl)
+  (append (list helper)
+          (when chroot (list "-r" chroot))
+          (when uid (list "-u" (princ-to-string uid)))
+          (when gid (list "-g" (princ-to-string gid)))
+          (when gl (list "-G" (format nil "~{~d~^,~}" gl)))
+          (when umask (list "-m" (princ-to-string umask)))
+          (when directory (list "-d" directory))
+          (loop for (res soft hard) in rlimits
+                for h = (or hard soft)
+                append (list "-l" (format nil "~d:~d:~d" (rlimit-resource res)
+                                          (if (eq soft :infinity) -1 soft)
+                                          (if (eq h :infinity) -1 h))))
+          (loop for x in (environment-strings env) append (list "-E" x))
+          (list "--" program)
+          args))
 
 (defun make-spawner (program args &key (env (ext:environ)) (stderr nil) devnull rlimits
-                                       chroot uid gid (groups nil groups-p) umask directory)
-  "Forks a spawner: a process that stays in C and, on each request (see spawner-request),
-clones waiting children exactly as spawn-waiting would with the same arguments, but with
-CLONE_PARENT: they are children of the caller (its SIGCHLD, its waitpid), and the caller
-never pays a fork of its own image per child.  Each new child's control socket comes back
-over the spawner's socket (see spawner-receive).  The spawner exits at end of stream on its
-socket; it closes every descriptor but its socket, DEVNULL and STDERR.  Returns (values PID
-SOCKET), SOCKET non-blocking and close-on-exec.  Signals unix-error (socketpair, fork)."
+                                       umask directory chroot uid gid (groups nil groups-p)
+                                       helper)
+  "Starts a spawner: a process that, on each request (see spawner-request), clones a waiting
+child as spawn-waiting describes for PROGRAM, ARGS, ENV, STDERR, DEVNULL, RLIMITS, UMASK and
+DIRECTORY, with CLONE_PARENT: the children are the caller's (its SIGCHLD, its waitpid), and
+the caller pays no fork of its own image per child.  Each child's control socket comes back
+over the spawner's socket (see spawner-receive).  CHROOT, GROUPS, GID and UID are applied by
+the spawner to itself once, so every child inherits them.  With HELPER (the path of
+crow-spawner), the spawner is that small program, exec'd with the set-up in its arguments
+\(cheap clones); otherwise it is a fork of this process that stays in C.  The spawner exits
+at end of stream on its socket.  Returns (values PID SOCKET), SOCKET non-blocking and
+close-on-exec.  Signals unix-error (socketpair, fork, or the helper's execve)."
   (multiple-value-bind (mine theirs) (socket-pair :type :seqpacket)
-    (destructuring-bind (p a e d root rl gv ids)
-        (%wait-setup program args env stderr devnull rlimits chroot uid gid groups groups-p
-                     umask directory nil)
-      (multiple-value-bind (pid errno)
-          (ffi:c-inline (p a e d root rl gv ids mine theirs)
-                        (:object :object :object :object :object :object :object :object :int :int)
-                        (values :int :int)
-            "{ struct crow_wait_setup s; int e = 0;
-               crow_wait_setup_fill(&s, #0, #1, #2, #3, #4, #5, #6, #7);
-               pid_t pid = fork();
-               if (pid == 0) {
-                 int z = #9, k;
-                 crow_reset_signals();
-                 /* Keep the socket, /dev/null and stderr: move them to 3, 4, 5. */
-                 int keep[3] = { z, s.nul, s.err }, moved[3];
-                 for (k = 0; k < 3; k++) moved[k] = keep[k] < 0 ? -1 : fcntl(keep[k], F_DUPFD_CLOEXEC, 10);
-                 for (k = 0; k < 3; k++) if (moved[k] >= 0) dup3(moved[k], 3 + k, O_CLOEXEC);
-                 crow_close_from(6);
-                 z = 3; s.nul = moved[1] < 0 ? -1 : 4;
-                 s.err = keep[2] == 2 ? 2 : (moved[2] < 0 ? -1 : 5);
-                 for (;;) {
-                   int req; ssize_t r = recv(z, &req, sizeof req, 0);
-                   if (r < 0 && errno == EINTR) continue;
-                   if (r != (ssize_t)sizeof req || req <= 0) _exit(0);
-                   for (k = 0; k < req; k++) {
-                     int sv[2] = { -1, -1 }, msg[2] = { 0, 0 }; long child = -1;
-                     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
-                       msg[1] = errno;
-                     } else {
-                       child = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
-                       if (child == 0) { close(z); close(sv[0]); crow_wait_child(&s, sv[1]); }
-                       if (child < 0) msg[1] = errno;
-                       close(sv[1]);
-                     }
-                     msg[0] = (int)child;
-                     { struct msghdr m; struct iovec v; ssize_t x;
-                       union { char b[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
-                       memset(&m, 0, sizeof m); memset(&u, 0, sizeof u);
-                       v.iov_base = msg; v.iov_len = sizeof msg; m.msg_iov = &v; m.msg_iovlen = 1;
-                       if (child > 0) {
-                         struct cmsghdr *c;
-                         m.msg_control = u.b; m.msg_controllen = sizeof u.b;
-                         c = CMSG_FIRSTHDR(&m);
-                         c->cmsg_level = SOL_SOCKET; c->cmsg_type = SCM_RIGHTS;
-                         c->cmsg_len = CMSG_LEN(sizeof(int));
-                         memcpy(CMSG_DATA(c), &sv[0], sizeof(int));
+    (handler-bind ((error (lambda (c) (declare (ignore c)) (%close mine) (%close theirs))))
+      (let ((gl (if groups-p groups (and gid (list gid)))) (pid nil))
+        (if helper
+            (setf pid (spawn helper (%helper-argv helper program args env rlimits umask directory
+                                                  chroot uid gid gl)
+                             :env '() :stdin theirs :stdout devnull :stderr (or stderr devnull)))
+            (destructuring-bind (p a e d root rl gv ids)
+                (%spawn-setup program args env stderr devnull rlimits chroot uid gid groups
+                              groups-p umask directory nil)
+              (multiple-value-bind (r errno)
+                  (ffi:c-inline (p a e d root rl gv ids theirs)
+                                (:object :object :object :object :object :object :object :object :int)
+                                (values :int :int)
+                    "{ struct crow_spawn_setup s; int step;
+                       crow_spawn_setup_fill(&s, #0, #1, #2, #3, #4, #5, #6, #7);
+                       pid_t pid = fork();
+                       if (pid == 0) {
+                         /* Keep the socket, /dev/null and stderr only, as 3, 4 and 5. */
+                         int keep[3] = { #8, s.devnull, s.err }, moved[3], k;
+                         for (k = 0; k < 3; k++)
+                           moved[k] = keep[k] < 0 ? -1 : fcntl(keep[k], F_DUPFD_CLOEXEC, 10);
+                         for (k = 0; k < 3; k++) if (moved[k] >= 0) dup3(moved[k], 3 + k, O_CLOEXEC);
+                         { int k2; if (syscall(SYS_close_range, 6U, ~0U, 0) < 0)
+                             for (k2 = 6; k2 < 65536; k2++) close(k2); }
+                         s.devnull = moved[1] < 0 ? -1 : 4;
+                         s.err = keep[2] == 2 ? 2 : (moved[2] < 0 ? -1 : 5);
+                         if (crow_spawn_drop(&s, &step) < 0) _exit(1);
+                         s.root = NULL; s.ngroups = -1; s.gid = -1; s.uid = -1;
+                         _exit(crow_spawn_serve(&s, 3) < 0 ? 1 : 0);
                        }
-                       do x = sendmsg(z, &m, MSG_NOSIGNAL); while (x < 0 && errno == EINTR);
-                       if (x < 0) _exit(0);
-                       if (sv[0] >= 0) close(sv[0]); }
-                   }
-                 }
-               }
-               if (pid < 0) e = errno;
-               close(#9);
-               @(return 0) = pid; @(return 1) = e; }")
-        (when (minusp pid)
-          (%close mine)
-          (unix-error errno "fork"))
+                       @(return 0) = pid; @(return 1) = pid < 0 ? errno : 0; }")
+                (when (minusp r) (unix-error errno "fork"))
+                (setf pid r))))
+        (%close theirs)
         (set-nonblocking mine)
         (values pid mine)))))
 

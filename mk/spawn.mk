@@ -10,3 +10,9 @@ $(CONNRATE): bench/c/connrate.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -O2 $(WARN) -pthread $< -o $@
 BENCH_BINS += $(CONNRATE)
+# crow-spawner: mmspawnd's small spawner process (static: it may be started before a chroot
+# and keeps working inside it).
+TOOL_BINS += $(B)/bin/crow-spawner
+$(B)/bin/crow-spawner: c-core/tools/crow-spawner.c $(B)/libcrowcore.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_CORE) -static -Ic-core $< -o $@ $(B)/libcrowcore.a $(CORE_LIBS)

@@ -210,16 +210,16 @@
                                 (declare (ignore p)) (list how code)))
         "a failed execve exits 127")))
 
-(test spawner-clones-children-of-the-caller
+(defun check-spawner (helper)
   (multiple-value-bind (zpid z)
-      (make-spawner "/bin/sh" (list "sh" "-c" "echo conn=$CONN ppid-ok=$([ $PPID = $PARENT ] && echo y) nofile=$(ulimit -n)")
+      (make-spawner "/bin/sh" (list "sh" "-c" "echo conn=$CONN ppid-ok=$([ $PPID = $PARENT ] && echo y) nofile=$(ulimit -n) umask=$(umask)")
                     :env (list "PATH=/usr/bin:/bin" (format nil "PARENT=~d" (getpid)))
-                    :rlimits '((:nofile 48)))
+                    :rlimits '((:nofile 48)) :umask #o027 :helper helper)
     (unwind-protect
          (progn
            (is (= 2 (spawner-request z 2)))
            (let ((children '()))
-             (loop repeat 200 while (< (length children) 2)
+             (loop repeat 500 while (< (length children) 2)
                    do (multiple-value-bind (pid control) (spawner-receive z)
                         (if (integerp pid) (push (cons pid control) children) (sleep 0.01))))
              (is (= 2 (length children)) "two children come back")
@@ -228,7 +228,8 @@
                         (hand-off control x (list (format nil "CONN=c~d" k)))
                         (close-fd x)
                         (let ((out (read-all-fd y)))
-                          (is (search (format nil "conn=c~d ppid-ok=y nofile=48" k) out) out))
+                          (is (search (format nil "conn=c~d ppid-ok=y nofile=48 umask=0027" k) out)
+                              out))
                         (close-fd y))
                       (multiple-value-bind (p how code) (waitpid pid)
                         (is (= p pid) "the child is ours to reap (CLONE_PARENT)")
@@ -237,3 +238,12 @@
       (multiple-value-bind (p how code) (waitpid zpid)
         (is (= p zpid))
         (is (equal '(:exited 0) (list how code)) "the spawner exits when its socket closes")))))
+
+(test spawner-clones-children-of-the-caller
+  (check-spawner nil))
+
+(test spawner-helper-clones-children-of-the-caller
+  (let ((helper (namestring (crow-asd:project-path "build/bin/crow-spawner"))))
+    (if (probe-file helper)
+        (check-spawner helper)
+        (fail "build/bin/crow-spawner is missing (make all)"))))

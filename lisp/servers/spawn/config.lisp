@@ -56,6 +56,8 @@ microseconds).")
      (refusal :string :default "421 Service busy, try again later."
               :doc "Line written (with CRLF) to a connection refused by a limit.")
      (log-connections :boolean :default "yes" :doc "Log each connection and exit status.")
+     (spawner :string :default "auto" :meta "auto|builtin|PATH"
+              :doc "What clones the pool's children: crow-spawner found beside mmspawnd (auto), a copy of mmspawnd (builtin), or the crow-spawner at PATH.")
      ,@(loop for (r type) in +rlimits+
              collect `(,(%rlimit-key r) ,type :min 0
                        :doc ,(format nil "RLIMIT_~a of the program~a." r
@@ -67,7 +69,7 @@ microseconds).")
 (defstruct (plan (:constructor %make-plan))
   "What mmspawnd runs, derived from a checked config."
   config program argv env protocol cwd umask stderr spare max-spare refusal log-connections
-  listen rlimits chroot user uid gid groups max-connections max-per-address rate
+  listen rlimits chroot user uid gid groups max-connections max-per-address rate spawner
   (log-target :stderr))
 
 (defun %refuse (config key fmt &rest args)
@@ -147,4 +149,18 @@ for the first refusal."
                         when value collect (list r value value))
          :chroot chroot :user user :uid uid :gid gid :groups (and gid (list gid))
          :max-connections (v :max-connections) :max-per-address (v :max-per-address)
-         :rate (v :rate-per-address) :log-target (v :log))))))
+         :rate (v :rate-per-address) :log-target (v :log)
+         :spawner (%spawner-path config (v :spawner)))))))
+
+(defun %spawner-path (config value)
+  "Returns the crow-spawner path for VALUE of the spawner key, or NIL for the builtin one."
+  (flet ((usable (path) (and (ignore-errors (eq (stat-type (stat path)) :regular)) path)))
+    (cond ((string= value "builtin") nil)
+          ((string= value "auto")
+           (let ((exe (ignore-errors (namestring (truename "/proc/self/exe")))))
+             (and exe (usable (concatenate 'string (subseq exe 0 (1+ (position #\/ exe :from-end t)))
+                                           "crow-spawner")))))
+          ((char/= (char value 0) #\/)
+           (%refuse config :spawner "expected auto, builtin or an absolute path, got ~s" value))
+          ((usable value))
+          (t (%refuse config :spawner "~s is not a file" value)))))

@@ -73,8 +73,9 @@ failure, 2 for a usage error."
                 (log-info "listening on ~:[~a~;[~a]~]~@[:~d~] (~(~a~)) for ~a" (find #\: h) h p
                           (second l) (plan-program plan))))
             (when (getf opts :swank) (crow.sh:start-swank (getf opts :swank)))
-            (drop-privileges plan)
-            (serve plan listeners :devnull devnull :errfd errfd)))
+            (let ((spawner (start-spawner plan :devnull devnull :errfd errfd)))
+              (drop-privileges plan)
+              (serve plan listeners :devnull devnull :errfd errfd :spawner spawner))))
       (config-error (e)
         (format *error-output* "~a~%" e)
         1)

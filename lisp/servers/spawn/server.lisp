@@ -34,7 +34,8 @@
   (busy (make-hash-table))              ; pid -> job
   admission devnull errfd
   (spawner nil) (pending 0)             ; the spawner's socket, children asked for
-  (served 0) (refused 0) (handoffs 0) (window-start 0) (recent 0)
+  (queue '())                           ; admitted connections waiting for a child
+  (served 0) (refused 0) (direct 0) (handoffs 0) (window-start 0) (recent 0)
   (target 0) (last-shrink 0) (pause-until 0)
   (stopping nil))
 
@@ -101,27 +102,30 @@ keep up or is gone).  Returns its pid."
       (push (cons pid control) (server-idle srv))
       pid)))
 
-(defun start-spawner (srv)
-  "Starts the spawner that clones the pool's children (see crow.unix:make-spawner).  Returns
-its socket, or NIL (children are then forked here) when it cannot be started."
-  (let ((p (server-plan srv)))
-    (handler-case
-        (multiple-value-bind (pid socket)
-            (make-spawner (plan-program p) (plan-argv p)
-                          :env (plan-env p) :devnull (server-devnull srv)
-                          :stderr (server-errfd srv) :rlimits (plan-rlimits p)
-                          :umask (plan-umask p) :directory (plan-cwd p))
-          (declare (ignore pid))
-          (setf (server-spawner srv) socket (server-pending srv) 0)
-          (epoll-add (server-epfd srv) socket +epollin+)
-          socket)
-      (unix-error (e) (log-warn "spawner: ~a; forking children directly" e) nil))))
+(defun start-spawner (plan &key devnull errfd)
+  "Starts the spawner that clones the pool's children (see crow.unix:make-spawner), before
+privileges are dropped: it enters PLAN's chroot and takes its ids itself.  Returns its
+socket, or NIL (children are then forked by mmspawnd itself) when it cannot be started."
+  (handler-case
+      (multiple-value-bind (pid socket)
+          (make-spawner (plan-program plan) (plan-argv plan)
+                        :env (plan-env plan) :devnull devnull :stderr errfd
+                        :rlimits (plan-rlimits plan) :umask (plan-umask plan)
+                        :directory (plan-cwd plan) :helper (plan-spawner plan)
+                        :chroot (plan-chroot plan)
+                        :uid (and (zerop (geteuid)) (plan-uid plan))
+                        :gid (and (zerop (geteuid)) (plan-gid plan))
+                        :groups (and (zerop (geteuid)) (plan-groups plan)))
+        (log-debug "spawner ~d (~:[builtin~;~:*~a~])" pid (plan-spawner plan))
+        socket)
+    (unix-error (e) (log-warn "spawner: ~a; forking children directly" e) nil)))
 
 (defun %spawner-gone (srv why)
   (log-warn "spawner: ~a; forking children directly" why)
   (ignore-errors (epoll-del (server-epfd srv) (server-spawner srv)))
   (%close (server-spawner srv))
-  (setf (server-spawner srv) nil (server-pending srv) 0))
+  (setf (server-spawner srv) nil (server-pending srv) 0)
+  (loop while (server-queue srv) do (apply #'%dispatch srv (pop (server-queue srv)))))
 
 (defun receive-children (srv)
   "Adds the children the spawner has made to the idle pool.  Returns NIL."
@@ -137,12 +141,14 @@ its socket, or NIL (children are then forked here) when it cannot be started."
                    ((eq pid :closed) (%spawner-gone srv "it has exited"))
                    ((eq pid :failed))
                    (t (decf (server-pending srv))
-                      (push (cons pid control) (server-idle srv)))))))
+                      (push (cons pid control) (server-idle srv))))))
+  (%drain-queue srv))
 
 (defun %take-child (srv)
   "Returns (PID . CONTROL) of the oldest idle child, forking one when none is idle, or NIL."
   (let ((idle (server-idle srv)))
     (cond ((null idle)
+           (incf (server-direct srv))
            (handler-case (progn (%spawn-child srv) (pop (server-idle srv)))
              (unix-error (e) (log-warn "fork: ~a" e) nil)))
           ((null (rest idle)) (setf (server-idle srv) '()) (first idle))
@@ -160,7 +166,7 @@ its socket, or NIL (children are then forked here) when it cannot be started."
              (unix-error (e)
                (log-debug "child ~d gone before hand-off: ~a" (car child) e)))))
 
-(defun maintain-pool (srv)
+(defun maintain-pool (srv &key urgent)
   "Keeps between SPARE and MAX-SPARE children idle or on their way: more while connections
 arrive faster than SPARE per second; the surplus is let go once a second when they stop.
 Returns NIL."
@@ -176,6 +182,8 @@ Returns NIL."
            (room (- (+ (plan-max-connections p) (plan-max-spare p))
                     have (hash-table-count (server-busy srv))))
            (need (min (- target have) room)))
+      (when (and urgent (<= need 0) (zerop (server-pending srv)))
+        (setf need 1))
       (when (and (plusp need) (>= now (server-pause-until srv)))
         (if (server-spawner srv)
             (handler-case (progn (spawner-request (server-spawner srv) need)
@@ -224,26 +232,42 @@ Returns NIL."
     (when (plan-log-connections (server-plan srv))
       (log-info "refused ~a port ~a: ~(~a~)" address port why))))
 
-(defun serve-connection (srv fd kind)
-  "Admits, refuses or hands off the accepted connection FD, then closes our copy."
+(defun %dispatch (srv fd kind rhost rport lhost lport)
+  "Hands the admitted connection FD to a child, or refuses it when none can be had.  Closes
+our copy of FD."
   (unwind-protect
-       (multiple-value-bind (rhost rport)
-           (if (eq kind :unix) (values "unix" 0) (handler-case (peer-address fd)
-                                                  (unix-error () (return-from serve-connection))))
-         (multiple-value-bind (lhost lport) (local-address fd)
-           (let ((why (admission-enter (server-admission srv) fd rhost)))
-             (if why
-                 (%refuse-connection srv fd rhost rport why)
-                 (let ((pid (%hand srv fd (%env kind rhost rport lhost lport))))
-                   (cond (pid
-                          (incf (server-served srv))
-                          (setf (gethash pid (server-busy srv))
-                                (make-job kind rhost rport (%ms) nil))
-                          (when (plan-log-connections (server-plan srv))
-                            (log-info "~a port ~d: pid ~d" rhost rport pid)))
-                         (t (admission-leave (server-admission srv) rhost)
-                            (%refuse-connection srv fd rhost rport :no-child))))))))
+       (let ((pid (%hand srv fd (%env kind rhost rport lhost lport))))
+         (cond (pid
+                (incf (server-served srv))
+                (setf (gethash pid (server-busy srv)) (make-job kind rhost rport (%ms) nil))
+                (when (plan-log-connections (server-plan srv))
+                  (log-info "~a port ~d: pid ~d" rhost rport pid)))
+               (t (admission-leave (server-admission srv) rhost)
+                  (%refuse-connection srv fd rhost rport :no-child))))
     (%close fd)))
+
+(defun serve-connection (srv fd kind)
+  "Admits or refuses the accepted connection FD.  An admitted one is handed to an idle child
+at once, or, when none is idle but the spawner is making some, queued until one arrives
+\(forking from this process is the last resort: see the design note)."
+  (multiple-value-bind (rhost rport)
+      (if (eq kind :unix) (values "unix" 0) (handler-case (peer-address fd)
+                                             (unix-error () (%close fd)
+                                               (return-from serve-connection))))
+    (multiple-value-bind (lhost lport) (local-address fd)
+      (let ((why (admission-enter (server-admission srv) fd rhost)))
+        (cond (why (unwind-protect (%refuse-connection srv fd rhost rport why) (%close fd)))
+              ((and (null (server-idle srv)) (server-spawner srv)
+                    (< (length (server-queue srv)) 4096))
+               (when (zerop (server-pending srv)) (maintain-pool srv :urgent t))
+               (setf (server-queue srv)
+                     (nconc (server-queue srv) (list (list fd kind rhost rport lhost lport)))))
+              (t (%dispatch srv fd kind rhost rport lhost lport)))))))
+
+(defun %drain-queue (srv)
+  "Hands queued connections to the children now idle.  Returns NIL."
+  (loop while (and (server-queue srv) (server-idle srv))
+        do (apply #'%dispatch srv (pop (server-queue srv)))))
 
 (defun %accept-some (srv lfd kind)
   (loop repeat 64
@@ -300,12 +324,13 @@ its status.  Returns NIL."
        (setf (server-stopping srv) t))
       (:hup (log-info "hup: the configuration is read at start only (restart mmspawnd)")))))
 
-(defun serve (plan listeners &key devnull errfd)
+(defun serve (plan listeners &key devnull errfd spawner)
   "Runs mmspawnd's loop for PLAN over LISTENERS ((FD KIND) ...) until SIGTERM or SIGINT.
-DEVNULL and ERRFD are the children's /dev/null and stderr descriptors.  Returns 0.  Signals
-unix-error when the first child cannot be set up."
+DEVNULL and ERRFD are the children's /dev/null and stderr descriptors, SPAWNER the socket of
+the spawner (see start-spawner) or NIL.  Returns 0.  Signals unix-error when the first child
+cannot be set up."
   (let* ((srv (%make-server :plan plan :epfd (epoll-create) :listeners listeners
-                            :devnull devnull :errfd errfd
+                            :devnull devnull :errfd errfd :spawner spawner
                             :admission (make-admission
                                         :max (plan-max-connections plan)
                                         :per-address (plan-max-per-address plan)
@@ -318,7 +343,7 @@ unix-error when the first child cannot be set up."
     (dolist (l listeners) (epoll-add epfd (first l) +epollin+))
     ;; The first child is waited for: a set-up that fails (rlimits, cwd) stops the start.
     (%spawn-child srv :wait-ready t)
-    (start-spawner srv)
+    (when spawner (epoll-add epfd spawner +epollin+))
     (unwind-protect
          (loop until (server-stopping srv)
                do (maintain-pool srv)
@@ -332,6 +357,7 @@ unix-error when the first child cannot be set up."
                               ((eq (second l) :udp) (%udp-ready srv fd))
                               (t (%accept-some srv fd (second l))))))))
       (dolist (l listeners) (%close (first l)))
+      (dolist (q (server-queue srv)) (%close (first q)))
       (dolist (c (server-idle srv)) (%close (cdr c)))
       (setf (server-idle srv) '())
       (when (server-spawner srv) (%close (server-spawner srv)))
@@ -340,5 +366,6 @@ unix-error when the first child cannot be set up."
             while (plusp (hash-table-count (server-busy srv)))
             do (reap srv) (sleep 0.05))
       (reap srv)
-      (log-info "stopped: ~d served, ~d refused" (server-served srv) (server-refused srv)))
+      (log-info "stopped: ~d served, ~d refused; ~d children forked on demand (pool empty)"
+                (server-served srv) (server-refused srv) (server-direct srv)))
     0))
