@@ -36,7 +36,7 @@ static void close_from(int lowfd)
     for (int k = lowfd; k < 65536; k++) close(k);
 }
 
-static void reset_signals(void)
+void crow_spawn_reset_signals(void)
 {
     struct sigaction dfl;
     sigset_t none;
@@ -77,7 +77,7 @@ int crow_spawn_drop(const struct crow_spawn_setup *s, int *step)
 void crow_spawn_child(const struct crow_spawn_setup *s, int ctl)
 {
     int err = s->err, step = CROW_SPAWN_DUP;
-    reset_signals();
+    if (!s->signals_clean) crow_spawn_reset_signals();
     /* The control socket to 3 (close-on-exec), /dev/null to 0 and 1, stderr to 2. */
     int c = fcntl(ctl, F_DUPFD_CLOEXEC, 3);
     if (c < 0) goto early;

@@ -33,6 +33,7 @@ struct crow_spawn_setup {
     int devnull;               /* descriptor on /dev/null for 0 and 1 while waiting, or -1 */
     int err;                   /* descriptor for 2 (-1: devnull; 2: keep) */
     int report;                /* send an 8-byte report when set up (see crow_spawn_waiting) */
+    int signals_clean;         /* dispositions already default, mask empty: skip resetting */
 };
 
 /* Set-up steps, as reported in *STEP by the calls below. */
@@ -41,6 +42,9 @@ enum {
     CROW_SPAWN_RLIMIT = 4, CROW_SPAWN_CHROOT = 5, CROW_SPAWN_SETGROUPS = 6,
     CROW_SPAWN_SETGID = 7, CROW_SPAWN_SETUID = 8
 };
+
+/* Restores every signal's default disposition and unblocks all signals.  Can't fail. */
+void crow_spawn_reset_signals(void);
 
 /* Applies S's chroot (then chdir "/"), groups, gid and uid to the calling process, and checks
  * that root cannot be regained when uid > 0.  Returns 0, or -1 with errno set and *STEP the

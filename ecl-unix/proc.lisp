@@ -387,6 +387,7 @@ static void crow_spawn_setup_fill(struct crow_spawn_setup *s, cl_object p, cl_ob
     s->ngroups = ecl_fixnum(v[3]); s->nrlimits = (int)ecl_fixnum(v[4]);
     s->devnull = (int)ecl_fixnum(v[5]); s->err = (int)ecl_fixnum(v[6]);
     s->report = (int)ecl_fixnum(v[7]);
+    s->signals_clean = 0;
 }")
 
 (defun %spawn-setup (program args env stderr devnull rlimits chroot uid gid groups groups-p

@@ -79,6 +79,9 @@ int main(int argc, char **argv)
         return 1;
     }
     s.root = NULL; s.ngroups = -1; s.gid = -1; s.uid = -1;
+    /* Once here rather than in every child (SIGPIPE, for one, arrives ignored). */
+    crow_spawn_reset_signals();
+    s.signals_clean = 1;
     if (crow_spawn_serve(&s, 0) < 0) {
         fprintf(stderr, "crow-spawner: %s\n", strerror(errno));
         return 1;
