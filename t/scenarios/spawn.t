@@ -210,6 +210,28 @@ spare 2
     t.eq(p.returncode, 0, "SIGTERM stops mmspawnd with status 0")
     t.ok("stopped: " in logtext(report_conf), "it logs what it served")
 
+    # The same through the builtin spawner (a copy of mmspawnd instead of crow-spawner).
+    bport = free_port()
+    with open(report_conf) as f:
+        btext = f.read()
+    btext = re.sub(r"listen 127\.0\.0\.1:\d+\nlisten \[::1\]:\d+\n", "listen 127.0.0.1:%d\n" % bport, btext)
+    bconf = conf("builtin.conf", btext + "spawner builtin\n")
+    p = start(bconf, bport)
+    text, local = fetch(bport)
+    rep2 = parse_report(text)
+    t.ok(text.endswith("end\n") and rep2.get("uid") == rep.get("uid") and rep2.get("root") == rep.get("root")
+         and rep2.get("fds") == "0 1 2" and rep2["rlimit"] == rep["rlimit"],
+         "spawner builtin: the same ids, chroot, descriptors and rlimits", text[-400:])
+    kids = [c[0] for c in children(p.pid)]
+    exes = set()
+    for k in kids:
+        try:
+            exes.add(os.path.basename(os.readlink("/proc/%d/exe" % k)))
+        except OSError:
+            pass
+    t.ok("crow-spawner" not in exes, "no crow-spawner with spawner builtin", exes)
+    stop(p)
+
     # ---------------------------------------------------------------- wholly unprivileged
     if ROOT_USER:
         uport = free_port()
