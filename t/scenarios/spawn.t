@@ -288,6 +288,10 @@ spare 2
     lconf = conf("limits.conf", "listen 127.0.0.1:%d\nprogram %s\nargs echo\nlog stderr\n%s"
                  "max-per-address 3\nmax-connections 5\nrefusal \"421 busy test\"\n" % (lport, probe, user))
     p = start(lconf, lport)
+    for _ in range(100):  # the readiness probe's connection counts until its child is reaped
+        if "exited" in logtext(lconf):
+            break
+        time.sleep(0.05)
     held = []
 
     def hold(source):
