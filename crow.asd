@@ -58,6 +58,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "signal")
                (:file "time")
                (:file "syslog")
+               (:file "admit")
                (:file "evloop")))
 
 (defsystem "crow/sh"
@@ -125,4 +126,5 @@ pre-forked, chrooted, unprivileged children."
                (:file "unix-proc")
                (:file "unix-time")
                (:file "unix-utf8")
+               (:file "unix-admit")
                (:file "server-config")))

@@ -48,5 +48,8 @@
    #:ev-unit-free #:ev-unit-header #:ev-unit-headers #:ev-unit-http #:ev-unit-keep-alive
    #:ev-unit-length #:ev-unit-line #:ev-unit-method #:ev-unit-method-p #:ev-unit-octets #:ev-unit-peer
    #:ev-unit-target #:make-ev-loop #:make-ev-unit #:ev-wake
+   ;; admission control (c-core/admit)
+   #:admit #:admit-destroy #:admit-enter #:admit-expire #:admit-leave #:admit-pointer
+   #:admit-stats #:admit-ticket #:make-admit #:with-admit
    ;; the C core
    #:core-version))
