@@ -8,7 +8,8 @@
 ;;;; crow.unix:spawn-waiting: forked, entirely in C (no Lisp runs in a child), they apply the
 ;;;; configured rlimits, umask and working directory, close every descriptor but their
 ;;;; control socket, and wait.  The parent accepts each connection itself, decides admission
-;;;; (admit.lisp: per-address counts and rates need one place that sees every connection),
+;;;; (c-core/admit, see admit.lisp: per-address counts and rates need one place that sees
+;;;; every connection),
 ;;;; writes the refusal line or passes the descriptor with its UCSPI environment to an idle
 ;;;; child over the child's AF_UNIX SOCK_SEQPACKET control socket (SCM_RIGHTS), and closes
 ;;;; its own copy; the child dup2s it to 0 and 1 and execs the target.  Hand-off was chosen
@@ -39,8 +40,8 @@
   (target 0) (last-shrink 0) (pause-until 0)
   (stopping nil))
 
-(defstruct (job (:constructor make-job (kind address port start listener)))
-  kind address port start listener)
+(defstruct (job (:constructor make-job (kind address port start listener ticket)))
+  kind address port start listener ticket)
 
 (defun %ms () (floor (monotonic-ns) 1000000))
 
@@ -232,17 +233,17 @@ Returns NIL."
     (when (plan-log-connections (server-plan srv))
       (log-info "refused ~a port ~a: ~(~a~)" address port why))))
 
-(defun %dispatch (srv fd kind rhost rport lhost lport)
+(defun %dispatch (srv fd kind rhost rport lhost lport ticket)
   "Hands the admitted connection FD to a child, or refuses it when none can be had.  Closes
 our copy of FD."
   (unwind-protect
        (let ((pid (%hand srv fd (%env kind rhost rport lhost lport))))
          (cond (pid
                 (incf (server-served srv))
-                (setf (gethash pid (server-busy srv)) (make-job kind rhost rport (%ms) nil))
+                (setf (gethash pid (server-busy srv)) (make-job kind rhost rport (%ms) nil ticket))
                 (when (plan-log-connections (server-plan srv))
                   (log-info "~a port ~d: pid ~d" rhost rport pid)))
-               (t (admission-leave (server-admission srv) rhost)
+               (t (admission-leave (server-admission srv) ticket)
                   (%refuse-connection srv fd rhost rport :no-child))))
     (%close fd)))
 
@@ -255,14 +256,17 @@ at once, or, when none is idle but the spawner is making some, queued until one 
                                              (unix-error () (%close fd)
                                                (return-from serve-connection))))
     (multiple-value-bind (lhost lport) (local-address fd)
-      (let ((why (admission-enter (server-admission srv) fd rhost)))
+      (multiple-value-bind (why ticket)
+          (handler-case (admission-enter (server-admission srv) fd)
+            (unix-error () (%close fd) (return-from serve-connection)))
         (cond (why (unwind-protect (%refuse-connection srv fd rhost rport why) (%close fd)))
               ((and (null (server-idle srv)) (server-spawner srv)
                     (< (length (server-queue srv)) 4096))
                (when (zerop (server-pending srv)) (maintain-pool srv :urgent t))
                (setf (server-queue srv)
-                     (nconc (server-queue srv) (list (list fd kind rhost rport lhost lport)))))
-              (t (%dispatch srv fd kind rhost rport lhost lport)))))))
+                     (nconc (server-queue srv)
+                            (list (list fd kind rhost rport lhost lport ticket)))))
+              (t (%dispatch srv fd kind rhost rport lhost lport ticket)))))))
 
 (defun %drain-queue (srv)
   "Hands queued connections to the children now idle.  Returns NIL."
@@ -282,7 +286,7 @@ at once, or, when none is idle but the spawner is making some, queued until one 
       (when pid
         (epoll-del (server-epfd srv) lfd)
         (incf (server-served srv))
-        (setf (gethash pid (server-busy srv)) (make-job :udp lhost lport (%ms) lfd))
+        (setf (gethash pid (server-busy srv)) (make-job :udp lhost lport (%ms) lfd nil))
         (when (plan-log-connections (server-plan srv))
           (log-info "udp ~a port ~d: pid ~d" lhost lport pid))))))
 
@@ -302,7 +306,7 @@ its status.  Returns NIL."
                (case (job-kind job)
                  (:udp (unless (server-stopping srv)
                          (epoll-add (server-epfd srv) (job-listener job) +epollin+)))
-                 (t (admission-leave (server-admission srv) (job-address job))))
+                 (t (admission-leave (server-admission srv) (job-ticket job))))
                (when (plan-log-connections (server-plan srv))
                  (log-info "pid ~d (~a port ~a): ~(~a~) ~d after ~,3fs" pid (job-address job)
                            (job-port job) how code (/ (- (%ms) (job-start job)) 1000.0))))
@@ -366,6 +370,8 @@ cannot be set up."
             while (plusp (hash-table-count (server-busy srv)))
             do (reap srv) (sleep 0.05))
       (reap srv)
+      (admit-destroy (server-admission srv))
+      (setf (server-busy srv) (make-hash-table))
       (log-info "stopped: ~d served, ~d refused; ~d children forked on demand (pool empty)"
                 (server-served srv) (server-refused srv) (server-direct srv)))
     0))
