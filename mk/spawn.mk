@@ -16,3 +16,10 @@ TOOL_BINS += $(B)/bin/crow-spawner
 $(B)/bin/crow-spawner: c-core/tools/crow-spawner.c $(B)/libcrowcore.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_CORE) -static -Ic-core $< -o $@ $(B)/libcrowcore.a $(CORE_LIBS)
+BANNER := $(B)/bench/banner
+$(BANNER): bench/c/banner.c
+	@mkdir -p $(@D)
+	if [ "$$(uname -m)" = x86_64 ]; then \
+	  $(CC) -std=gnu11 -O2 $(WARN) -DCROW_NOLIBC -nostdlib -static -fno-stack-protector $< -o $@; \
+	else $(CC) -std=gnu11 -O2 $(WARN) -static $< -o $@; fi
+BENCH_BINS += $(BANNER)
