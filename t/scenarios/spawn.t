@@ -232,6 +232,19 @@ spare 2
     t.ok("crow-spawner" not in exes, "no crow-spawner with spawner builtin", exes)
     stop(p)
 
+    # stderr to a file (opened by mmspawnd before it drops privileges).
+    eport = free_port()
+    errlog = os.path.join(work, "stderr.log")
+    econf = conf("stderr.conf", "listen 127.0.0.1:%d\nprogram %s\nargs report\nlog stderr\n%s"
+                 "stderr %s\n" % (eport, probe, "user nobody\n" if ROOT_USER else "", errlog))
+    p = start(econf, eport)
+    fetch(eport)
+    stop(p)
+    with open(errlog) as f:
+        etext = f.read()
+    t.ok("probe-stderr pid=" in etext, "stderr PATH: the program's stderr goes to the file", etext)
+    t.ok("probe-stderr" not in logtext(report_conf), "stderr null: nothing reaches mmspawnd's log")
+
     # ---------------------------------------------------------------- wholly unprivileged
     if ROOT_USER:
         uport = free_port()
