@@ -232,6 +232,28 @@ spare 2
     t.ok("crow-spawner" not in exes, "no crow-spawner with spawner builtin", exes)
     stop(p)
 
+    # A privileged port, bound as root before the drop to nobody.
+    if ROOT_USER:
+        low = None
+        for cand in range(940, 1000):
+            try:
+                probe_s = socket.socket()
+                probe_s.bind(("127.0.0.1", cand))
+                probe_s.close()
+                low = cand
+                break
+            except OSError:
+                probe_s.close()
+        if low:
+            pconf = conf("low.conf", "listen 127.0.0.1:%d\nprogram %s\nargs banner\nlog stderr\n"
+                         "user nobody\n" % (low, probe))
+            p = start(pconf, low)
+            t.eq(fetch(low)[0], "220 crow banner\r\n", "a privileged port (%d) is served" % low)
+            t.eq(proc_status(p.pid, "Uid"), [str(nobody)] * 4, "by an mmspawnd that runs as nobody")
+            stop(p)
+        else:
+            t.ok(False, "a free privileged port in 940-999 for the test")
+
     # stderr to a file (opened by mmspawnd before it drops privileges).
     eport = free_port()
     errlog = os.path.join(work, "stderr.log")

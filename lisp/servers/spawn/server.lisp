@@ -2,25 +2,27 @@
 ;;;; hand-off, reaping.
 ;;;;
 ;;;; Design.  The parent binds every listener, opens what the children need (/dev/null, the
-;;;; stderr file, syslog), then enters the chroot and drops to the service user and group
-;;;; itself (setgroups, setresgid, setresuid), so that it never serves as root and every child
-;;;; it forks afterwards is already chrooted and unprivileged.  Children are made by
-;;;; crow.unix:spawn-waiting: forked, entirely in C (no Lisp runs in a child), they apply the
-;;;; configured rlimits, umask and working directory, close every descriptor but their
-;;;; control socket, and wait.  The parent accepts each connection itself, decides admission
-;;;; (c-core/admit, see admit.lisp: per-address counts and rates need one place that sees
-;;;; every connection),
+;;;; stderr file, syslog), starts the spawner, then enters the chroot and drops to the
+;;;; service user and group itself (setgroups, setresgid, setresuid), so that it never serves
+;;;; as root.  Children are cloned by the spawner (crow-spawner, a small static program, see
+;;;; crow.unix:make-spawner and c-core/spawn), which entered the same chroot and took the same
+;;;; ids at its start; the clones are this process's children (CLONE_PARENT), so SIGCHLD and
+;;;; waitpid here see them.  Forking them from this Lisp image instead would cost hundreds of
+;;;; microseconds each (page tables, then copy-on-write faults on every page Lisp writes);
+;;;; that is kept as the fallback (spawn-waiting) when the spawner is gone.  A child, entirely
+;;;; in C, applies the configured rlimits, umask and working directory, keeps no descriptor
+;;;; but its control socket, and waits.
+;;;; The parent accepts each connection itself, decides admission (c-core/admit, see
+;;;; admit.lisp: per-address counts and rates need one place that sees every connection),
 ;;;; writes the refusal line or passes the descriptor with its UCSPI environment to an idle
-;;;; child over the child's AF_UNIX SOCK_SEQPACKET control socket (SCM_RIGHTS), and closes
-;;;; its own copy; the child dup2s it to 0 and 1 and execs the target.  Hand-off was chosen
-;;;; over children accepting on the shared listener because admission, logging and the
+;;;; child over the child's AF_UNIX SOCK_SEQPACKET control socket (SCM_RIGHTS), and closes its
+;;;; own copy; the child dup2s it to 0 and 1 and execs the target.  Hand-off was chosen over
+;;;; children accepting on the shared listener because admission, logging and the
 ;;;; environment (peer and local addresses) are then decided by the parent alone, and an idle
-;;;; child holds no listener a target could inherit or steal connections from.
+;;;; child holds no listener a target could inherit or steal connections from.  When no child
+;;;; is idle, an admitted connection waits in a queue until the spawner delivers one.
 ;;;; The pool keeps SPARE idle children, more (up to MAX-SPARE) while connections arrive
 ;;;; faster, and lets the surplus go (closing a child's control socket makes it exit 0).
-;;;; Children are cloned by a spawner process (crow.unix:make-spawner) rather than forked
-;;;; from this Lisp image, whose fork costs hundreds of microseconds in page-table copies and
-;;;; later copy-on-write faults; they are still this process's children (CLONE_PARENT).
 ;;;; SIGCHLD arrives through crow.unix's signal pipe; every exit is reaped with waitpid and
 ;;;; logged with the connection it served.  A UDP service is inetd's `wait': the child gets
 ;;;; the socket itself as stdin and stdout, and the parent stops watching the socket until
