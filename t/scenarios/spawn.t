@@ -424,6 +424,33 @@ spare 2
     t.ok(fd1 <= fd0, "the descriptor count is flat (%d before, %d after)" % (fd0, fd1))
     kids = children(p.pid)
     t.ok(len(kids) <= 6, "the idle pool is back to its spare count (%d children, spare 4)" % len(kids), kids)
+
+    def spawners():
+        out = []
+        for k, _ in children(p.pid):
+            try:
+                with open("/proc/%d/cmdline" % k, "rb") as f:
+                    argv0 = f.read().split(b"\0")[0]
+                # Its clones share its command line; only the spawner has its socket as stdin.
+                if argv0.endswith(b"crow-spawner") and os.readlink("/proc/%d/fd/0" % k).startswith("socket:"):
+                    out.append(k)
+            except OSError:
+                pass
+        return out
+
+    first = spawners()
+    t.eq(len(first), 1, "one crow-spawner runs beside mmspawnd")
+    if first:
+        os.kill(first[0], signal.SIGKILL)  # the spawner our mmspawnd started
+    outs = [fetch(bport)[0] for _ in range(20)]
+    t.eq(outs, ["220 crow banner\r\n"] * 20, "with its spawner killed, mmspawnd still serves")
+    again = []
+    for _ in range(50):
+        again = [k for k in spawners() if k not in first]
+        if again:
+            break
+        time.sleep(0.1)
+    t.ok(again, "and starts a new spawner", logtext(bconf)[-400:])
     stop(p)
 
     # ---------------------------------------------------------------- UDP wait service
@@ -431,7 +458,11 @@ spare 2
     uconf = conf("udp.conf", "listen 127.0.0.1:%d\nprotocol udp\nprogram %s\nargs udp\nlog stderr\n%s" %
                  (uport, probe, user))
     p = start(uconf, wait=False)
-    time.sleep(1.0)
+    for _ in range(300):  # no TCP port to probe: wait for its "listening" line
+        if "listening on" in logtext(uconf) or p.poll() is not None:
+            break
+        time.sleep(0.1)
+    t.ok("listening on 127.0.0.1:%d (udp)" % uport in logtext(uconf), "the UDP service is bound", logtext(uconf))
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     u.settimeout(10)
     pids = []
@@ -453,7 +484,7 @@ spare 2
         data = b""
     m = re.match(rb"udp:later pid=(\d+)$", data)
     t.ok(m and int(m.group(1)) != pids[0], "after that child exits, the next datagram gets a new child", data)
-    t.ok(re.search(r"pid %d \(127\.0\.0\.1 port %d\): exited 0" % (pids[0], uport), logtext(uconf)),
+    t.ok(pids[0] and re.search(r"pid %d \(127\.0\.0\.1 port %d\): exited 0" % (pids[0], uport), logtext(uconf)),
          "the UDP child's exit is reaped and logged", logtext(uconf)[-500:])
     u.close()
     stop(p)

@@ -40,6 +40,7 @@
   (queue '())                           ; admitted connections waiting for a child
   (served 0) (refused 0) (direct 0) (handoffs 0) (window-start 0) (recent 0)
   (target 0) (last-shrink 0) (pause-until 0)
+  (respawn-at nil)                      ; when to start a new spawner after losing one
   (stopping nil))
 
 (defstruct (job (:constructor make-job (kind address port start listener ticket)))
@@ -124,11 +125,30 @@ socket, or NIL (children are then forked by mmspawnd itself) when it cannot be s
     (unix-error (e) (log-warn "spawner: ~a; forking children directly" e) nil)))
 
 (defun %spawner-gone (srv why)
-  (log-warn "spawner: ~a; forking children directly" why)
+  (log-warn "spawner: ~a; forking children directly until a new one runs" why)
   (ignore-errors (epoll-del (server-epfd srv) (server-spawner srv)))
   (%close (server-spawner srv))
-  (setf (server-spawner srv) nil (server-pending srv) 0)
+  (setf (server-spawner srv) nil (server-pending srv) 0
+        (server-respawn-at srv) (+ (%ms) 1000))
   (loop while (server-queue srv) do (apply #'%dispatch srv (pop (server-queue srv)))))
+
+(defun %restart-spawner (srv)
+  "Starts a new spawner (at most once a second) after the first has gone.  This process is
+already chrooted and unprivileged, so the new one inherits that; crow-spawner is used only
+outside a chroot (its path would not resolve inside), the builtin one otherwise."
+  (let ((plan (server-plan srv)))
+    (setf (server-respawn-at srv) (+ (%ms) 1000))
+    (handler-case
+        (multiple-value-bind (pid socket)
+            (make-spawner (plan-program plan) (plan-argv plan)
+                          :env (plan-env plan) :devnull (server-devnull srv)
+                          :stderr (server-errfd srv) :rlimits (plan-rlimits plan)
+                          :umask (plan-umask plan) :directory (plan-cwd plan)
+                          :helper (and (null (plan-chroot plan)) (plan-spawner plan)))
+          (setf (server-spawner srv) socket (server-pending srv) 0 (server-respawn-at srv) nil)
+          (epoll-add (server-epfd srv) socket +epollin+)
+          (log-info "spawner restarted (pid ~d)" pid))
+      (unix-error (e) (log-warn "spawner: ~a" e)))))
 
 (defun receive-children (srv)
   "Adds the children the spawner has made to the idle pool.  Returns NIL."
@@ -174,6 +194,8 @@ socket, or NIL (children are then forked by mmspawnd itself) when it cannot be s
 arrive faster than SPARE per second; the surplus is let go once a second when they stop.
 Returns NIL."
   (let* ((p (server-plan srv)) (now (%ms)))
+    (when (and (server-respawn-at srv) (>= now (server-respawn-at srv)))
+      (%restart-spawner srv))
     (when (>= (- now (server-window-start srv)) 1000)
       (setf (server-recent srv) (server-handoffs srv)
             (server-handoffs srv) 0
