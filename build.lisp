@@ -16,7 +16,8 @@
   '((program "crow-sh"   :system "crow/sh"   :entry "CROW.SH:MAIN")
     (program "crow-echo" :system "crow/echo" :entry "CROW.ECHO:MAIN")
     (program "crow-hello" :system "crow/hello" :entry "CROW.HELLO:MAIN")
-    (program "crow-appserv" :system "crow/appserv" :entry "CROW.APPSERV:MAIN")))
+    (program "crow-appserv" :system "crow/appserv" :entry "CROW.APPSERV:MAIN")
+    (program "mmspawnd" :system "crow/spawn" :entry "CROW.SPAWN:MAIN")))
 
 (defun entry-form (entry)
   (let* ((colon (position #\: entry))

@@ -38,7 +38,8 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :description "crow: Unix servers on an ECL Common Lisp host over a C performance core."
   :version "0.1.0"
   :license "BSD-2-Clause"
-  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/appserv"))
+  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/appserv"
+               "crow/spawn"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -115,6 +116,19 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :serial t
   :components ((:file "package")
                (:file "appserv")))
+
+(defsystem "crow/spawn"
+  :description "mmspawnd: an inetd-like server, one instance per service, with a pool of
+pre-forked, chrooted, unprivileged children."
+  :version "0.1.0"
+  :pathname "lisp/servers/spawn/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "config")
+               (:file "admit")
+               (:file "server")
+               (:file "main")))
 
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."

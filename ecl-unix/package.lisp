@@ -22,7 +22,7 @@
    #:connect-finish #:listen-socket #:local-address #:make-socket #:peer-address
    #:peer-credentials #:recv-from #:send-to #:set-socket-option #:shutdown-socket
    #:socket-pair #:tcp-connect #:tcp-listen #:udp-socket #:unix-connect #:unix-listen
-   #:socket-error-code
+   #:socket-error-code #:send-fd #:receive-fd
    ;; epoll and eventfd
    #:+epollerr+ #:+epollet+ #:+epollhup+ #:+epollin+ #:+epolloneshot+ #:+epollout+
    #:+epollrdhup+ #:epoll-add #:epoll-create #:epoll-del #:epoll-event-data
@@ -32,7 +32,7 @@
    #:chdir #:chroot #:execve #:exit-process #:fork #:getegid #:geteuid #:getgid #:getgrnam
    #:getpid #:getppid #:getpwnam #:getrlimit #:getuid #:initgroups #:kill #:run-program
    #:setgroups #:setresgid #:setresuid #:setrlimit #:setsid #:spawn #:umask #:waitpid
-   #:getgroups #:getcwd
+   #:getgroups #:getcwd #:spawn-waiting #:hand-off #:make-spawner #:spawner-request #:spawner-receive
    ;; signals
    #:default-signal #:ignore-sigpipe #:read-signals #:reset-signal-pipe #:signal-fd
    #:signal-number #:watch-signals

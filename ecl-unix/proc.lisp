@@ -6,7 +6,7 @@
 (ffi:clines "#include <sys/types.h>" "#include <sys/wait.h>" "#include <sys/resource.h>"
             "#include <sys/stat.h>" "#include <signal.h>" "#include <unistd.h>"
             "#include <errno.h>" "#include <pwd.h>" "#include <grp.h>" "#include <string.h>"
-            "#include <stdlib.h>" "#include <fcntl.h>" "#include <limits.h>")
+            "#include <stdlib.h>" "#include <fcntl.h>" "#include <limits.h>" "#include <sys/syscall.h>")
 
 (defmacro define-simple-call (name syscall doc c-expr)
   `(defun ,name ()
@@ -354,3 +354,202 @@ when raising the hard limit unprivileged, EINVAL when SOFT > HARD)."
            l.rlim_max = #2 < 0 ? RLIM_INFINITY : (rlim_t)#2;
            int r = setrlimit(#0, &l); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))
     nil))
+
+;;; Pre-forked children: set up now, exec later on the descriptor they are handed
+;;; (c-core/spawn).  A waiting child is made either directly (spawn-waiting: fork from this
+;;; process) or by a spawner (make-spawner): a process that clones waiting children on
+;;; request with CLONE_PARENT, so they are still this process's children (SIGCHLD, waitpid)
+;;; while this process never forks again.  That matters for a large Lisp image: each fork
+;;; copies its page tables and write-protects its heap, and every page Lisp writes afterwards
+;;; costs a copy-on-write fault.
+
+(ffi:clines "#include \"spawn.h\""
+            "
+/* Fills *S from the Lisp objects %spawn-setup prepares. */
+static void crow_spawn_setup_fill(struct crow_spawn_setup *s, cl_object p, cl_object a,
+                                  cl_object e, cl_object d, cl_object root, cl_object rl,
+                                  cl_object gv, cl_object ids)
+{
+    cl_index na = a->vector.dim, ne = e->vector.dim, i;
+    cl_object *v = ids->vector.self.t;
+    char **argv = (char **)ecl_alloc((na + 1) * sizeof(char *));
+    char **env = (char **)ecl_alloc((ne + 1) * sizeof(char *));
+    for (i = 0; i < na; i++) argv[i] = (char *)a->vector.self.t[i]->vector.self.b8;
+    for (i = 0; i < ne; i++) env[i] = (char *)e->vector.self.t[i]->vector.self.b8;
+    argv[na] = NULL; env[ne] = NULL;
+    s->argv = argv; s->env = env; s->nenv = (long)ne;
+    s->prog = (char *)p->vector.self.b8;
+    s->dir = d == ECL_NIL ? NULL : (char *)d->vector.self.b8;
+    s->root = root == ECL_NIL ? NULL : (char *)root->vector.self.b8;
+    s->rlimits = (int64_t *)rl->vector.self.b8;
+    s->groups = (gid_t *)gv->vector.self.b8;
+    s->uid = ecl_fixnum(v[0]); s->gid = ecl_fixnum(v[1]); s->umask = ecl_fixnum(v[2]);
+    s->ngroups = ecl_fixnum(v[3]); s->nrlimits = (int)ecl_fixnum(v[4]);
+    s->devnull = (int)ecl_fixnum(v[5]); s->err = (int)ecl_fixnum(v[6]);
+    s->report = (int)ecl_fixnum(v[7]);
+    s->signals_clean = 0;
+}")
+
+(defun %spawn-setup (program args env stderr devnull rlimits chroot uid gid groups groups-p
+                     umask directory report)
+  "Returns the list of Lisp objects crow_spawn_setup_fill reads (kept alive by the caller
+for as long as C uses them)."
+  (let ((gl (if groups-p groups (and gid (list gid)))))
+    (list (string-to-c program) (%string-vector args) (%string-vector (environment-strings env))
+          (if directory (string-to-c directory) nil) (if chroot (string-to-c chroot) nil)
+          (%rlimit-vector rlimits) (%gid-vector gl)
+          (vector (or uid -1) (or gid -1) (or umask -1) (if (or groups-p gid) (length gl) -1)
+                  (length rlimits) (or devnull -1) (or stderr -1) (if report 1 0)))))
+
+(defun %spawn-step-error (errno step program directory chroot)
+  (unix-error errno (case step (1 "dup2") (2 "chdir") (3 "execve") (4 "setrlimit") (5 "chroot")
+                      (6 "setgroups") (7 "setresgid") (8 "setresuid") (t "fork"))
+              (case step (2 directory) (5 chroot) (0 nil) (t program))))
+
+(defun spawn-waiting (program args &key (env (ext:environ)) (stderr nil) devnull
+                                        rlimits chroot uid gid (groups nil groups-p) umask
+                                        directory wait-ready)
+  "Forks a child that sets itself up now and execs PROGRAM later, when handed a descriptor
+\(crow_spawn_waiting).  The child and the caller talk over a new AF_UNIX SOCK_SEQPACKET pair.
+In the child, entirely in C (safe with threads running): signal dispositions reset to default
+and all signals unblocked; DEVNULL (a descriptor open on /dev/null, or NIL) becomes 0 and 1
+and STDERR (a descriptor, or NIL for DEVNULL) becomes 2; every other descriptor but its control
+socket is closed; then RLIMITS ((RESOURCE SOFT [HARD]) ...), CHROOT, GROUPS/GID/UID, UMASK and
+DIRECTORY are applied as spawn does.  The child then waits for one message carrying a
+descriptor (see hand-off): that descriptor becomes 0 and 1 (blocking mode), the message's
+NAME=VALUE strings are added to ENV, and PROGRAM is executed with ARGS (argv including
+argv[0]).  At end of stream on its control socket the child exits with status 0; if execve
+fails it exits with status 127.
+With WAIT-READY the child reports when set up and the parent waits for it: when set-up failed,
+the child is reaped and unix-error names the step (setrlimit, chroot, setgroups, setresgid,
+setresuid, chdir).  Returns (values PID CONTROL), CONTROL the caller's end, to pass to
+hand-off (or to close: the waiting child then exits).  Signals unix-error (socketpair,
+fork...)."
+  (destructuring-bind (p a e d root rl gv ids)
+      (%spawn-setup program args env stderr devnull rlimits chroot uid gid groups groups-p
+                    umask directory wait-ready)
+    (multiple-value-bind (pid control errno step)
+        (ffi:c-inline (p a e d root rl gv ids)
+                      (:object :object :object :object :object :object :object :object)
+                      (values :int :int :int :int)
+          "{ struct crow_spawn_setup s; int control = -1, step = 0;
+             crow_spawn_setup_fill(&s, #0, #1, #2, #3, #4, #5, #6, #7);
+             pid_t pid = crow_spawn_waiting(&s, &control, &step);
+             @(return 0) = pid; @(return 1) = control; @(return 2) = pid < 0 ? errno : 0;
+             @(return 3) = step; }")
+      (when (minusp pid) (%spawn-step-error errno step program directory chroot))
+      (values pid control))))
+
+(defun %helper-argv (helper program args env rlimits umask directory chroot uid gid gl)
+  (append (list helper)
+          (when chroot (list "-r" chroot))
+          (when uid (list "-u" (princ-to-string uid)))
+          (when gid (list "-g" (princ-to-string gid)))
+          (when gl (list "-G" (format nil "~{~d~^,~}" gl)))
+          (when umask (list "-m" (princ-to-string umask)))
+          (when directory (list "-d" directory))
+          (loop for (res soft hard) in rlimits
+                for h = (or hard soft)
+                append (list "-l" (format nil "~d:~d:~d" (rlimit-resource res)
+                                          (if (eq soft :infinity) -1 soft)
+                                          (if (eq h :infinity) -1 h))))
+          (loop for x in (environment-strings env) append (list "-E" x))
+          (list "--" program)
+          args))
+
+(defun make-spawner (program args &key (env (ext:environ)) (stderr nil) devnull rlimits
+                                       umask directory chroot uid gid (groups nil groups-p)
+                                       helper)
+  "Starts a spawner: a process that, on each request (see spawner-request), clones a waiting
+child as spawn-waiting describes for PROGRAM, ARGS, ENV, STDERR, DEVNULL, RLIMITS, UMASK and
+DIRECTORY, with CLONE_PARENT: the children are the caller's (its SIGCHLD, its waitpid), and
+the caller pays no fork of its own image per child.  Each child's control socket comes back
+over the spawner's socket (see spawner-receive).  CHROOT, GROUPS, GID and UID are applied by
+the spawner to itself once, so every child inherits them.  With HELPER (the path of
+crow-spawner), the spawner is that small program, exec'd with the set-up in its arguments
+\(cheap clones); otherwise it is a fork of this process that stays in C.  The spawner exits
+at end of stream on its socket.  Returns (values PID SOCKET), SOCKET non-blocking and
+close-on-exec.  Signals unix-error (socketpair, fork, or the helper's execve)."
+  (multiple-value-bind (mine theirs) (socket-pair :type :seqpacket)
+    (handler-bind ((error (lambda (c) (declare (ignore c)) (%close mine) (%close theirs))))
+      (let ((gl (if groups-p groups (and gid (list gid)))) (pid nil))
+        (if helper
+            (setf pid (spawn helper (%helper-argv helper program args env rlimits umask directory
+                                                  chroot uid gid gl)
+                             :env '() :stdin theirs :stdout devnull :stderr (or stderr devnull)))
+            (destructuring-bind (p a e d root rl gv ids)
+                (%spawn-setup program args env stderr devnull rlimits chroot uid gid groups
+                              groups-p umask directory nil)
+              (multiple-value-bind (r errno)
+                  (ffi:c-inline (p a e d root rl gv ids theirs)
+                                (:object :object :object :object :object :object :object :object :int)
+                                (values :int :int)
+                    "{ struct crow_spawn_setup s; int step;
+                       crow_spawn_setup_fill(&s, #0, #1, #2, #3, #4, #5, #6, #7);
+                       pid_t pid = fork();
+                       if (pid == 0) {
+                         /* Keep the socket, /dev/null and stderr only, as 3, 4 and 5. */
+                         int keep[3] = { #8, s.devnull, s.err }, moved[3], k;
+                         for (k = 0; k < 3; k++)
+                           moved[k] = keep[k] < 0 ? -1 : fcntl(keep[k], F_DUPFD_CLOEXEC, 10);
+                         for (k = 0; k < 3; k++) if (moved[k] >= 0) dup3(moved[k], 3 + k, O_CLOEXEC);
+                         { int k2; if (syscall(SYS_close_range, 6U, ~0U, 0) < 0)
+                             for (k2 = 6; k2 < 65536; k2++) close(k2); }
+                         s.devnull = moved[1] < 0 ? -1 : 4;
+                         s.err = keep[2] == 2 ? 2 : (moved[2] < 0 ? -1 : 5);
+                         if (crow_spawn_drop(&s, &step) < 0) _exit(1);
+                         s.root = NULL; s.ngroups = -1; s.gid = -1; s.uid = -1;
+                         _exit(crow_spawn_serve(&s, 3) < 0 ? 1 : 0);
+                       }
+                       @(return 0) = pid; @(return 1) = pid < 0 ? errno : 0; }")
+                (when (minusp r) (unix-error errno "fork"))
+                (setf pid r))))
+        (%close theirs)
+        (set-nonblocking mine)
+        (values pid mine)))))
+
+(defun spawner-request (socket n)
+  "Asks the spawner behind SOCKET for N (1 or more) new waiting children.  Returns N.
+Signals unix-error (EPIPE when the spawner is gone, EAGAIN when its socket is full)."
+  (let ((v (make-octets 4)))
+    (ffi:c-inline (v n) (:object :int) :void
+      "{ int x = #1; memcpy(#0->vector.self.b8, &x, sizeof x); }")
+    (check-syscall ("send")
+      (ffi:c-inline (socket v) (:int :object) (values :long :int)
+        "{ ssize_t r; do r = send(#0, #1->vector.self.b8, 4, MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
+           @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))
+    n))
+
+(defun spawner-receive (socket)
+  "Returns (values PID CONTROL) for the next child the spawner behind SOCKET made, NIL when
+none is ready yet, or :closed when the spawner has gone.  Signals unix-error with the
+spawner's errno when it could not make a child."
+  (let ((buf (make-octets 8)))
+    (multiple-value-bind (fd n)
+        (handler-case (receive-fd socket buf)
+          (eagain () (return-from spawner-receive nil)))
+      (if (< n 8)
+          (progn (when fd (%close fd)) :closed)
+          (let ((pid (ffi:c-inline (buf) (:object) :int
+                       "({ int x; memcpy(&x, #0->vector.self.b8, 4); x; })" :one-liner t))
+                (err (ffi:c-inline (buf) (:object) :int
+                       "({ int x; memcpy(&x, #0->vector.self.b8 + 4, 4); x; })" :one-liner t)))
+            (cond ((and (plusp pid) fd) (values pid fd))
+                  (t (when fd (%close fd))
+                     (unix-error (if (zerop err) +eio+ err) "clone"))))))))
+
+(defun hand-off (control fd env)
+  "Hands descriptor FD to the waiting child behind CONTROL (see spawn-waiting) with ENV, a
+list of \"NAME=VALUE\" strings or (NAME . VALUE) conses added to its environment (under 4 kB in
+all), and closes CONTROL whatever happens.  The child execs with FD as its stdin and stdout;
+the caller may close FD once this returns.  Returns T.  Signals unix-error (EPIPE or
+ECONNREFUSED when the child is gone)."
+  (let* ((strings (mapcar #'utf8-encode (environment-strings env)))
+         (data (make-octets (max 1 (reduce #'+ strings :key #'length
+                                                       :initial-value (length strings)))))
+         (i 0))
+    (dolist (u strings)
+      (replace data u :start1 i)
+      (incf i (1+ (length u))))
+    (unwind-protect (progn (send-fd control fd data) t)
+      (%close control))))

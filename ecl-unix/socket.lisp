@@ -1,5 +1,6 @@
 ;;;; socket.lisp — sockets: TCP/UDP over IPv4 and IPv6, AF_UNIX stream and datagram,
-;;;; bind/listen/accept4/connect (non-blocking too), options, addresses, credentials.
+;;;; bind/listen/accept4/connect (non-blocking too), options, addresses, credentials, and
+;;;; descriptor passing over AF_UNIX (SCM_RIGHTS).
 
 (in-package :crow.unix)
 
@@ -84,7 +85,7 @@ static cl_object crow_sockaddr_string(const struct sockaddr_storage *ss, socklen
   (:inet "AF_INET") (:inet6 "AF_INET6") (:unix "AF_UNIX"))
 
 (define-keyword-map socket-type "Returns the SOCK_ constant for a socket type keyword."
-  (:stream "SOCK_STREAM") (:datagram "SOCK_DGRAM"))
+  (:stream "SOCK_STREAM") (:datagram "SOCK_DGRAM") (:seqpacket "SOCK_SEQPACKET"))
 
 (defun address-family (host port)
   (cond ((null port) :unix)
@@ -329,3 +330,54 @@ REMOVE-STALE, an existing socket file at PATH is removed first.  Signals unix-er
   (let ((fd (make-socket (address-family host port) :datagram)))
     (handler-bind ((error (lambda (e) (declare (ignore e)) (%close fd))))
       (bind-address fd host port))))
+;;; Descriptor passing (SCM_RIGHTS): a descriptor travels with a message of at least one byte.
+
+(defun send-fd (socket fd data &key (start 0) end)
+  "Sends descriptor FD over the connected AF_UNIX SOCKET together with DATA[START,END) (octets,
+at least one byte) in one message (MSG_NOSIGNAL: a closed peer gives EPIPE, not SIGPIPE).
+Returns the count of data bytes sent.  Signals unix-error (EPIPE, ECONNREFUSED, EAGAIN...)."
+  (check-type data octets)
+  (let ((end (check-bounds data start end)))
+    (when (= start end)
+      (error 'simple-crow-error :format-control "send-fd: DATA must not be empty"
+                                :format-arguments '()))
+    (check-syscall ("sendmsg")
+      (ffi:c-inline (socket fd data start end) (:int :int :object :fixnum :fixnum) (values :long :int)
+        "{ struct msghdr m; struct iovec v; ssize_t r;
+           union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+           memset(&m, 0, sizeof m); memset(&u, 0, sizeof u);
+           v.iov_base = #2->vector.self.b8 + #3; v.iov_len = (size_t)(#4 - #3);
+           m.msg_iov = &v; m.msg_iovlen = 1;
+           m.msg_control = u.buf; m.msg_controllen = sizeof u.buf;
+           struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+           c->cmsg_level = SOL_SOCKET; c->cmsg_type = SCM_RIGHTS; c->cmsg_len = CMSG_LEN(sizeof(int));
+           { int fdv = #1; memcpy(CMSG_DATA(c), &fdv, sizeof(int)); }
+           do r = sendmsg(#0, &m, MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
+           @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))))
+
+(defun receive-fd (socket buffer &key (start 0) end)
+  "Receives one message from the AF_UNIX SOCKET into BUFFER[START,END) with the descriptor it
+carries (made close-on-exec).  Returns (values FD COUNT): FD is NIL when the message carried
+none, COUNT 0 with FD NIL at end of stream.  Descriptors beyond the first in one message are
+closed.  Signals unix-error (EAGAIN on an empty non-blocking socket...)."
+  (check-type buffer octets)
+  (let ((end (check-bounds buffer start end)))
+    (multiple-value-bind (n fd errno)
+        (ffi:c-inline (socket buffer start end) (:int :object :fixnum :fixnum) (values :long :int :int)
+          "{ struct msghdr m; struct iovec v; ssize_t r; int fd = -1;
+             union { char buf[CMSG_SPACE(4 * sizeof(int))]; struct cmsghdr align; } u;
+             memset(&m, 0, sizeof m);
+             v.iov_base = #1->vector.self.b8 + #2; v.iov_len = (size_t)(#3 - #2);
+             m.msg_iov = &v; m.msg_iovlen = 1;
+             m.msg_control = u.buf; m.msg_controllen = sizeof u.buf;
+             do r = recvmsg(#0, &m, MSG_CMSG_CLOEXEC); while (r < 0 && errno == EINTR);
+             if (r >= 0) {
+               struct cmsghdr *c;
+               for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+                 if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                   size_t k, nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                   for (k = 0; k < nfd; k++) { int x; memcpy(&x, CMSG_DATA(c) + k * sizeof(int), sizeof x);
+                     if (fd < 0) fd = x; else close(x); } } }
+             @(return 0) = r; @(return 1) = fd; @(return 2) = r < 0 ? errno : 0; }")
+      (when (minusp n) (unix-error errno "recvmsg"))
+      (values (if (minusp fd) nil fd) n))))

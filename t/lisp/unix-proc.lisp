@@ -136,3 +136,114 @@
     (close-fd r)
     (signals epipe (write-fd w (octets-of "x")))
     (close-fd w)))
+
+;;; Descriptor passing and pre-forked children (spawn-waiting, hand-off).
+
+(test send-and-receive-fd
+  (multiple-value-bind (a b) (socket-pair :type :seqpacket)
+    (multiple-value-bind (r w) (pipe)
+      (unwind-protect
+           (progn
+             (is (= 3 (send-fd a w (map 'octets #'char-code "abc"))))
+             (let ((buf (make-octets 16)))
+               (multiple-value-bind (fd n) (receive-fd b buf)
+                 (is (= 3 n))
+                 (is (equal "abc" (octets-to-string buf :end n)))
+                 (is (integerp fd))
+                 (is (/= fd w) "a new descriptor number in the receiver")
+                 ;; The received descriptor writes into the same pipe.
+                 (write-all fd (map 'octets #'char-code "via-fd"))
+                 (close-fd fd)
+                 (let ((n2 (read-fd r buf)))
+                   (is (equal "via-fd" (octets-to-string buf :end n2))))))
+             (signals error (send-fd a w (make-octets 0)))
+             (close-fd a) (setf a nil)
+             (multiple-value-bind (fd n) (receive-fd b (make-octets 4))
+               (is (null fd))
+               (is (= 0 n) "end of stream after the peer closes")))
+        (when a (close-fd a)) (close-fd b) (close-fd r) (close-fd w)))))
+
+(defun read-all-fd (fd)
+  (let ((buf (make-octets 65536)))
+    (loop with off = 0 for k = (read-fd fd buf :start off) until (zerop k)
+          do (incf off k) finally (return (octets-to-string buf :end off)))))
+
+(test spawn-waiting-execs-on-hand-off
+  (multiple-value-bind (pid control)
+      (spawn-waiting "/bin/sh" (list "sh" "-c" "echo got=$CONN base=$BASE nofile=$(ulimit -n) fds=$(ls /proc/self/fd | tr '\\n' ' '); read x; echo in=$x")
+                     :env '("BASE=b" "PATH=/usr/bin:/bin") :rlimits '((:nofile 32))
+                     :wait-ready t)
+    (multiple-value-bind (x y) (socket-pair)
+      (is (eq t (hand-off control x '(("CONN" . "c1")))))
+      (close-fd x)
+      (write-all y (map 'octets #'char-code (format nil "hello~%")))
+      (let ((out (read-all-fd y)))
+        (is (search "got=c1 base=b nofile=32" out) out)
+        ;; 0, 1, 2 and the one ls opens to read /proc/self/fd: nothing else leaks.
+        (is (and (search "fds=0 1 2 3" out) (not (search "fds=0 1 2 3 4" out))) out)
+        (is (search "in=hello" out) out))
+      (close-fd y))
+    (multiple-value-bind (p how code) (waitpid pid)
+      (is (= p pid))
+      (is (eq :exited how))
+      (is (= 0 code)))))
+
+(test spawn-waiting-exits-when-control-closes
+  (multiple-value-bind (pid control) (spawn-waiting "/bin/true" '("true"))
+    (close-fd control)
+    (multiple-value-bind (p how code) (waitpid pid)
+      (is (= p pid))
+      (is (eq :exited how))
+      (is (= 0 code) "a child never handed a connection exits 0"))))
+
+(test spawn-waiting-reports-set-up-failures
+  (let ((c (handler-case (spawn-waiting "/bin/true" '("true") :directory "/nonexistent/dir"
+                                                              :wait-ready t)
+             (unix-error (e) e))))
+    (is (typep c 'enoent))
+    (is (equal "chdir" (and (typep c 'unix-error) (unix-error-syscall c)))))
+  (multiple-value-bind (pid control) (spawn-waiting "/nonexistent/prog" '("x") :wait-ready t)
+    (multiple-value-bind (x y) (socket-pair)
+      (hand-off control x '())
+      (close-fd x) (close-fd y))
+    (is (equal '(:exited 127) (multiple-value-bind (p how code) (waitpid pid)
+                                (declare (ignore p)) (list how code)))
+        "a failed execve exits 127")))
+
+(defun check-spawner (helper)
+  (multiple-value-bind (zpid z)
+      (make-spawner "/bin/sh" (list "sh" "-c" "echo conn=$CONN ppid-ok=$([ $PPID = $PARENT ] && echo y) nofile=$(ulimit -n) umask=$(umask)")
+                    :env (list "PATH=/usr/bin:/bin" (format nil "PARENT=~d" (getpid)))
+                    :rlimits '((:nofile 48)) :umask #o027 :helper helper)
+    (unwind-protect
+         (progn
+           (is (= 2 (spawner-request z 2)))
+           (let ((children '()))
+             (loop repeat 500 while (< (length children) 2)
+                   do (multiple-value-bind (pid control) (spawner-receive z)
+                        (if (integerp pid) (push (cons pid control) children) (sleep 0.01))))
+             (is (= 2 (length children)) "two children come back")
+             (loop for (pid . control) in children for k from 1
+                   do (multiple-value-bind (x y) (socket-pair)
+                        (hand-off control x (list (format nil "CONN=c~d" k)))
+                        (close-fd x)
+                        (let ((out (read-all-fd y)))
+                          (is (search (format nil "conn=c~d ppid-ok=y nofile=48 umask=0027" k) out)
+                              out))
+                        (close-fd y))
+                      (multiple-value-bind (p how code) (waitpid pid)
+                        (is (= p pid) "the child is ours to reap (CLONE_PARENT)")
+                        (is (equal '(:exited 0) (list how code)))))))
+      (close-fd z)
+      (multiple-value-bind (p how code) (waitpid zpid)
+        (is (= p zpid))
+        (is (equal '(:exited 0) (list how code)) "the spawner exits when its socket closes")))))
+
+(test spawner-clones-children-of-the-caller
+  (check-spawner nil))
+
+(test spawner-helper-clones-children-of-the-caller
+  (let ((helper (namestring (crow-asd:project-path "build/bin/crow-spawner"))))
+    (if (probe-file helper)
+        (check-spawner helper)
+        (fail "build/bin/crow-spawner is missing (make all)"))))
