@@ -38,7 +38,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :description "crow: Unix servers on an ECL Common Lisp host over a C performance core."
   :version "0.1.0"
   :license "BSD-2-Clause"
-  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello"))
+  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/http"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -58,7 +58,8 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "signal")
                (:file "time")
                (:file "syslog")
-               (:file "evloop")))
+               (:file "evloop")
+               (:file "evhttp")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
@@ -98,6 +99,23 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :serial t
   :components ((:file "package")
                (:file "hello")))
+
+(defsystem "crow/http"
+  :description "crow-httpd: HTTP/1.1 server for files and Lisp handlers (package crow.http)."
+  :version "0.1.0"
+  :pathname "lisp/servers/http/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "specials")
+               (:file "request")
+               (:file "vhost")
+               (:file "mime")
+               (:file "response")
+               (:file "static")
+               (:file "access-log")
+               (:file "server")
+               (:file "main")))
 
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."

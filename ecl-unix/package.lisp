@@ -48,5 +48,7 @@
    #:ev-unit-free #:ev-unit-header #:ev-unit-headers #:ev-unit-http #:ev-unit-keep-alive
    #:ev-unit-length #:ev-unit-line #:ev-unit-method #:ev-unit-method-p #:ev-unit-octets #:ev-unit-peer
    #:ev-unit-target #:make-ev-loop #:make-ev-unit #:ev-wake
+   ;; HTTP request facts (evhttp.lisp)
+   #:*http-methods* #:ev-unit-header-values #:ev-unit-request #:ev-unit-string #:realpath
    ;; the C core
    #:core-version))
