@@ -254,3 +254,28 @@ Configuration keys:~%")
             0))
       (unix-error (e) (log-warn "~a" e) 1)
       (config-error (e) (format *error-output* "~a~%" e) 1))))
+
+;;; Diagnostic handlers (tests and benchmarks route to them from a config)
+
+(define-handler echo (req)
+  "Answers with the request's method, path, query, Host, body length and then the body."
+  (respond req (list (format nil "~a ~a~%query: ~a~%host: ~a~%length: ~d~%"
+                             (request-method req) (request-path req) (request-query-string req)
+                             (request-host req) (length (or (request-body req) #())))
+                     (or (request-body req) ""))
+           :content-type "text/plain; charset=utf-8"))
+
+(define-handler stream-lines (req)
+  "Answers with a chunked body of N lines (query n=N, default 3), one chunk each."
+  (let* ((q (request-query-string req))
+         (n (or (and q (> (length q) 2) (string= "n=" q :end2 2)
+                     (parse-integer q :start 2 :junk-allowed t))
+                3)))
+    (with-chunked-response (s req :content-type "text/plain")
+      (dotimes (i (min n 10000))
+        (send-chunk s (format nil "line ~d~%" i))))))
+
+(define-handler hello-count (req)
+  "Answers with the number of /hello requests answered so far (the benchmark compares it with
+wrk's total)."
+  (respond req (format nil "~d~%" *hello-count*) :content-type "text/plain"))
