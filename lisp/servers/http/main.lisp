@@ -41,10 +41,11 @@
 (defvar *hello-count* 0 "Requests /hello answered (the benchmark compares it with wrk's).")
 (declaim (type fixnum *hello-count*))
 (defparameter *hello-body* (base (format nil "hello~%")))
+(defparameter +text-plain+ (base "text/plain"))
 
 (define-handler hello (req)
   (mp:atomic-incf (symbol-value '*hello-count*))
-  (respond req *hello-body* :content-type "text/plain"))
+  (respond req *hello-body* :content-type +text-plain+))
 
 ;;; Configuration
 
@@ -61,7 +62,7 @@ installs it.  Returns the list of problems (strings); the table is installed onl
 there are none."
   (multiple-value-bind (vhosts default problems) (%build-vhosts cfg root)
     (unless problems
-      (setf *vhosts* vhosts *default-vhost* default))
+      (setf *vhosts* vhosts *default-vhost* default *last-host* (cons "" nil)))
     problems))
 
 (defun %build-vhosts (cfg root)
