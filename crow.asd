@@ -38,7 +38,8 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :description "crow: Unix servers on an ECL Common Lisp host over a C performance core."
   :version "0.1.0"
   :license "BSD-2-Clause"
-  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/http"))
+  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/appserv"
+               "crow/http"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -58,8 +59,11 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "signal")
                (:file "time")
                (:file "syslog")
+               (:file "admit")
                (:file "evloop")
-               (:file "evhttp")))
+               (:file "evhttp")
+               (:file "tls")
+               (:file "sess")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
@@ -89,7 +93,12 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "conditions")
                (:file "log")
                (:file "config")
-               (:file "event")))
+               (:file "listen")
+               (:file "event")
+               (:file "session")
+               (:file "main")
+               (:file "privsep")
+               (:file "prefork")))
 
 (defsystem "crow/hello"
   :description "crow-hello: an HTTP hello-world on crow.server's event workers."
@@ -99,6 +108,15 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :serial t
   :components ((:file "package")
                (:file "hello")))
+
+(defsystem "crow/appserv"
+  :description "crow-appserv: services with protocol handlers written as Lisp files."
+  :version "0.1.0"
+  :pathname "lisp/servers/appserv/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "appserv")))
 
 (defsystem "crow/http"
   :description "crow-httpd: HTTP/1.1 server for files and Lisp handlers (package crow.http)."
@@ -130,4 +148,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-proc")
                (:file "unix-time")
                (:file "unix-utf8")
-               (:file "server-config")))
+               (:file "unix-sess")
+               (:file "unix-admit")
+               (:file "server-config")
+               (:file "server-listen")))
