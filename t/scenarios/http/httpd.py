@@ -86,7 +86,7 @@ class Server:
         with open(self.conf, "w") as f:
             f.write(CONF.format(port=self.port, root=root, maxconn=maxconn, reqto=reqto,
                                 kato=kato, extra=extra, listing=listing))
-        argv = [HTTPD, "-f", self.conf, "-t", str(workers)]
+        argv = [HTTPD, "--foreground", "-f", self.conf, "-t", str(workers)]
         if swank:
             argv += ["--swank", str(swank)]
         env = dict(os.environ, CROW_CACHE=os.path.join(ROOT, "build", "swank-cache"))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-# slowloris.t — 1,000 connections trickle a request head a byte at a time; while all of them
+# slowloris.t — with max-per-address >= 1,000, 1,000 connections trickle a request head a byte at a time; while all of them
 # are still open, a normal request is answered within a few seconds (one-sided bound; the
-# latency figure belongs in the benchmark).
+# latency figure belongs in the benchmark).  Then max-per-address 3: the 4th gets 503.
 # timeout: 300
 import os
 import shutil
@@ -16,7 +16,8 @@ N = 1000
 t = Tap()
 d = make_root()
 # request-timeout is long enough for the trickle; max-connections leaves room for the probe.
-srv = Server(os.path.join(d, "root"), maxconn=N + 100, reqto="60s", kato="60s")
+srv = Server(os.path.join(d, "root"), maxconn=N + 100, reqto="60s", kato="60s",
+             extra="max-per-address %d" % (N + 10))
 socks = []
 try:
     t.ok(srv.up, "crow-httpd listens")
@@ -55,6 +56,28 @@ try:
     print("# probe latency worst %.1f ms with %d slow connections" % (worst * 1000, N))
 finally:
     for s in socks:
+        s.close()
+    status, log = srv.stop()
+t.eq(status, 0, "crow-httpd stops with status 0")
+
+# max-per-address: beyond it, a connection gets 503 and is closed; the others are served.
+srv = Server(os.path.join(d, "root"), extra="max-per-address 3")
+held = []
+try:
+    t.ok(srv.up, "crow-httpd with max-per-address 3 listens")
+    for i in range(3):
+        held.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+    time.sleep(0.3)
+    out, closed = exchange(srv.port, b"GET /hello HTTP/1.1\r\nHost: a.test\r\n\r\n", timeout=5)
+    t.ok(out.startswith(b"HTTP/1.1 503") and closed, "a 4th connection from the address gets 503 and a close", out[:200])
+    held[0].sendall(b"GET /hello HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    t.ok(held[0].recv(4096).endswith(b"hello\n"), "the admitted connections are served")
+    held.pop(0).close()
+    time.sleep(0.3)
+    out, closed = exchange(srv.port, b"GET /hello HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", timeout=5)
+    t.ok(out.endswith(b"hello\n"), "after one closes, a new connection is admitted", out[:200])
+finally:
+    for s in held:
         s.close()
     status, log = srv.stop()
     shutil.rmtree(d, ignore_errors=True)
