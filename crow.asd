@@ -139,7 +139,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -151,4 +151,5 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-sess")
                (:file "unix-admit")
                (:file "server-config")
+               (:file "http")
                (:file "server-listen")))
