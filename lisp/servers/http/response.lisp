@@ -14,24 +14,53 @@
 (defparameter +empty+ (base ""))
 (defparameter +last-chunk+ (crlf "0" ""))
 
+(defvar *small-digits* (make-array 4096 :initial-element nil)
+  "Decimal strings of 0..4095, made on first use (response lengths are mostly small).")
+
 (defun digits (n)
   "Returns the decimal digits of the non-negative integer N as a simple-base-string."
-  (declare (type (integer 0) n))
-  (if (zerop n)
-      (base "0")
-      (let ((len (loop for k = n then (floor k 10) while (plusp k) count t)))
-        (let ((s (make-string len :element-type 'base-char)))
-          (loop for i downfrom (1- len) to 0
-                do (multiple-value-bind (q r) (floor n 10)
-                     (setf (schar s i) (code-char (+ 48 r)) n q)))
+  (if (and (typep n 'fixnum) (< (the fixnum n) 4096))
+      (or (svref *small-digits* n)
+          (setf (svref *small-digits* n) (%digits n)))
+      (%digits n)))
+
+(defun %digits (n)
+  (if (typep n 'fixnum)
+      (let ((n n))
+        (declare (fixnum n))
+        (if (zerop n)
+            (base "0")
+            (let* ((len (loop for k of-type fixnum = n then (truncate k 10) while (plusp k) count t))
+                   (s (make-string len :element-type 'base-char)))
+              (declare (fixnum len))
+              (loop for i of-type fixnum downfrom (1- len) to 0
+                    do (multiple-value-bind (q r) (truncate n 10)
+                         (declare (fixnum q r))
+                         (setf (schar s i) (code-char (+ 48 r)) n q)))
+              s)))
+      (base (princ-to-string n))))
+
+(defvar *date* (cons -1 "")
+  "(UNIX-SECOND . IMF-fixdate) of the last Date header made: one string per second, not per
+response.")
+
+(defun http-date (ev)
+  "Returns the Date header value for now (from the C loop's cached date)."
+  (let ((now (unix-time)) (d *date*))
+    (if (eql now (car d))
+        (cdr d)
+        (let ((s (ev-date ev)))
+          (setf *date* (cons now s))
           s))))
 
 (defun bytes-of (x)
   "Returns X (octets, a string) as something ev-reply writes: octets or a simple-base-string;
 a string with characters beyond ASCII is encoded as UTF-8."
-  (cond ((typep x 'simple-base-string) x)
-        ((typep x '(simple-array (unsigned-byte 8) (*))) x)
-        ((typep x 'octets) (coerce x '(simple-array (unsigned-byte 8) (*))))
+  ;; ECL calls the generic typep for simple-base-string and byte arrays: test with the
+  ;; predicates it compiles to direct C calls instead (this runs a few times per response).
+  (cond ((si:base-string-p x) (if (simple-string-p x) x (coerce x 'simple-base-string)))
+        ((and (vectorp x) (eq (array-element-type x) 'ext:byte8))
+         (if (adjustable-array-p x) (coerce x '(simple-array (unsigned-byte 8) (*))) x))
         ((stringp x)
          (if (loop for i of-type fixnum from 0 below (length x)
                    always (< (char-code (char x i)) 128))
@@ -69,7 +98,7 @@ the byte chunks BODY."
     (declare (fixnum i n) (simple-vector v))
     (macrolet ((put (x) `(progn (setf (svref v i) ,x) (incf i))))
       (put (status-line status))
-      (put (ev-date (request-ev req)))
+      (put (http-date (request-ev req)))
       (when content-type (put +ct+) (put (bytes-of content-type)))
       (cond (chunked (put +te-chunked+))
             (length (put +cl+) (put (digits length))))

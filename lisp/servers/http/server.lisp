@@ -28,7 +28,7 @@ not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, els
 (defun raw-error (ev conn status)
   "Writes a small error response for STATUS and closes CONN after it."
   (let ((body (error-page status)))
-    (ev-reply ev conn (vector (status-line status) (ev-date ev) +ct+ (base "text/html; charset=utf-8")
+    (ev-reply ev conn (vector (status-line status) (http-date ev) +ct+ (base "text/html; charset=utf-8")
                               +cl+ (digits (length body)) +crlf+ +conn-close+ +crlf+ body)
               :close t)))
 
