@@ -91,3 +91,17 @@ NIL with the errno as second value when it cannot be resolved (ENOENT, EACCES, E
                       memcpy(v->vector.self.b8, p, n); free(p); @(return 0) = v; @(return 1) = 0; }
              else { @(return 0) = ECL_NIL; @(return 1) = errno; } }")
       (if r (values (octets-to-string r) 0) (values nil errno)))))
+
+(defun ev-unit-header-base (unit name)
+  "Like ev-unit-header, for a NAME that is already a simple-base-string (no conversion or
+allocation for the name; ASCII case ignored).  Returns the value as a base-string, or NIL."
+  (unless (si:base-string-p name) (setf name (coerce name 'simple-base-string)))
+  (multiple-value-bind (off len)
+      (ffi:c-inline ((ev-unit-pointer unit) name) (:pointer-void :object) (values :fixnum :fixnum)
+        "{ const struct crow_ev_unit *u = (const struct crow_ev_unit *)#0;
+           const char *nm = (const char *)#1->base_string.self; size_t nl = #1->base_string.fillp;
+           uint32_t i; cl_fixnum off = -1, len = 0;
+           for (i = 0; i < u->http.nheaders; i++) { const struct crow_ev_header *h = &u->http.headers[i];
+             if (h->name_len == nl && !strncasecmp(u->data + h->name_off, nm, nl)) { off = h->value_off; len = h->value_len; break; } }
+           @(return 0) = off; @(return 1) = len; }")
+    (and (>= off 0) (%unit-base-string unit off len))))

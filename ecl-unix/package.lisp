@@ -64,6 +64,7 @@
    #:session-timeout-direction #:session-tls-error #:session-tls-p #:session-tls-version
    #:session-write #:with-session
    ;; HTTP request facts (evhttp.lisp)
-   #:*http-methods* #:ev-unit-header-values #:ev-unit-request #:ev-unit-string #:realpath
+   #:*http-methods* #:ev-unit-header-base #:ev-unit-header-values #:ev-unit-request
+   #:ev-unit-string #:realpath
    ;; the C core
    #:core-version))

@@ -153,7 +153,8 @@ privilege separation).  Returns the list of event-servers."
   "crow.server's configure step, in the parent after each read of CONFIG: builds the vhosts
 \(signals an error listing the problems), reads the media types and opens the access log
 \(before any chroot).  Returns NIL."
-  (let ((problems (configure-vhosts config :root (getf crow.server::*options* :root))))
+  (let* ((root (getf crow.server::*options* :root))
+         (problems (configure-vhosts config :root (if (consp root) (car (last root)) root))))
     (when problems (error "~{~a~^; ~}" problems)))
   (load-mime-types (config-value config :mime-types))
   (unless (getf crow.server::*options* :check)

@@ -87,9 +87,38 @@ VALUE."
 (defun %close-p (req status)
   (or (not (request-keep-alive req)) (request-close req) (= status 400)))
 
+(defvar *tail-cache* (vector nil -1 nil "")
+  "#(CONTENT-TYPE LENGTH CONNECTION-LINE TAIL) of the last plain response head: a handler
+answering the same kind of response again and again gets its head tail ready-made.")
+
+(defun %tail (content-type length conn)
+  "Returns the head's bytes after the Date value for a response with only Content-Type
+CONTENT-TYPE (a base-string), Content-Length LENGTH and CONN's connection line."
+  (let ((c *tail-cache*))
+    (declare (simple-vector c))
+    (if (and (eq (svref c 0) content-type) (eql (svref c 1) length) (eq (svref c 2) conn))
+        (svref c 3)
+        (let ((tail (concatenate 'simple-base-string +ct+ content-type +cl+ (digits length)
+                                 +crlf+ conn +crlf+)))
+          (setf *tail-cache* (vector content-type length conn tail))
+          tail))))
+
 (defun %head (req status content-type length headers close chunked body)
   "Returns the simple-vector of pieces of a response: the head (blank line included), then
 the byte chunks BODY."
+  (when (and length content-type (not chunked) (null headers) (null (request-out-headers req))
+             (si:base-string-p content-type))
+    (let* ((conn (cond (close +conn-close+)
+                       ((eql (request-version req) 10) +conn-keep+)
+                       (t +empty+)))
+           (v (make-array (+ 3 (length body))))
+           (i 3))
+      (declare (fixnum i) (simple-vector v))
+      (setf (svref v 0) (status-line status)
+            (svref v 1) (http-date (request-ev req))
+            (svref v 2) (%tail content-type length conn))
+      (dolist (b body) (setf (svref v i) b) (incf i))
+      (return-from %head v)))
   (let* ((extra (request-out-headers req))
          (n (+ 5 (if content-type 2 0) (cond (chunked 1) (length 2) (t 0))
                (length extra) (length headers) (length body)))
@@ -104,7 +133,8 @@ the byte chunks BODY."
             (length (put +cl+) (put (digits length))))
       (put +crlf+)
       (dolist (h extra) (put (header-bytes (car h) (cdr h))))
-      (dolist (h headers) (put (header-bytes (car h) (cdr h))))
+      ;; a header is (name . value), or ready-made bytes of whole lines
+      (dolist (h headers) (put (if (consp h) (header-bytes (car h) (cdr h)) h)))
       (put (cond (close +conn-close+)
                  ((eql (request-version req) 10) +conn-keep+)
                  (t +empty+)))

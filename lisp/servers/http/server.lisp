@@ -90,7 +90,7 @@ not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, els
             (when authority (setf (request-host req) authority))
             (let ((vhost (if (or authority (null host) (< hname 1))
                              (find-vhost (request-host req))
-                             (find-vhost-name (if (= hname hlen2) host (subseq host 0 hname))))))
+                             (find-vhost-name host hname))))
               (setf (request-vhost req) vhost)
               (cond ((or (> hcount 1) (and (= version 11) (zerop hcount)) (> clcount 1))
                      (setf (request-close req) t)

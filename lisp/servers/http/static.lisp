@@ -11,7 +11,11 @@
 (in-package :crow.http)
 
 (defstruct (file-entry (:constructor %make-file-entry))
-  path fd type size mtime ino etag last-modified (checked 0) media-type)
+  "A cached file: descriptor, identity, validators, and for small files their bytes (so a
+response is one writev); HEAD-BYTES are the validator header lines, made once."
+  path fd type size mtime ino etag last-modified (checked 0) media-type head-bytes data)
+
+(defvar *small-file* 65536 "Files up to this size are kept in memory by the cache.")
 
 (defvar *file-cache* (make-hash-table :test 'equal) "Path -> file-entry.")
 (defvar *file-cache-lock* (mp:make-lock :name "crow.http file cache"))
@@ -45,12 +49,19 @@ or directory, cannot be opened, or resolves outside ROOT."
           (let ((fd (and (eq type :regular)
                          (handler-case (open-fd path) (unix-error () nil)))))
             (when (or fd (eq type :directory))
-              (%make-file-entry
-               :path path :fd fd :type type :size (stat-size st) :mtime (stat-mtime st)
-               :ino (stat-ino st)
-               :etag (format nil "\"~x-~x-~x\"" (stat-ino st) (stat-size st) (stat-mtime st))
-               :last-modified (format-http-date (stat-mtime st))
-               :media-type (mime-type path charset)))))))))
+              (let* ((etag (format nil "\"~x-~x-~x\"" (stat-ino st) (stat-size st) (stat-mtime st)))
+                     (lm (format-http-date (stat-mtime st)))
+                     (size (stat-size st))
+                     (data (and fd (<= 0 size *small-file*)
+                                (let ((buf (make-array size :element-type '(unsigned-byte 8))))
+                                  (and (= size (pread-fd fd buf 0)) buf)))))
+                (%make-file-entry
+                 :path path :fd fd :type type :size size :mtime (stat-mtime st)
+                 :ino (stat-ino st) :etag etag :last-modified lm
+                 :media-type (base (mime-type path charset)) :data data
+                 :head-bytes (base (format nil "Last-Modified: ~a~c~cETag: ~a~c~cAccept-Ranges: bytes~c~c"
+                                           lm #\Return #\Linefeed etag #\Return #\Linefeed
+                                           #\Return #\Linefeed)))))))))))
 
 (defun cached-file (path root charset)
   "Returns the file-entry of PATH (a file or directory under ROOT), or NIL.  The entry's
@@ -109,11 +120,16 @@ descriptor is usable until a few seconds after the file changes."
         collect (subseq string start end)
         while end))
 
+(defparameter +if-none-match+ (base "if-none-match"))
+(defparameter +if-modified-since+ (base "if-modified-since"))
+(defparameter +range+ (base "range"))
+(defparameter +if-range+ (base "if-range"))
+
 (defun not-modified-p (req entry)
-  (let ((inm (request-header req "if-none-match")))
+  (let ((inm (ev-unit-header-base (request-unit req) +if-none-match+)))
     (if inm
         (etag-matches-p inm (file-entry-etag entry))
-        (let ((ims (request-header req "if-modified-since")))
+        (let ((ims (ev-unit-header-base (request-unit req) +if-modified-since+)))
           (and ims (or (string= ims (file-entry-last-modified entry))
                        (let ((tm (parse-http-date ims)))
                          (and tm (>= tm (file-entry-mtime entry))))))))))
@@ -158,13 +174,11 @@ If-Modified-Since, Range and If-Range.  Returns T, or NIL when the client has go
          (type (file-entry-media-type entry))
          (ev (request-ev req)) (conn (request-conn req))
          (head-p (eq (request-method req) :head))
-         (hdrs (list* (cons "Last-Modified" (file-entry-last-modified entry))
-                      (cons "ETag" (file-entry-etag entry))
-                      (cons "Accept-Ranges" "bytes") headers)))
+         (hdrs (cons (file-entry-head-bytes entry) headers)))
     (when (not-modified-p req entry)
       (return-from respond-file (send-response req 304 nil '() hdrs)))
-    (let* ((range (request-header req "range"))
-           (if-range (and range (request-header req "if-range")))
+    (let* ((range (ev-unit-header-base (request-unit req) +range+))
+           (if-range (and range (ev-unit-header-base (request-unit req) +if-range+)))
            (ranges (and range (= status 200)
                         (or (null if-range) (string= if-range (file-entry-etag entry))
                             (string= if-range (file-entry-last-modified entry)))
@@ -186,6 +200,8 @@ If-Modified-Since, Range and If-Range.  Returns T, or NIL when the client has go
                        (ev-sendfile ev conn (file-entry-fd entry) first n :close close)
                        ok)))))
             (ranges (send-multipart req entry ranges hdrs head-p))
+            ((file-entry-data entry)
+             (send-response req status type (list (file-entry-data entry)) hdrs))
             (t
              (let ((body-p (and (not head-p) (plusp size))))
                (%finish req status (if body-p size 0) nil)

@@ -58,14 +58,15 @@ the default vhost."
         (or (gethash (if (= end (length host)) host (subseq host 0 end)) *vhosts*)
             *default-vhost*))))
 
-(defun find-vhost-name (name)
-  "Returns the vhost named NAME (a host name without port, any case), or the default vhost."
-  (declare (string name))
+(defun find-vhost-name (host &optional (end (length host)))
+  "Returns the vhost named HOST[0,END) (a host name without port, any case), or the default
+vhost.  The last Host value seen (port included) is remembered with its vhost."
+  (declare (string host) (fixnum end))
   (let ((last *last-host*))
-    (if (and (cdr last) (string= (the string (car last)) name))
+    (if (and (cdr last) (string= (the string (car last)) host))
         (cdr last)
-        (let ((v (%find-vhost-name name)))
-          (setf *last-host* (cons name v))
+        (let ((v (%find-vhost-name (if (= end (length host)) host (subseq host 0 end)))))
+          (setf *last-host* (cons host v))
           v))))
 
 (defun %find-vhost-name (name)
