@@ -24,6 +24,9 @@
 (define-config-keys *httpd-keys*
   (:include *common-keys*)
   (access-log :string :doc "Access log (combined format): a file, syslog, or \"|command\".")
+  (log-pipe :string :validator (lambda (v) (unless (and (plusp (length v)) (char= (char v 0) #\|))
+                                              "expected \"|command\""))
+            :doc "Access log lines to a command, as \"|command\" (same as access-log \"|command\").")
   (keepalive-timeout :duration :min 1 :default "60s"
                      :doc "Idle time allowed between requests on a connection.")
   (max-head :size :min 256 :max (* 1024 1024) :default "8K"
@@ -158,7 +161,7 @@ privilege separation).  Returns the list of event-servers."
     (when problems (error "~{~a~^; ~}" problems)))
   (load-mime-types (config-value config :mime-types))
   (unless (getf crow.server::*options* :check)
-    (open-access-log (config-value config :access-log)))
+    (open-access-log (or (config-value config :access-log) (config-value config :log-pipe))))
   nil)
 
 (defun repl ()
