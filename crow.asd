@@ -60,9 +60,9 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "time")
                (:file "syslog")
                (:file "admit")
+               (:file "tls")
                (:file "evloop")
                (:file "evhttp")
-               (:file "tls")
                (:file "sess")))
 
 (defsystem "crow/sh"
@@ -152,4 +152,5 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-admit")
                (:file "server-config")
                (:file "http")
-               (:file "server-listen")))
+               (:file "server-listen")
+               (:file "server-session")))

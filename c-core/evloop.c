@@ -52,6 +52,7 @@
 #include "pool.h"
 #include "throttle.h"
 #include "timer.h"
+#include "tls.h"
 
 enum { TC_NONE, TC_IDLE, TC_HEAD, TC_WRITE, TC_N };
 enum { HS_HEAD, HS_LENGTH, HS_CHUNKED };
@@ -94,10 +95,12 @@ struct conn {
     struct crow_admit_peer *apeer; /* its entry in cfg.admit while admitted */
     struct crow_throttle tin, tout; /* bandwidth_in/_out (parents: the address's buckets) */
     struct crow_timer tt;          /* throttled: when its buckets have refilled */
+    struct crow_tls *tls;          /* a listen-tls connection; NULL when plain */
 };
 
 struct listener {
     int fd, mode, flags;
+    struct crow_tls_ctx *tls;      /* crow_ev_listen_tls; NULL when plain */
 };
 
 struct slot {
@@ -383,8 +386,62 @@ static void listeners_pause(struct crow_ev *ev)
     ev->pause_until = ev->now + 100;
 }
 
+/* ------------------------------------------------------------------ TLS-aware I/O
+ * A TLS connection reads and writes through c-core/tls, which reports EAGAIN like a socket
+ * (its handshake runs inside the first reads).  Edge-triggered readiness needs two
+ * adjustments, made where the flags are set: a short TLS read does not mean the socket is
+ * drained (a record may still sit decrypted inside OpenSSL), and any event on a TLS
+ * connection re-arms both directions, since a read may wait for writability and a write for
+ * readability.  sendfile becomes pread + TLS write, 16 KiB (one record) at a time; a retried
+ * write after EAGAIN presents the same bytes again, as OpenSSL requires. */
+#define TLS_CHUNK 16384
+
+static ssize_t io_read(struct conn *c, void *buf, size_t n)
+{
+    return c->tls ? crow_tls_read(c->tls, buf, n) : CROW_RETRY(read(c->fd, buf, n));
+}
+
+static ssize_t io_writev(struct conn *c, const struct iovec *iov, int cnt)
+{
+    if (!c->tls)
+        return CROW_RETRY(writev(c->fd, iov, cnt));
+    size_t total = 0;
+    for (int i = 0; i < cnt; i++) {
+        const char *p = iov[i].iov_base;
+        size_t left = iov[i].iov_len;
+        while (left > 0) {
+            ssize_t n = crow_tls_write(c->tls, p, left);
+            if (n < 0)
+                return total > 0 && errno == EAGAIN ? (ssize_t)total : -1;
+            p += n;
+            left -= (size_t)n;
+            total += (size_t)n;
+        }
+    }
+    return (ssize_t)total;
+}
+
+static ssize_t io_sendfile(struct conn *c, int fd, off_t *off, size_t n)
+{
+    if (!c->tls)
+        return CROW_RETRY(sendfile(c->fd, fd, off, n));
+    char chunk[TLS_CHUNK];
+    ssize_t r = CROW_RETRY(pread(fd, chunk, n < sizeof chunk ? n : sizeof chunk, *off));
+    if (r <= 0)
+        return r;
+    ssize_t w = crow_tls_write(c->tls, chunk, (size_t)r);
+    if (w > 0)
+        *off += w;
+    return w;
+}
+
 static void conn_close(struct crow_ev *ev, struct conn *c)
 {
+    if (c->tls) {
+        (void)crow_tls_shutdown(c->tls); /* close_notify, best effort */
+        crow_tls_free(c->tls);
+        c->tls = NULL;
+    }
     close(c->fd);
     c->fd = -1;
     crow_timer_cancel(&ev->wheel, &c->tt);
@@ -454,6 +511,8 @@ static struct conn *conn_new(struct crow_ev *ev, int fd, int mode, int li,
     }
     c->idx = ev->free_head;
     c->gen = ev->slots[c->idx].gen;
+    if (li >= 0 && ev->lst[li].tls && !(c->tls = crow_tls_new(ev->lst[li].tls, fd, NULL)))
+        goto fail_buf;
     struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                             .data.u64 = conn_id(c)};
     if (epoll_ctl(ev->epfd, EPOLL_CTL_ADD, fd, &e) < 0)
@@ -485,6 +544,8 @@ static struct conn *conn_new(struct crow_ev *ev, int fd, int mode, int li,
     conn_timer(ev, c, 0);
     return c;
 fail_buf:
+    crow_tls_free(c->tls);
+    c->tls = NULL;
     crow_free(&ev->alloc, c->buf, ev->cfg.read_size);
 fail_conn:
     {
@@ -520,12 +581,12 @@ static int conn_read(struct crow_ev *ev, struct conn *c)
             bw_block(ev, c, CROW_ADMIT_IN, space);
             break;
         }
-        ssize_t n = CROW_RETRY(read(c->fd, c->buf + c->len, allow));
+        ssize_t n = io_read(c, c->buf + c->len, allow);
         bw_refund(ev, c, CROW_ADMIT_IN, n > 0 ? allow - (size_t)n : allow);
         if (n > 0) {
             c->len += (size_t)n;
             ev->st.bytes_in += (uint64_t)n;
-            if ((size_t)n < allow && !c->hup) {
+            if ((size_t)n < allow && !c->hup && !c->tls) {
                 c->can_read = 0; /* a short read drained the socket; the next edge resets */
                 break;
             }
@@ -567,7 +628,7 @@ static int conn_flush(struct crow_ev *ev, struct conn *c)
                 break;
             }
             int k = limit_iov(iov, cnt, allow, lim, &asked);
-            n = CROW_RETRY(writev(c->fd, lim, k));
+            n = io_writev(c, lim, k);
             bw_refund(ev, c, CROW_ADMIT_OUT, n > 0 ? allow - (size_t)n : allow);
             if (n < 0)
                 goto fail;
@@ -590,7 +651,7 @@ static int conn_flush(struct crow_ev *ev, struct conn *c)
                 bw_block(ev, c, CROW_ADMIT_OUT, chunk);
                 break;
             }
-            n = CROW_RETRY(sendfile(c->fd, ob->fd, &ob->foff, allow));
+            n = io_sendfile(c, ob->fd, &ob->foff, allow);
             bw_refund(ev, c, CROW_ADMIT_OUT, n > 0 ? allow - (size_t)n : allow);
             if (n < 0)
                 goto fail;
@@ -651,7 +712,7 @@ static int conn_send(struct crow_ev *ev, struct conn *c, const struct iovec *iov
             cnt = limit_iov(iov, iovcnt, allow, lim, &asked);
             v = lim;
         }
-        ssize_t n = CROW_RETRY(writev(c->fd, v, cnt));
+        ssize_t n = io_writev(c, v, cnt);
         bw_refund(ev, c, CROW_ADMIT_OUT, n > 0 ? allow - (size_t)n : allow);
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -1178,7 +1239,7 @@ static void expire(struct crow_ev *ev)
             struct conn *c = crow_list_entry(ev->tl[tc].first, struct conn, tnode);
             if (c->deadline > ev->now)
                 break;
-            if (tc != TC_WRITE)
+            if (tc != TC_WRITE && !c->tls) /* plaintext inside TLS would be garbage */
                 best_effort_send(c->fd, ev->timeout_reply, ev->cfg.timeout_reply_len);
             ev->st.timeouts++;
             conn_close(ev, c);
@@ -1202,6 +1263,8 @@ static void handle_event(struct crow_ev *ev, const struct epoll_event *e)
     if (!c)
         return; /* closed earlier in this batch */
     uint32_t m = e->events;
+    if (c->tls)
+        m |= EPOLLIN | EPOLLOUT;
     if (m & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
         c->can_write = 1;
         if (!CROW_LIST_EMPTY(&c->outq) && (conn_flush(ev, c) < 0 || !(c = lookup(ev, tag))))
@@ -1356,7 +1419,7 @@ int crow_ev_sendfile(struct crow_ev *ev, uint64_t id, int fd, off_t off, size_t 
                 bw_block(ev, c, CROW_ADMIT_OUT, want);
                 break;
             }
-            ssize_t n = CROW_RETRY(sendfile(c->fd, fd, &off, allow));
+            ssize_t n = io_sendfile(c, fd, &off, allow);
             bw_refund(ev, c, CROW_ADMIT_OUT, n > 0 ? allow - (size_t)n : allow);
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                 c->can_write = 0;
@@ -1590,6 +1653,7 @@ int crow_ev_listen(struct crow_ev *ev, int fd, int mode, int flags)
     l[n].fd = fd;
     l[n].mode = mode;
     l[n].flags = flags;
+    l[n].tls = NULL;
     ev->lst = l;
     ev->nlst = n + 1;
     return n;
@@ -1656,4 +1720,16 @@ void crow_ev_unlisten(struct crow_ev *ev)
     ev->lst = NULL;
     ev->nlst = 0;
     ev->paused = 0;
+}
+
+int crow_ev_listen_tls(struct crow_ev *ev, int fd, int mode, int flags, struct crow_tls_ctx *ctx)
+{
+    if (!ctx) {
+        errno = EINVAL;
+        return -1;
+    }
+    int n = crow_ev_listen(ev, fd, mode, flags);
+    if (n >= 0)
+        ev->lst[n].tls = ctx;
+    return n;
 }

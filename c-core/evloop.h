@@ -148,6 +148,13 @@ int crow_ev_tcp_listener(const char *host, int port, int flags, int backlog);
  * set (EINVAL for a bad mode, ENOMEM, or epoll_ctl's errno); EV unchanged. */
 int crow_ev_listen(struct crow_ev *ev, int fd, int mode, int flags);
 
+/* As crow_ev_listen, for a TLS listener: each connection it accepts runs a TLS handshake
+ * (inside its first reads) with server context CTX, which must outlive EV, and its units and
+ * replies are plaintext; sendfile is done as pread + TLS write.  Returns the listener's index,
+ * or -1 with errno (EINVAL for a NULL CTX, or as crow_ev_listen). */
+struct crow_tls_ctx;
+int crow_ev_listen_tls(struct crow_ev *ev, int fd, int mode, int flags, struct crow_tls_ctx *ctx);
+
 /* Adopts the connected descriptor FD (made non-blocking; EV closes it from now on) as a
  * connection framed in MODE.  Returns its id, or 0 with errno set (EINVAL, ENOMEM or
  * epoll_ctl's errno); then FD is left open and EV unchanged. */

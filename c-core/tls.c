@@ -37,7 +37,7 @@ struct crow_tls {
     SSL *ssl;
     int fd;
     int want;              /* POLLIN or POLLOUT after EAGAIN */
-    int shut;              /* close_notify sent */
+    int shut;              /* close_notify sent, or must not be (after a fatal error) */
     char err[200];
 };
 
@@ -247,6 +247,7 @@ static int fail(struct crow_tls *t, int r, int saved, int *retry)
             *retry = 1;
             return -1;
         }
+        t->shut = 1;       /* OpenSSL forbids SSL_shutdown after a fatal error */
         if (ERR_peek_last_error()) {
             set_err(t->err, sizeof t->err, "tls");
             errno = EPROTO;
@@ -259,6 +260,7 @@ static int fail(struct crow_tls *t, int r, int saved, int *retry)
         return -1;
     default: {
         long v = SSL_get_verify_result(t->ssl);
+        t->shut = 1;
         set_err(t->err, sizeof t->err, "tls");
         if (v != X509_V_OK) {
             size_t n = strlen(t->err);

@@ -66,8 +66,9 @@ ssize_t crow_tls_read(struct crow_tls *t, void *buf, size_t len);
  * EPROTO). */
 ssize_t crow_tls_write(struct crow_tls *t, const void *buf, size_t len);
 
-/* Sends close_notify once (not waiting for the peer's).  Returns 0, or -1 with errno (EAGAIN:
- * call again; anything else: give up, the connection is going away anyway). */
+/* Sends close_notify once, not waiting for the peer's (nothing after a TLS or system failure).
+ * Returns 0, or -1 with errno (EAGAIN: call again; anything else: give up, the connection is
+ * going away anyway). */
 int crow_tls_shutdown(struct crow_tls *t);
 
 /* Returns POLLIN or POLLOUT: what the last call that failed with EAGAIN waits for (POLLIN

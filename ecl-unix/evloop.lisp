@@ -88,13 +88,17 @@ REUSEPORT.  Signals unix-error."
         "{ int r = crow_ev_tcp_listener((char *)#0->vector.self.b8, #1, #2, #3);
            @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))))
 
-(defun ev-listen (ev fd mode &key exclusive)
-  "Makes EV accept connections from listener FD, framed in MODE (:raw, :line or :http).
-Returns the listener's index.  Signals unix-error."
-  (let ((p (ev-pointer ev)) (m (ev-mode-number mode)) (f (if exclusive +ev-exclusive+ 0)))
+(defun ev-listen (ev fd mode &key exclusive tls-context)
+  "Makes EV accept connections from listener FD, framed in MODE (:raw, :line or :http); with
+TLS-CONTEXT (a server tls-context, which must outlive EV) they speak TLS (listen-tls), units
+and replies staying plaintext.  Returns the listener's index.  Signals unix-error."
+  (let ((p (ev-pointer ev)) (m (ev-mode-number mode)) (f (if exclusive +ev-exclusive+ 0))
+        (ctx (if tls-context (tls-context-pointer tls-context) (ffi:make-null-pointer :void))))
     (check-syscall ("crow_ev_listen")
-      (ffi:c-inline (p fd m f) (:pointer-void :int :int :int) (values :int :int)
-        "{ int r = crow_ev_listen((struct crow_ev *)#0, #1, #2, #3); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))))
+      (ffi:c-inline (p fd m f ctx) (:pointer-void :int :int :int :pointer-void) (values :int :int)
+        "{ int r = #4 ? crow_ev_listen_tls((struct crow_ev *)#0, #1, #2, #3, (struct crow_tls_ctx *)#4)
+                      : crow_ev_listen((struct crow_ev *)#0, #1, #2, #3);
+           @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }"))))
 
 (defun make-ev-unit ()
   "Returns a unit buffer for ev-next (C memory; free it with ev-unit-free).  Signals

@@ -51,7 +51,7 @@ answers the very next unit."
       (ev-unit-free unit))))
 
 (defun start-event-workers (handler &key (host "127.0.0.1") (port 0) (workers 1) (mode :http)
-                                         listeners ev-options)
+                                         listeners ev-options tls-context)
   "Starts WORKERS threads, each with its own C event loop, framing input in MODE (:http, :line
 or :raw).  Without LISTENERS each worker opens its own SO_REUSEPORT listener on HOST:PORT
 \(port 0: the first worker picks a free port, the others share it).  With LISTENERS (listener
@@ -60,7 +60,8 @@ each of them with EPOLLEXCLUSIVE, framing a listener's connections in its listen
 they stay open when the workers stop.  For every unit, the listener's listener-handler when
 set, else HANDLER (a function designator of EV UNIT KIND; a symbol is looked up per call), is
 called in the worker's thread and must finish the unit (ev-reply, ev-sendfile, ev-done or
-ev-close).  EV-OPTIONS are make-ev-loop's keywords.  Returns the event-server; see
+ev-close).  EV-OPTIONS are make-ev-loop's keywords.  Listeners whose listener-tls is set
+speak TLS with TLS-CONTEXT (a server tls-context; required then).  Returns the event-server; see
 drain-event-workers and stop-event-workers.  Signals unix-error if a listener cannot be
 opened or added."
   (let* ((shared (loop for l in listeners
@@ -74,7 +75,13 @@ opened or added."
                    (w (%make-event-worker i ev nil)))
               (push w (event-server-workers server))
               (dolist (l shared)
-                (ev-listen ev (listener-fd l) (listener-framing l) :exclusive t)))
+                (ev-listen ev (listener-fd l) (listener-framing l) :exclusive t
+                           :tls-context (and (listener-tls l)
+                                             (or tls-context
+                                                 (error 'simple-crow-error :format-control
+                                                        "~a needs a TLS context"
+                                                        :format-arguments
+                                                        (list (listener-description l))))))))
             (let* ((fd (ev-tcp-listener host port :reuseport t))
                    (ev (apply #'make-ev-loop ev-options))
                    (w (%make-event-worker i ev fd)))

@@ -31,7 +31,7 @@
    #:run-privsep #:run-server #:server-context #:server-spec #:server-spec-name
    #:server-spec-version #:shutdown-timeout #:spec-open-listeners #:wait-for-stop
    ;; session threads
-   #:*session-server* #:session-server #:session-server-port #:session-server-stats
+   #:*session-server* #:*session-thread-limit* #:session-server #:session-server-port #:session-server-stats
    #:start-session-server #:stop-session-server
    ;; logging
    #:*debug* #:*log-target* #:*program* #:fatal #:log-debug #:log-info #:log-warn #:open-log))

@@ -16,6 +16,12 @@
 
 (in-package :crow.server)
 
+(defvar *session-thread-limit* 200
+  "The most session threads one process runs.  ECL 21.2 (Debian) cannot hold more than about
+255 Lisp threads per process: the next one fails with STORAGE-EXHAUSTED, and a thread that
+fails half-way keeps the process from exiting.  Other threads (event workers, swank, the
+acceptor) need room too; more sessions need more processes (the process pool).")
+
 (defvar *session-server* nil
   "The session-server whose handler is running, bound in each session thread.")
 
@@ -91,6 +97,9 @@ serves the very next session."
     (unwind-protect
          (handler-case
              (progn
+               ;; Replies are one writev each, and a TLS handshake is several small writes
+               ;; in a row: Nagle would hold them for the peer's delayed ACK (40 ms).
+               (ignore-errors (set-socket-option fd :tcp-nodelay t))   ; not on AF_UNIX
                (setf session (apply #'make-session fd opts))
                (mp:with-lock ((session-server-lock server))
                  (push session (session-server-sessions server))
@@ -108,7 +117,8 @@ serves the very next session."
              (log-debug "session ~a: ~a" (and session (session-peer session)) e))
            (unix-error (e)
              (log-debug "session ~a: ~a" (and session (session-peer session)) e))
-           (error (e)
+           (serious-condition (e)
+             ;; Not only errors: nothing may reach the debugger of a server thread.
              (mp:with-lock ((session-server-lock server))
                (incf (session-server-errors server)))
              (log-warn "session ~a: handler: ~a" (and session (session-peer session)) e)))
@@ -153,7 +163,8 @@ clock.)"
         (mp:condition-variable-broadcast (session-server-cv server))))))
 
 (defun %enqueue (server pending)
-  "Queues PENDING and makes sure a thread will take it.  Called with the lock held."
+  "Queues PENDING and makes sure a thread will take it.  Returns true, or NIL when no thread
+could be started for it (PENDING is not queued then).  Called with the lock held."
   (let ((cell (list pending)))
     (if (session-server-queue server)
         (setf (cdr (session-server-queue-tail server)) cell)
@@ -161,9 +172,20 @@ clock.)"
     (setf (session-server-queue-tail server) cell))
   ;; Broadcast, not signal: the stopper waits on the same condition variable.
   (if (>= (session-server-idle server) (length (session-server-queue server)))
-      (mp:condition-variable-broadcast (session-server-cv server))
-      (push (mp:process-run-function "crow-session" (lambda () (%worker server)))
-            (session-server-threads server))))
+      (progn (mp:condition-variable-broadcast (session-server-cv server)) t)
+      ;; ECL 21 cannot make more than about 250 threads per process (STORAGE-EXHAUSTED, not
+      ;; an error): then the connection is taken back and refused, and the server goes on.
+      (let ((th (handler-case (mp:process-run-function "crow-session"
+                                                       (lambda () (%worker server)))
+                  (serious-condition (e)
+                    (log-warn "session: cannot start a thread: ~a" e)
+                    nil))))
+        (cond (th (push th (session-server-threads server)) t)
+              (t (setf (session-server-queue server)
+                       (butlast (session-server-queue server))
+                       (session-server-queue-tail server)
+                       (last (session-server-queue server)))
+                 nil)))))
 
 (defun %admit-new (server fd tls)
   "Admission for a new connection FD: the admit table, then MAX-SESSIONS.  Queues it or
@@ -179,10 +201,11 @@ refuses it."
     (let ((full (mp:with-lock ((session-server-lock server))
                   (cond ((>= (session-server-active server) (session-server-max-sessions server))
                          t)
-                        (t (incf (session-server-active server))
-                           (incf (session-server-accepted server))
-                           (%enqueue server (%make-pending fd tls ticket))
-                           nil)))))
+                        ((%enqueue server (%make-pending fd tls ticket))
+                         (incf (session-server-active server))
+                         (incf (session-server-accepted server))
+                         nil)
+                        (t t)))))
       (when full
         (when ticket (ignore-errors (admit-leave admit ticket)))
         (%refuse server fd :full)))))
@@ -207,9 +230,14 @@ refuses it."
                                        (sleep 0.05)
                                        nil))
                            while c
-                           do (if (session-server-stopping server)
-                                  (%refuse server c :stopping)
-                                  (%admit-new server c (cdr entry)))))))))))
+                           do (handler-case
+                                  (if (session-server-stopping server)
+                                      (%refuse server c :stopping)
+                                      (%admit-new server c (cdr entry)))
+                                (serious-condition (e)
+                                  ;; The acceptor must survive anything one connection causes
+                                  ;; (C is not closed here: it may be closed or queued already).
+                                  (log-warn "session accept: ~a" e)))))))))))
 
 (defun start-session-server (handler &key listeners (host "127.0.0.1") (port 0)
                                           (max-sessions 100) (spare-threads 2)
@@ -227,7 +255,8 @@ errors are logged (and counted).
 LISTENERS: crow.server listener structs (listen-tls ones get a TLS handshake first, with
 TLS-CONTEXT) or plain listening descriptors; without any, a TCP listener is opened on
 HOST:PORT (port 0 picks one: see session-server-port) and closed at stop.  At most
-MAX-SESSIONS connections are queued or served at once; beyond that the REFUSAL reply (a
+MAX-SESSIONS connections (at most *session-thread-limit*) are queued or served at once;
+beyond that the REFUSAL reply (a
 string, octets, or a function of the reason :full :per-address :rate :stopping returning
 one) is written and the connection closed.  ADMIT (a crow.unix admit table, or a plist of
 make-admit's options) adds per-address and rate limits, refused the same way.  GREETING (a
@@ -235,6 +264,14 @@ string, or a function of the session returning one) is written before HANDLER is
 IDLE-TIMEOUT and WRITE-TIMEOUT are seconds, BANDWIDTH-IN/-OUT bytes per second per session,
 MAX-LINE and BARE-LF the line policy.  SPARE-THREADS idle threads are kept for the next
 connections.  Signals unix-error when a listener cannot be opened."
+  (when (> max-sessions *session-thread-limit*)
+    (log-warn "max-sessions ~d is over the ~d threads a process can hold: ~:*~d used"
+              max-sessions *session-thread-limit*)
+    (setf max-sessions *session-thread-limit*))
+  (dolist (l listeners)
+    (when (and (listener-p l) (eq (listener-kind l) :datagram))
+      (error 'simple-crow-error :format-control "start-session-server: ~a is not a stream listener"
+                                :format-arguments (list (listener-description l)))))
   (when (and (some #'%listener-tls-p listeners) (null tls-context))
     (error 'simple-crow-error :format-control "start-session-server: a listen-tls listener needs :tls-context"
                               :format-arguments '()))
@@ -297,7 +334,8 @@ Returns true when idle.  (Polls: ECL 21 has no timed condition waits.)"
   "Stops SERVER: stops accepting (listeners it did not open stay open), lets the sessions in
 progress finish for TIMEOUT seconds, then ends the waits of those still running (they see end
 of file) and joins every thread.  Returns the number of sessions that had to be cut short.
-Can't fail."
+Call it from outside SERVER's session threads (a handler that wants the server to stop tells
+the thread that started it).  Can't fail."
   (when (session-server-stopping server)
     (return-from stop-session-server 0))
   (setf (session-server-stopping server) t)
