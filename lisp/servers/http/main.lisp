@@ -152,13 +152,31 @@ privilege separation).  Returns the list of event-servers."
   (prog1 (loop for s in *servers* sum (stop-event-workers s))
     (setf *servers* '())))
 
+(defvar *tls-context* nil "The server TLS context for listen-tls listeners (made by the parent).")
+
+(defun configure-tls (config check)
+  "Makes the TLS context for CONFIG's listen-tls addresses from tls-cert and tls-key (in the
+parent, before any chroot), replacing the previous one.  Signals an error when they are
+missing or unusable.  Returns the context or NIL."
+  (when (config-value config :listen-tls)
+    (let ((cert (config-value config :tls-cert)) (key (config-value config :tls-key)))
+      (unless (and cert key) (error "listen-tls needs tls-cert and tls-key"))
+      (let ((ctx (make-tls-server-context cert key)))
+        (if check
+            (progn (free-tls-context ctx) nil)
+            (let ((old *tls-context*))
+              (setf *tls-context* ctx)
+              (when old (free-tls-context old))
+              ctx))))))
+
 (defun configure (config)
   "crow.server's configure step, in the parent after each read of CONFIG: builds the vhosts
-\(signals an error listing the problems), reads the media types and opens the access log
-\(before any chroot).  Returns NIL."
+\(signals an error listing the problems), loads the TLS certificate, reads the media types and
+opens the access log (before any chroot).  Returns NIL."
   (let* ((root (getf crow.server::*options* :root))
          (problems (configure-vhosts config :root (if (consp root) (car (last root)) root))))
     (when problems (error "~{~a~^; ~}" problems)))
+  (configure-tls config (getf crow.server::*options* :check))
   (load-mime-types (config-value config :mime-types))
   (unless (getf crow.server::*options* :check)
     (open-access-log (or (config-value config :access-log) (config-value config :log-pipe))))
@@ -190,7 +208,8 @@ input stops the server.  Returns 0."
                          *start-time* (unix-time))
                    (start-event-workers 'handle :listeners (context-listeners context)
                                                 :workers nworkers :mode :http
-                                                :ev-options (ev-options config admit)))))
+                                                :ev-options (ev-options config admit)
+                                                :tls-context *tls-context*))))
     (log-info "serving http on ~{~a~^, ~} with ~d worker~:p"
               (mapcar #'listener-description (context-listeners context)) nworkers)
     (when (context-option context :repl)
