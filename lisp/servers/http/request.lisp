@@ -21,6 +21,17 @@ buffer until the response finishes the unit)."
   (status 0) (sent 0)                   ; for the access log
   (close nil))                          ; close after the response whatever the client said
 
+(define-slot-readers request %rq ev unit conn method target path query-string version
+  keep-alive head-length body-length host vhost %peer %headers %body plist out-headers
+  responded status sent close)
+
+(let ((r (%make-request :ev 'ev :unit 'unit :conn 3 :method :m :target "t" :path "p"
+                        :query-string "q" :version 10 :keep-alive :k :head-length 7
+                        :body-length 8 :host "h" :vhost :v :%peer "pe" :plist '(:p)
+                        :out-headers '(:o) :responded :r :status 204 :sent 9 :close :c)))
+  (unless (check-%rq-readers r)
+    (error "crow.http: the request slot readers do not match the struct")))
+
 (defun request-header (req name)
   "Returns the value of REQ's first header field NAME (a string, case-insensitive) as a
 string, or NIL."

@@ -77,15 +77,15 @@ a string with characters beyond ASCII is encoded as UTF-8."
 (defun add-response-header (req name value)
   "Queues the header NAME: VALUE for REQ's response (after those already queued).  Returns
 VALUE."
-  (setf (request-out-headers req) (nconc (request-out-headers req) (list (cons name value))))
+  (setf (request-out-headers req) (nconc (%rq-out-headers req) (list (cons name value))))
   value)
 
 (defun default-content-type (req)
-  (let ((v (request-vhost req)))
+  (let ((v (%rq-vhost req)))
     (if v (vhost-html-type v) "text/html; charset=utf-8")))
 
 (defun %close-p (req status)
-  (or (not (request-keep-alive req)) (request-close req) (= status 400)))
+  (or (not (%rq-keep-alive req)) (%rq-close req) (= status 400)))
 
 (defvar *tail-cache* (vector nil -1 nil "")
   "#(CONTENT-TYPE LENGTH CONNECTION-LINE TAIL) of the last plain response head: a handler
@@ -106,20 +106,20 @@ CONTENT-TYPE (a base-string), Content-Length LENGTH and CONN's connection line."
 (defun %head (req status content-type length headers close chunked body)
   "Returns the simple-vector of pieces of a response: the head (blank line included), then
 the byte chunks BODY."
-  (when (and length content-type (not chunked) (null headers) (null (request-out-headers req))
+  (when (and length content-type (not chunked) (null headers) (null (%rq-out-headers req))
              (si:base-string-p content-type))
     (let* ((conn (cond (close +conn-close+)
-                       ((eql (request-version req) 10) +conn-keep+)
+                       ((eql (%rq-version req) 10) +conn-keep+)
                        (t +empty+)))
            (v (make-array (+ 3 (length body))))
            (i 3))
       (declare (fixnum i) (simple-vector v))
       (setf (svref v 0) (status-line status)
-            (svref v 1) (http-date (request-ev req))
+            (svref v 1) (http-date (%rq-ev req))
             (svref v 2) (%tail content-type length conn))
       (dolist (b body) (setf (svref v i) b) (incf i))
       (return-from %head v)))
-  (let* ((extra (request-out-headers req))
+  (let* ((extra (%rq-out-headers req))
          (n (+ 5 (if content-type 2 0) (cond (chunked 1) (length 2) (t 0))
                (length extra) (length headers) (length body)))
          (v (make-array n))
@@ -127,7 +127,7 @@ the byte chunks BODY."
     (declare (fixnum i n) (simple-vector v))
     (macrolet ((put (x) `(progn (setf (svref v i) ,x) (incf i))))
       (put (status-line status))
-      (put (http-date (request-ev req)))
+      (put (http-date (%rq-ev req)))
       (when content-type (put +ct+) (put (bytes-of content-type)))
       (cond (chunked (put +te-chunked+))
             (length (put +cl+) (put (digits length))))
@@ -136,7 +136,7 @@ the byte chunks BODY."
       ;; a header is (name . value), or ready-made bytes of whole lines
       (dolist (h headers) (put (if (consp h) (header-bytes (car h) (cdr h)) h)))
       (put (cond (close +conn-close+)
-                 ((eql (request-version req) 10) +conn-keep+)
+                 ((eql (%rq-version req) 10) +conn-keep+)
                  (t +empty+)))
       (put +crlf+)
       (dolist (b body) (put b)))
@@ -144,22 +144,22 @@ the byte chunks BODY."
     v))
 
 (defun %finish (req status sent close)
-  (setf (request-responded req) t (request-status req) status (request-sent req) sent)
+  (setf (request-responded req) t (%rq-status req) status (%rq-sent req) sent)
   close)
 
 (defun send-response (req status content-type chunks headers)
   "Writes REQ's whole response — head and the byte CHUNKS (octets or base-strings) — with one
 writev and finishes the unit.  HEAD requests and 204/304 get no body.  Returns T, or NIL
 when the client has gone."
-  (when (request-responded req)
-    (error "crow.http: ~a ~a answered twice" (request-method req) (request-target req)))
+  (when (%rq-responded req)
+    (error "crow.http: ~a ~a answered twice" (%rq-method req) (%rq-target req)))
   (let* ((length (loop for c in chunks sum (length c)))
          (close (%close-p req status))
-         (nobody (or (eq (request-method req) :head) (= status 204) (= status 304)))
+         (nobody (or (eq (%rq-method req) :head) (= status 204) (= status 304)))
          (parts (%head req status content-type (if (or (= status 204) (= status 304)) nil length)
                        headers close nil (if nobody nil chunks))))
     (%finish req status (if nobody 0 length) close)
-    (ev-reply (request-ev req) (request-conn req) parts :close close)))
+    (ev-reply (%rq-ev req) (%rq-conn req) parts :close close)))
 
 (defun respond (req body &key (status 200) content-type headers)
   "Answers REQ with BODY (octets, a string — encoded as UTF-8 — or a list of those, all
@@ -192,7 +192,7 @@ the client has gone.  Empty DATA writes nothing."
   (let* ((b (bytes-of data)) (n (length b)) (req (chunk-stream-req stream)))
     (cond ((or (zerop n) (chunk-stream-silent stream)) t)
           (t (incf (chunk-stream-sent stream) n)
-             (ev-reply (request-ev req) (request-conn req)
+             (ev-reply (%rq-ev req) (%rq-conn req)
                        (if (chunk-stream-framed stream)
                            (vector (base (format nil "~x~c~c" n #\Return #\Linefeed)) b +crlf+)
                            (vector b))
@@ -203,14 +203,14 @@ the client has gone.  Empty DATA writes nothing."
 bytes unframed and a close), calls FN with the stream, then ends the response.  If FN exits
 abnormally the connection is closed (the client sees a truncated response).  Returns FN's
 values."
-  (let* ((head-only (eq (request-method req) :head))
-         (framed (= (request-version req) 11))
+  (let* ((head-only (eq (%rq-method req) :head))
+         (framed (= (%rq-version req) 11))
          (close (or (not framed) (%close-p req status)))
          (stream (%make-chunk-stream req framed head-only))
-         (ev (request-ev req)) (conn (request-conn req))
+         (ev (%rq-ev req)) (conn (%rq-conn req))
          (ok nil))
-    (when (request-responded req) (error "crow.http: ~a answered twice" (request-target req)))
-    (setf (request-responded req) t (request-status req) status)
+    (when (%rq-responded req) (error "crow.http: ~a answered twice" (%rq-target req)))
+    (setf (request-responded req) t (%rq-status req) status)
     (ev-reply ev conn (%head req status (or content-type (default-content-type req)) nil
                              headers close framed nil)
               :more (not head-only) :close (and head-only close))

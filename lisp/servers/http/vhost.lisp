@@ -14,6 +14,17 @@ METHODS a list of method keywords (NIL: any); EXACT: the path must equal PREFIX.
   (mode :static+dynamic) (post-max (* 4 1024 1024)) (routes '()) (listing nil)
   (index '("index.html")) (html-type "text/html; charset=utf-8") (default nil))
 
+(define-slot-readers route %rt prefix symbol methods exact)
+(define-slot-readers vhost %vh name aliases root real-root charset mode post-max routes listing
+  index html-type default)
+
+(let ((r (%make-route "/p" 's '(:get) t))
+      (v (%make-vhost :name "n" :aliases '("a") :root "r" :real-root "rr" :charset "c"
+                      :mode :dynamic :post-max 5 :routes '(1) :listing :l :index '("i")
+                      :html-type "h" :default :d)))
+  (unless (and (check-%rt-readers r) (check-%vh-readers v))
+    (error "crow.http: the route or vhost slot readers do not match the structs")))
+
 (defvar *vhosts* (make-hash-table :test 'equalp)
   "Host name or alias (any case) -> vhost.")
 (defvar *default-vhost* nil "The vhost for requests whose Host matches no name.")
@@ -100,10 +111,10 @@ route.  Signals an error for an unknown vhost."
 (defun find-route (vhost path)
   "Returns the longest route of VHOST matching PATH, or NIL."
   (declare (string path))
-  (dolist (r (vhost-routes vhost))
-    (let* ((p (route-prefix r)) (n (length p)))
+  (dolist (r (%vh-routes vhost))
+    (let* ((p (%rt-prefix r)) (n (length p)))
       (declare (string p) (fixnum n))
-      (when (if (route-exact r)
+      (when (if (%rt-exact r)
                 (and (= n (length path)) (%prefix-p p path))
                 (and (%prefix-p p path)
                      (or (= n (length path)) (char= (char p (1- n)) #\/)
