@@ -17,7 +17,8 @@
     (program "crow-echo" :system "crow/echo" :entry "CROW.ECHO:MAIN")
     (program "crow-hello" :system "crow/hello" :entry "CROW.HELLO:MAIN")
     (program "crow-appserv" :system "crow/appserv" :entry "CROW.APPSERV:MAIN")
-    (program "mmspawnd" :system "crow/spawn" :entry "CROW.SPAWN:MAIN")))
+    (program "mmspawnd" :system "crow/spawn" :entry "CROW.SPAWN:MAIN")
+    (program "crow-httpd" :system "crow/http" :entry "CROW.HTTP:MAIN")))
 
 (defun entry-form (entry)
   (let* ((colon (position #\: entry))

@@ -39,7 +39,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :version "0.1.0"
   :license "BSD-2-Clause"
   :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/appserv"
-               "crow/spawn"))
+               "crow/spawn" "crow/http"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -62,6 +62,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "admit")
                (:file "tls")
                (:file "evloop")
+               (:file "evhttp")
                (:file "sess")))
 
 (defsystem "crow/sh"
@@ -130,11 +131,28 @@ pre-forked, chrooted, unprivileged children."
                (:file "server")
                (:file "main")))
 
+(defsystem "crow/http"
+  :description "crow-httpd: HTTP/1.1 server for files and Lisp handlers (package crow.http)."
+  :version "0.1.0"
+  :pathname "lisp/servers/http/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "specials")
+               (:file "request")
+               (:file "vhost")
+               (:file "mime")
+               (:file "response")
+               (:file "static")
+               (:file "access-log")
+               (:file "server")
+               (:file "main")))
+
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -148,4 +166,5 @@ pre-forked, chrooted, unprivileged children."
                (:file "server-config")
                (:file "server-session")
                (:file "server-listen")
-               (:file "server-prefork")))
+               (:file "server-prefork")
+               (:file "http")))

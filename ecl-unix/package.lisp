@@ -63,5 +63,8 @@
    #:session-set-line-policy #:session-set-timeouts #:session-starttls #:session-timeout
    #:session-timeout-direction #:session-tls-error #:session-tls-p #:session-tls-version
    #:session-write #:with-session
+   ;; HTTP request facts (evhttp.lisp)
+   #:*http-methods* #:ev-unit-header-base #:ev-unit-header-values #:ev-unit-request
+   #:ev-unit-string #:realpath
    ;; the C core
    #:core-version))

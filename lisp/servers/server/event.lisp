@@ -34,7 +34,9 @@ answers the very next unit."
                     (ev-unlisten ev)
                     (setf (event-worker-unlistened worker) t))
                   (let ((kind (ev-next ev unit 500)))
-                    (setf (event-worker-open worker) (getf (ev-stats ev) :open))
+                    ;; ev-stats conses a plist: only when a drain needs the count, or idle.
+                    (when (or (null kind) (event-server-draining server))
+                      (setf (event-worker-open worker) (getf (ev-stats ev) :open)))
                     (when kind
                       (incf (event-worker-units worker))
                       (handler-case
