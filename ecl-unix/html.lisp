@@ -1,0 +1,73 @@
+;;;; html.lisp — bindings to c-core/html: HTML escaping straight into an octet buffer (UTF-8),
+;;;; form (percent) decoding through the UTF-8 codec, and a byte search for multipart bodies.
+
+(in-package :crow.unix)
+
+(ffi:clines "#include \"html.h\"")
+
+(defconstant +html-escape-max+ 6
+  "Worst-case output bytes per input character of html-escape-into.")
+
+(declaim (inline html-escape-into))
+(defun html-escape-into (string out pos)
+  "Escapes STRING (a simple string; & < > \" ' become entities) as UTF-8 into the octet
+vector OUT at POS, which must have room for (* +html-escape-max+ (length STRING)) bytes
+there.  Returns the position after the last byte written.  Can't fail (unchecked: callers
+size OUT)."
+  (declare (type octets out) (fixnum pos) (optimize (speed 3) (safety 0)))
+  (if (typep string 'simple-base-string)
+      (ffi:c-inline (string out pos) (:object :object :fixnum) :fixnum
+        "(cl_fixnum)(#2 + crow_html_escape_latin1((const uint8_t *)#0->base_string.self,
+                        #0->base_string.fillp, #1->vector.self.b8 + #2))" :one-liner t)
+      (ffi:c-inline (string out pos) (:object :object :fixnum) :fixnum
+        "(cl_fixnum)(#2 + crow_html_escape_utf32((const uint32_t *)#0->string.self,
+                        #0->string.fillp, #1->vector.self.b8 + #2))" :one-liner t)))
+
+(defun html-escape-octets-into (octets start end out pos)
+  "Escapes the UTF-8 bytes OCTETS[START,END) into OUT at POS (room for 6 * (END - START)
+bytes).  Returns the position after the last byte written.  Can't fail (unchecked)."
+  (declare (type octets octets out) (fixnum start end pos))
+  (ffi:c-inline (octets start end out pos) (:object :fixnum :fixnum :object :fixnum) :fixnum
+    "(cl_fixnum)(#4 + crow_html_escape_utf8(#0->vector.self.b8 + #1, (size_t)(#2 - #1),
+                                             #3->vector.self.b8 + #4))" :one-liner t))
+
+(defun html-escape (string)
+  "Returns STRING escaped for HTML as a fresh string.  Can't fail."
+  (let* ((s (coerce string 'simple-string))
+         (out (make-octets (* +html-escape-max+ (length s))))
+         (n (html-escape-into s out 0)))
+    (utf8-decode out :end n)))
+
+(defun form-decode (source &key (start 0) end (plus t))
+  "Returns SOURCE[START,END) (a simple-base-string or octet vector of
+application/x-www-form-urlencoded text) decoded: `+` as space when PLUS, `%XX` as the byte
+XX (a malformed escape is kept as it is), then UTF-8 decoded by the C codec (ill-formed
+sequences become U+FFFD).  Can't fail."
+  (let* ((end (check-bounds source start end))
+         (n (- end start))
+         (tmp (make-octets n))
+         (p (if plus 1 0))
+         (k (etypecase source
+              (simple-base-string
+               (ffi:c-inline (source start n tmp p) (:object :fixnum :fixnum :object :int) :fixnum
+                 "(cl_fixnum)crow_html_form_decode((const uint8_t *)#0->base_string.self + #1,
+                                                  (size_t)#2, #3->vector.self.b8, #4)"
+                 :one-liner t))
+              (octets
+               (ffi:c-inline (source start n tmp p) (:object :fixnum :fixnum :object :int) :fixnum
+                 "(cl_fixnum)crow_html_form_decode(#0->vector.self.b8 + #1, (size_t)#2,
+                                                  #3->vector.self.b8, #4)"
+                 :one-liner t)))))
+    (utf8-decode tmp :end k)))
+
+(defun octets-search (needle hay &key (start 0) end)
+  "Returns the index of the first occurrence of the octets NEEDLE in HAY[START,END), or NIL
+(also for an empty NEEDLE).  Can't fail."
+  (check-type needle octets)
+  (check-type hay octets)
+  (let* ((end (check-bounds hay start end))
+         (r (ffi:c-inline (hay end start needle (length needle))
+                          (:object :fixnum :fixnum :object :fixnum) :long
+              "crow_html_find(#0->vector.self.b8, (size_t)#1, (size_t)#2, #3->vector.self.b8, (size_t)#4)"
+              :one-liner t)))
+    (and (>= r 0) r)))
