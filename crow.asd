@@ -50,6 +50,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "conditions")
                (:file "ffi")
                (:file "utf8")
+               (:file "html")
                (:file "fd")
                (:file "fs")
                (:file "socket")
@@ -58,7 +59,8 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "signal")
                (:file "time")
                (:file "syslog")
-               (:file "evloop")))
+               (:file "evloop")
+               (:file "sha256")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
@@ -99,11 +101,21 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :components ((:file "package")
                (:file "hello")))
 
+(defsystem "crow/web"
+  :description "crow.web: compile-time HTML templates, http-let, cookies and sessions."
+  :version "0.1.0"
+  :pathname "lisp/web/"
+  :depends-on ("crow/unix")
+  :serial t
+  :components ((:file "package")
+               (:file "html")
+               (:file "forms")))
+
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/web")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -112,4 +124,6 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-proc")
                (:file "unix-time")
                (:file "unix-utf8")
-               (:file "server-config")))
+               (:file "server-config")
+               (:file "web-html")
+               (:file "web-forms")))

@@ -48,5 +48,10 @@
    #:ev-unit-free #:ev-unit-header #:ev-unit-headers #:ev-unit-http #:ev-unit-keep-alive
    #:ev-unit-length #:ev-unit-line #:ev-unit-method #:ev-unit-method-p #:ev-unit-octets #:ev-unit-peer
    #:ev-unit-target #:make-ev-loop #:make-ev-unit #:ev-wake
+   ;; HTML escaping and form decoding (c-core/html)
+   #:+html-escape-max+ #:form-decode #:html-escape #:html-escape-into
+   #:html-escape-octets-into #:octets-search
+   ;; SHA-256 and HMAC (c-core/sha256)
+   #:constant-time-equal #:hmac-sha256 #:octets-to-hex #:sha256 #:sha256-file
    ;; the C core
    #:core-version))
