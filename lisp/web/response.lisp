@@ -1,0 +1,77 @@
+;;;; response.lisp — answering from crow.web: HTML pages from templates, Set-Cookie with every
+;;;; attribute, redirects.
+
+(in-package :crow.web)
+
+;;; ------------------------------------------------------------------ cookies
+
+(defun %cookie-octet-p (code)
+  ;; RFC 6265 cookie-octet: visible ASCII except " , ; \ (and %, which we use to escape).
+  (and (< 32 code 127) (not (member code '(34 44 59 92 37)))))
+
+(defun encode-cookie-value (value)
+  "Returns VALUE (a string) with every octet of its UTF-8 form that is not a cookie-octet
+written as %XX (parse-cookies undoes it).  Can't fail."
+  (let ((octets (utf8-encode value)))
+    (if (every #'%cookie-octet-p octets)
+        (map 'string #'code-char octets)
+        (with-output-to-string (s)
+          (loop for b across octets
+                do (if (%cookie-octet-p b)
+                       (write-char (code-char b) s)
+                       (format s "%~2,'0X" b)))))))
+
+(defun %token-p (name)
+  (and (plusp (length name))
+       (every (lambda (c) (and (< 32 (char-code c) 127) (not (find c "()<>@,;:\\\"/[]?={} "))))
+              name)))
+
+(defun cookie-header-value (name value &key max-age expires path domain secure http-only
+                                            same-site)
+  "Returns the Set-Cookie header value for cookie NAME = VALUE (encoded by
+encode-cookie-value) with the attributes given: MAX-AGE (seconds), EXPIRES (Unix time),
+PATH, DOMAIN, SECURE, HTTP-ONLY, SAME-SITE (:strict, :lax or :none — :none implies Secure).
+Signals an error for a NAME that is not an HTTP token or a bad SAME-SITE."
+  (unless (%token-p name) (error "crow.web: bad cookie name ~s" name))
+  (with-output-to-string (s)
+    (format s "~a=~a" name (encode-cookie-value (or value "")))
+    (when max-age (format s "; Max-Age=~d" max-age))
+    (when expires
+      (format s "; Expires=~a" (format-http-date expires)))
+    (when domain (format s "; Domain=~a" domain))
+    (when path (format s "; Path=~a" path))
+    (when (or secure (eq same-site :none)) (write-string "; Secure" s))
+    (when http-only (write-string "; HttpOnly" s))
+    (when same-site
+      (format s "; SameSite=~a" (ecase same-site (:strict "Strict") (:lax "Lax") (:none "None"))))))
+
+(defun set-cookie (req name value &rest attributes &key max-age expires path domain secure
+                                                         http-only same-site)
+  "Queues a Set-Cookie header on REQ's response (see cookie-header-value for the attributes).
+Returns VALUE."
+  (declare (ignore max-age expires path domain secure http-only same-site))
+  (add-response-header req "Set-Cookie" (apply #'cookie-header-value name value attributes))
+  value)
+
+(defun delete-cookie (req name &key path domain)
+  "Queues a Set-Cookie header that removes cookie NAME (Max-Age=0).  Returns NIL."
+  (add-response-header req "Set-Cookie" (cookie-header-value name "" :max-age 0 :path path
+                                                                        :domain domain))
+  nil)
+
+;;; ------------------------------------------------------------------ pages and redirects
+
+(defun redirect (req location &key (status 302))
+  "Answers REQ with a redirect to LOCATION (302 by default; 303 after a POST).  Returns T, or
+NIL when the client has gone."
+  (respond-redirect req location :status status))
+
+(defmacro respond-html ((req &key (status 200) headers (mode '*html-mode*) (size 4096))
+                        &body template)
+  "Answers REQ with TEMPLATE (compiled now) as text/html; charset=utf-8: the page is written
+into one buffer and sent with the head in one writev.  Returns what respond returns."
+  `(respond ,req (html-octets (:mode ,(if (and (consp mode) (eq (car mode) 'quote)) (second mode)
+                                          (if (keywordp mode) mode *html-mode*))
+                               :size ,size)
+                   ,@template)
+            :status ,status :headers ,headers :content-type "text/html; charset=utf-8"))
