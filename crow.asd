@@ -38,7 +38,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :description "crow: Unix servers on an ECL Common Lisp host over a C performance core."
   :version "0.1.0"
   :license "BSD-2-Clause"
-  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello"))
+  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/http"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -60,6 +60,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "time")
                (:file "syslog")
                (:file "evloop")
+               (:file "evhttp")
                (:file "sha256")))
 
 (defsystem "crow/sh"
@@ -101,15 +102,35 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :components ((:file "package")
                (:file "hello")))
 
+(defsystem "crow/http"
+  :description "crow-httpd: HTTP/1.1 server for files and Lisp handlers (package crow.http)."
+  :version "0.1.0"
+  :pathname "lisp/servers/http/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "specials")
+               (:file "request")
+               (:file "vhost")
+               (:file "mime")
+               (:file "response")
+               (:file "static")
+               (:file "access-log")
+               (:file "server")
+               (:file "main")))
+
 (defsystem "crow/web"
   :description "crow.web: compile-time HTML templates, http-let, cookies and sessions."
   :version "0.1.0"
   :pathname "lisp/web/"
-  :depends-on ("crow/unix")
+  :depends-on ("crow/unix" "crow/server" "crow/http")
   :serial t
   :components ((:file "package")
                (:file "html")
-               (:file "forms")))
+               (:file "forms")
+               (:file "params")
+               (:file "response")
+               (:file "session")))
 
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."

@@ -53,5 +53,7 @@
    #:html-escape-octets-into #:octets-search
    ;; SHA-256 and HMAC (c-core/sha256)
    #:constant-time-equal #:hmac-sha256 #:octets-to-hex #:sha256 #:sha256-file
+   ;; HTTP request facts (evhttp.lisp)
+   #:*http-methods* #:ev-unit-header-values #:ev-unit-request #:ev-unit-string #:realpath
    ;; the C core
    #:core-version))

@@ -2,7 +2,7 @@
 ;;;; signed sessions for handlers running in crow-httpd.
 
 (defpackage :crow.web
-  (:use :cl :crow.unix)
+  (:use :cl :crow.unix :crow.server :crow.http)
   (:export
    ;; templates (html.lisp)
    #:*html-mode* #:compile-template #:define-template #:html-octets #:html-out
@@ -14,4 +14,14 @@
    #:form-error #:form-error-status #:form-fields #:form-names #:form-value #:form-values
    #:header-main-value #:header-parameter #:parse-cookies #:parse-multipart
    #:parse-urlencoded #:upload #:upload-content-type #:upload-filename #:upload-name
-   #:upload-p #:upload-path #:upload-size))
+   #:upload-p #:upload-path #:upload-size
+   ;; http-let (params.lisp)
+   #:delete-request-uploads #:http-let #:http-param #:request-body-fields #:request-cookie
+   #:request-cookies #:request-query-fields #:with-http-let
+   ;; responses (response.lisp)
+   #:cookie-header-value #:delete-cookie #:encode-cookie-value #:redirect #:respond-html
+   #:set-cookie
+   ;; sessions (session.lisp)
+   #:*session-cookie* #:*session-lifetime* #:*session-secret* #:end-session #:ensure-session
+   #:find-session #:random-octets #:session #:session-cookie-value #:session-expires
+   #:session-id #:session-value))

@@ -1,0 +1,75 @@
+;;;; evhttp.lisp — HTTP request facts out of a c-core/evloop :request unit in one call each,
+;;;; for crow-httpd's hot path: no consing for headers nobody asks for.
+
+(in-package :crow.unix)
+
+(ffi:clines "#include <limits.h>" "#include <stdlib.h>" "#include <string.h>"
+            "#include <strings.h>" "#include \"evloop.h\"")
+
+(defparameter *http-methods*
+  #(:get :head :post :put :delete :options :patch :trace :connect)
+  "Method keywords, indexed by the code ev-unit-request returns (-1 for any other token).")
+
+(defun ev-unit-request (unit)
+  "Returns a :request unit's facts in one call: (values METHOD-CODE VERSION KEEP-ALIVE
+CHUNKED CONTENT-LENGTH HEAD-LENGTH BODY-LENGTH TARGET-OFFSET TARGET-LENGTH HOST-OFFSET
+HOST-LENGTH HOST-COUNT CONTENT-LENGTH-COUNT HEADER-COUNT).  METHOD-CODE indexes
+*http-methods* (-1: another method); HOST-OFFSET is -1 without a Host field; the counts say
+how many Host and Content-Length fields the head has.  Can't fail."
+  (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void)
+                (values :int :int :bool :bool :int64-t :fixnum :fixnum :fixnum :fixnum
+                        :fixnum :fixnum :fixnum :fixnum :fixnum)
+    "{ static const char *const m[] = {\"GET\",\"HEAD\",\"POST\",\"PUT\",\"DELETE\",\"OPTIONS\",
+                                       \"PATCH\",\"TRACE\",\"CONNECT\"};
+       const struct crow_ev_unit *u = (const struct crow_ev_unit *)#0;
+       const struct crow_ev_http *h = &u->http;
+       int code = -1; uint32_t i; cl_fixnum hoff = -1, hlen = 0, hc = 0, clc = 0;
+       for (i = 0; i < sizeof m / sizeof m[0]; i++)
+         if (strlen(m[i]) == h->method_len && !memcmp(u->data + h->method_off, m[i], h->method_len)) { code = (int)i; break; }
+       for (i = 0; i < h->nheaders; i++) {
+         const struct crow_ev_header *f = &h->headers[i];
+         if (f->name_len == 4 && !strncasecmp(u->data + f->name_off, \"host\", 4)) {
+           if (!hc++) { hoff = f->value_off; hlen = f->value_len; } }
+         else if (f->name_len == 14 && !strncasecmp(u->data + f->name_off, \"content-length\", 14)) clc++; }
+       @(return 0) = code; @(return 1) = h->version; @(return 2) = h->keep_alive;
+       @(return 3) = h->chunked; @(return 4) = h->content_length; @(return 5) = h->head_len;
+       @(return 6) = h->body_len; @(return 7) = h->target_off; @(return 8) = h->target_len;
+       @(return 9) = hoff; @(return 10) = hlen; @(return 11) = hc; @(return 12) = clc;
+       @(return 13) = h->nheaders; }"))
+
+(defun ev-unit-string (unit offset length)
+  "Returns LENGTH bytes of the unit's data from OFFSET as a fresh base-string (one character
+per byte).  The caller keeps OFFSET and LENGTH within the unit.  Can't fail."
+  (%unit-base-string unit offset length))
+
+(defun ev-unit-header-values (unit name)
+  "Returns the values of every header field NAME (ASCII case ignored) of a :request unit, in
+order, as base-strings.  Can't fail."
+  (let ((n (string-to-c name)) (out '()) (i 0))
+    (loop
+      (multiple-value-bind (next off len)
+          (ffi:c-inline ((ev-unit-pointer unit) n i) (:pointer-void :object :fixnum)
+                        (values :fixnum :fixnum :fixnum)
+            "{ const struct crow_ev_unit *u = (const struct crow_ev_unit *)#0;
+               const char *nm = (const char *)#1->vector.self.b8; size_t nl = strlen(nm);
+               uint32_t i; cl_fixnum nx = -1, off = 0, len = 0;
+               for (i = (uint32_t)#2; i < u->http.nheaders; i++) {
+                 const struct crow_ev_header *h = &u->http.headers[i];
+                 if (h->name_len == nl && !strncasecmp(u->data + h->name_off, nm, nl)) {
+                   nx = i + 1; off = h->value_off; len = h->value_len; break; } }
+               @(return 0) = nx; @(return 1) = off; @(return 2) = len; }")
+        (when (minusp next) (return (nreverse out)))
+        (push (%unit-base-string unit off len) out)
+        (setf i next)))))
+
+(defun realpath (path)
+  "Returns PATH with every symbolic link, `.` and `..` resolved (realpath(3)) as a string, or
+NIL with the errno as second value when it cannot be resolved (ENOENT, EACCES, ELOOP...)."
+  (let ((c (string-to-c path)))
+    (multiple-value-bind (r errno)
+        (ffi:c-inline (c) (:object) (values :object :int)
+          "{ char *p = realpath((const char *)#0->vector.self.b8, NULL);
+             if (p) { size_t n = strlen(p); cl_object v = ecl_alloc_simple_vector(n, ecl_aet_b8);
+                      memcpy(v->vector.self.b8, p, n); free(p); @(return 0) = v; @(return 1) = 0; }
+             else { @(return 0) = ECL_NIL; @(return 1) = errno; } }")
+      (if r (values (octets-to-string r) 0) (values nil errno)))))

@@ -1,0 +1,163 @@
+;;;; response.lisp — answers: the head built from cached pieces and written with the body in
+;;;; one writev; error pages, redirects, chunked (streamed) responses.
+
+(in-package :crow.http)
+
+(defparameter +crlf+ (crlf ""))
+(defparameter +ct+ (base (format nil "~c~cContent-Type: " #\Return #\Linefeed)))
+(defparameter +cl+ (base (format nil "~c~cContent-Length: " #\Return #\Linefeed)))
+(defparameter +te-chunked+ (base (format nil "~c~cTransfer-Encoding: chunked" #\Return #\Linefeed)))
+(defparameter +conn-close+ (crlf "Connection: close"))
+(defparameter +conn-keep+ (crlf "Connection: keep-alive"))
+(defparameter +empty+ (base ""))
+(defparameter +last-chunk+ (crlf "0" ""))
+
+(defun digits (n)
+  "Returns the decimal digits of the non-negative integer N as a simple-base-string."
+  (declare (type (integer 0) n))
+  (if (zerop n)
+      (base "0")
+      (let ((len (loop for k = n then (floor k 10) while (plusp k) count t)))
+        (let ((s (make-string len :element-type 'base-char)))
+          (loop for i downfrom (1- len) to 0
+                do (multiple-value-bind (q r) (floor n 10)
+                     (setf (schar s i) (code-char (+ 48 r)) n q)))
+          s))))
+
+(defun bytes-of (x)
+  "Returns X (octets, a string) as something ev-reply writes: octets or a simple-base-string;
+a string with characters beyond ASCII is encoded as UTF-8."
+  (cond ((typep x 'simple-base-string) x)
+        ((typep x '(simple-array (unsigned-byte 8) (*))) x)
+        ((typep x 'octets) (coerce x '(simple-array (unsigned-byte 8) (*))))
+        ((stringp x)
+         (if (every (lambda (c) (< (char-code c) 128)) x)
+             (coerce x 'simple-base-string)
+             (utf8-encode x)))
+        ((null x) +empty+)
+        (t (bytes-of (princ-to-string x)))))
+
+(defun header-bytes (name value)
+  "Returns one header line \"Name: value\\r\\n\"."
+  (bytes-of (concatenate 'string (string name) ": " (if (stringp value) value (princ-to-string value))
+                         (load-time-value (coerce '(#\Return #\Linefeed) 'string)))))
+
+(defun add-response-header (req name value)
+  "Queues the header NAME: VALUE for REQ's response (after those already queued).  Returns
+VALUE."
+  (setf (request-out-headers req) (nconc (request-out-headers req) (list (cons name value))))
+  value)
+
+(defun default-content-type (req)
+  (let ((v (request-vhost req)))
+    (if v (vhost-html-type v) "text/html; charset=utf-8")))
+
+(defun %close-p (req status)
+  (or (not (request-keep-alive req)) (request-close req) (= status 400)))
+
+(defun %head (req status content-type length headers close &key chunked)
+  "Returns the list of head pieces for a response (the final blank line included)."
+  (let ((parts (list* (status-line status) (ev-date (request-ev req))
+                      (nconc (when content-type (list +ct+ (bytes-of content-type)))
+                             (cond (chunked (list +te-chunked+))
+                                   (length (list +cl+ (digits length))))
+                             (list +crlf+)))))
+    (setf parts (nconc parts
+                       (mapcar (lambda (h) (header-bytes (car h) (cdr h))) (request-out-headers req))
+                       (mapcar (lambda (h) (header-bytes (car h) (cdr h))) headers)
+                       (list (cond (close +conn-close+)
+                                   ((= (request-version req) 10) +conn-keep+)
+                                   (t +empty+))
+                             +crlf+)))
+    parts))
+
+(defun %finish (req status sent close)
+  (setf (request-responded req) t (request-status req) status (request-sent req) sent)
+  (mp:atomic-incf (symbol-value (quote *requests*)))
+  close)
+
+(defun send-response (req status content-type chunks headers)
+  "Writes REQ's whole response — head and the byte CHUNKS (octets or base-strings) — with one
+writev and finishes the unit.  HEAD requests and 204/304 get no body.  Returns T, or NIL
+when the client has gone."
+  (when (request-responded req)
+    (error "crow.http: ~a ~a answered twice" (request-method req) (request-target req)))
+  (let* ((length (loop for c in chunks sum (length c)))
+         (close (%close-p req status))
+         (nobody (or (eq (request-method req) :head) (= status 204) (= status 304)))
+         (head (%head req status content-type (if (or (= status 204) (= status 304)) nil length)
+                      headers close)))
+    (%finish req status (if nobody 0 length) close)
+    (ev-reply (request-ev req) (request-conn req)
+              (coerce (if nobody head (nconc head chunks)) 'simple-vector)
+              :close close)))
+
+(defun respond (req body &key (status 200) content-type headers)
+  "Answers REQ with BODY (octets, a string — encoded as UTF-8 — or a list of those, all
+written with the head in one writev), STATUS, CONTENT-TYPE (default: the vhost's HTML type)
+and HEADERS, an alist of (name . value).  Returns T, or NIL when the client has gone.
+Signals an error when REQ was already answered."
+  (send-response req status (or content-type (default-content-type req))
+                 (if (listp body) (mapcar #'bytes-of body) (list (bytes-of body)))
+                 headers))
+
+(defun respond-error (req status &key headers)
+  "Answers REQ with the server's small error page for STATUS (and HEADERS).  Returns T or NIL
+as respond does."
+  (send-response req status "text/html; charset=utf-8" (list (error-page status)) headers))
+
+(defun respond-redirect (req location &key (status 302))
+  "Answers REQ with a redirect to LOCATION (STATUS 301, 302, 303, 307 or 308).  Returns T or
+NIL as respond does."
+  (send-response req status "text/html; charset=utf-8" (list (error-page status))
+                 (list (cons "Location" location))))
+
+;;; Streaming
+
+(defstruct (chunk-stream (:constructor %make-chunk-stream (req framed silent)))
+  req framed silent (sent 0))
+
+(defun send-chunk (stream data)
+  "Writes DATA (octets or a string) as one chunk of STREAM's response.  Returns T, or NIL when
+the client has gone.  Empty DATA writes nothing."
+  (let* ((b (bytes-of data)) (n (length b)) (req (chunk-stream-req stream)))
+    (cond ((or (zerop n) (chunk-stream-silent stream)) t)
+          (t (incf (chunk-stream-sent stream) n)
+             (ev-reply (request-ev req) (request-conn req)
+                       (if (chunk-stream-framed stream)
+                           (vector (base (format nil "~x~c~c" n #\Return #\Linefeed)) b +crlf+)
+                           (vector b))
+                       :more t)))))
+
+(defun call-with-chunked-response (req fn &key (status 200) content-type headers)
+  "Sends REQ's head (Transfer-Encoding: chunked to HTTP/1.1 clients; HTTP/1.0 ones get the
+bytes unframed and a close), calls FN with the stream, then ends the response.  If FN exits
+abnormally the connection is closed (the client sees a truncated response).  Returns FN's
+values."
+  (let* ((head-only (eq (request-method req) :head))
+         (framed (= (request-version req) 11))
+         (close (or (not framed) (%close-p req status)))
+         (stream (%make-chunk-stream req framed head-only))
+         (ev (request-ev req)) (conn (request-conn req))
+         (ok nil))
+    (when (request-responded req) (error "crow.http: ~a answered twice" (request-target req)))
+    (setf (request-responded req) t (request-status req) status)
+    (ev-reply ev conn (coerce (%head req status (or content-type (default-content-type req)) nil
+                                     headers close :chunked framed)
+                              'simple-vector)
+              :more (not head-only) :close (and head-only close))
+    (unwind-protect
+         (multiple-value-prog1 (funcall fn stream) (setf ok t))
+      (setf (request-sent req) (chunk-stream-sent stream))
+      (mp:atomic-incf (symbol-value (quote *requests*)))
+      (unless head-only
+        (if ok
+            (ev-reply ev conn (if framed (vector +last-chunk+) (vector +empty+)) :close close)
+            (ev-close ev conn))))))
+
+(defmacro with-chunked-response ((var req &key (status 200) content-type headers) &body body)
+  "Runs BODY with VAR bound to a stream whose send-chunk calls write REQ's response body as
+it is produced; the response ends when BODY returns."
+  `(call-with-chunked-response ,req (lambda (,var) ,@body) :status ,status
+                                                          :content-type ,content-type
+                                                          :headers ,headers))

@@ -1,0 +1,115 @@
+;;;; server.lisp — crow-httpd: the per-request decisions (HTTP/1.0 and 1.1 rules, vhost,
+;;;; route or file, errors), the configuration and the program's entry point.
+
+(in-package :crow.http)
+
+(defvar *max-headers* 64 "Header fields allowed in a request head (431 beyond).")
+(defvar *allow-static* "GET, HEAD, OPTIONS")
+
+;;; Framing errors (the C loop could not make a request of the input: it closes after this)
+
+(defun %request-line-shape (octets n)
+  "Returns :version when OCTETS[0,N) starts with a well-formed request line whose version is
+not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, else NIL."
+  (let ((lf (position 10 octets :end n)))
+    (if (null lf)
+        :unfinished
+        (let* ((line (map 'string #'code-char (subseq octets 0 (if (and (plusp lf) (= 13 (aref octets (1- lf)))) (1- lf) lf))))
+               (sp1 (position #\Space line))
+               (sp2 (and sp1 (position #\Space line :start (1+ sp1))))
+               (v (and sp2 (subseq line (1+ sp2)))))
+          (when (and sp1 sp2 (> sp1 0) (> sp2 (1+ sp1)) (= (length v) 8) (string= "HTTP/" v :end2 5)
+                     (digit-char-p (char v 5)) (char= (char v 6) #\.) (digit-char-p (char v 7))
+                     (not (member v '("HTTP/1.0" "HTTP/1.1") :test #'string=)))
+            :version)))))
+
+(defun raw-error (ev conn status)
+  "Writes a small error response for STATUS and closes CONN after it."
+  (let ((body (error-page status)))
+    (ev-reply ev conn (vector (status-line status) (ev-date ev) +ct+ (base "text/html; charset=utf-8")
+                              +cl+ (digits (length body)) +crlf+ +conn-close+ +crlf+ body)
+              :close t)))
+
+(defun framing-error (ev unit kind)
+  (let ((conn (ev-unit-conn unit)))
+    (case kind
+      (:too-large (raw-error ev conn 413))
+      (:too-long
+       (multiple-value-bind (buf n) (ev-unit-octets unit)
+         (raw-error ev conn (if (eq (%request-line-shape buf n) :unfinished) 414 431))))
+      (:bad
+       (multiple-value-bind (buf n) (ev-unit-octets unit)
+         (raw-error ev conn (if (eq (%request-line-shape buf n) :version) 505 400))))
+      (t (ev-done ev conn)))))
+
+;;; Requests
+
+(defun call-route (req route)
+  (let ((methods (route-methods route)))
+    (if (and methods (not (member (request-method req) methods)))
+        (respond-error req 405 :headers (list (cons "Allow" (format nil "~{~a~^, ~}" methods))))
+        (let ((sym (route-symbol route)))
+          (funcall (if (symbolp sym) (symbol-function sym) sym) req)
+          (unless (request-responded req)
+            (log-warn "~a ~a: handler ~s returned without answering" (request-method req)
+                      (request-target req) sym)
+            (respond-error req 500))))))
+
+(defun dispatch (req vhost path)
+  "Answers REQ for PATH in VHOST: a route, else a file (by the vhost's mode), else 404/405."
+  (let* ((mode (vhost-mode vhost))
+         (route (and (not (eq mode :static)) (find-route vhost path))))
+    (cond (route (call-route req route))
+          ((eq mode :dynamic) (respond-error req 404))
+          ((member (request-method req) '(:get :head)) (serve-static req vhost path))
+          ((eq (request-method req) :options)
+           (send-response req 204 nil '() (list (cons "Allow" *allow-static*))))
+          (t (respond-error req 405 :headers (list (cons "Allow" *allow-static*)))))))
+
+(defun handle-request (ev unit)
+  (multiple-value-bind (mcode version keep chunked clen hlen blen toff tlen hoff hlen2 hcount clcount nheaders)
+      (ev-unit-request unit)
+    (declare (ignore chunked clen))
+    (let* ((target (ev-unit-string unit toff tlen))
+           (req (%make-request :ev ev :unit unit :conn (ev-unit-conn unit)
+                               :method (if (>= mcode 0) (svref *http-methods* mcode) :other)
+                               :target target :version version :keep-alive keep
+                               :head-length hlen :body-length blen
+                               :host (and (>= hoff 0) (ev-unit-string unit hoff hlen2)))))
+      (handler-case
+          (multiple-value-bind (path query authority) (split-target target)
+            (setf (request-query-string req) query)
+            (when authority (setf (request-host req) authority))
+            (let ((vhost (find-vhost (request-host req))))
+              (setf (request-vhost req) vhost)
+              (cond ((or (> hcount 1) (and (= version 11) (zerop hcount)) (> clcount 1))
+                     (setf (request-close req) t)
+                     (respond-error req 400))
+                    ((> nheaders *max-headers*)
+                     (setf (request-close req) t)
+                     (respond-error req 431))
+                    ((member mcode '(-1 7 8)) ; another token, TRACE, CONNECT
+                     (respond-error req 501))
+                    ((or (null path) (not (path-segments-safe-p path)))
+                     (setf (request-close req) t)
+                     (respond-error req 400))
+                    ((null vhost) (respond-error req 404))
+                    ((> blen (vhost-post-max vhost))
+                     (setf (request-close req) t)
+                     (respond-error req 413))
+                    (t (setf (request-path req) path)
+                       (dispatch req vhost path)))))
+        (error (e)
+          (log-warn "~a ~a: ~a" (request-method req) target e)
+          (if (request-responded req)
+              (ev-close ev (request-conn req))
+              (progn (setf (request-close req) t)
+                     (ignore-errors (respond-error req 500))))))
+      (unless (request-responded req) (ev-done ev (request-conn req) :close t))
+      (when *access-log* (log-access req)))))
+
+(defun handle (ev unit kind)
+  "The event workers' handler: one call per unit the C loop frames."
+  (if (eq kind :request)
+      (handle-request ev unit)
+      (framing-error ev unit kind)))

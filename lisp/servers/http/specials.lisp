@@ -1,0 +1,67 @@
+;;;; specials.lisp — crow.http's constants and global state: version, status reasons, the
+;;;; error pages and the hot-path byte strings built once.
+
+(in-package :crow.http)
+
+(defvar *version* "0.1.0" "crow-httpd's version, sent in Server: Crow/VERSION.")
+
+(defmacro crlf (&rest parts)
+  "A base-string of PARTS (strings) each followed by CRLF, built at load time."
+  `(load-time-value
+    (coerce (format nil "~{~a~c~c~}"
+                    (loop for p in (list ,@parts) append (list p #\Return #\Linefeed)))
+            'simple-base-string)
+    t))
+
+(defun base (string)
+  "Returns STRING as a simple-base-string (STRING itself when it is one).  Signals an error
+for characters beyond Latin-1."
+  (if (typep string 'simple-base-string) string (coerce string 'simple-base-string)))
+
+(defparameter +reasons+
+  '((100 . "Continue") (200 . "OK") (201 . "Created") (202 . "Accepted")
+    (204 . "No Content") (206 . "Partial Content") (301 . "Moved Permanently")
+    (302 . "Found") (303 . "See Other") (304 . "Not Modified") (307 . "Temporary Redirect")
+    (308 . "Permanent Redirect") (400 . "Bad Request") (401 . "Unauthorized")
+    (403 . "Forbidden") (404 . "Not Found") (405 . "Method Not Allowed")
+    (408 . "Request Timeout") (411 . "Length Required") (413 . "Content Too Large")
+    (414 . "URI Too Long") (415 . "Unsupported Media Type") (416 . "Range Not Satisfiable")
+    (417 . "Expectation Failed") (431 . "Request Header Fields Too Large")
+    (500 . "Internal Server Error") (501 . "Not Implemented") (503 . "Service Unavailable")
+    (505 . "HTTP Version Not Supported"))
+  "Status code -> reason phrase (RFC 9110 section 15).")
+
+(defun status-reason (status)
+  "Returns the reason phrase of STATUS (\"Unknown\" for a code not in the table)."
+  (or (cdr (assoc status +reasons+)) "Unknown"))
+
+(defvar *status-lines* (make-hash-table)
+  "Status -> \"HTTP/1.1 NNN Reason\\r\\nServer: Crow/V\\r\\nDate: \", built on first use.")
+(defvar *status-lock* (mp:make-lock :name "crow.http status lines"))
+
+(defun status-line (status)
+  "Returns the response's first bytes up to the Date value for STATUS (cached)."
+  (or (gethash status *status-lines*)
+      (mp:with-lock (*status-lock*)
+        (setf (gethash status *status-lines*)
+              (base (format nil "HTTP/1.1 ~d ~a~c~cServer: Crow/~a~c~cDate: " status
+                            (status-reason status) #\Return #\Linefeed *version*
+                            #\Return #\Linefeed))))))
+
+(defvar *error-pages* (make-hash-table))
+
+(defun error-page (status)
+  "Returns the small HTML body of the error page for STATUS (cached)."
+  (or (gethash status *error-pages*)
+      (mp:with-lock (*status-lock*)
+        (setf (gethash status *error-pages*)
+              (base (format nil "<!DOCTYPE html>~%<html><head><title>~d ~a</title></head>~
+<body><h1>~d ~a</h1><hr>Crow/~a</body></html>~%"
+                            status (status-reason status) status (status-reason status)
+                            *version*))))))
+
+(defvar *requests* 0 "Requests answered (approximate across threads; for the benchmark).")
+
+(defvar *start-time* 0 "Unix time the server started.")
+
+(declaim (type fixnum *requests*))

@@ -1,0 +1,288 @@
+;;;; static.lisp — files from a vhost's root: an open-file cache (descriptor and stat kept,
+;;;; revalidated at most once a second), conditional requests, ranges, index files, directory
+;;;; listings; the bytes go out with sendfile behind a head written with writev.
+;;;;
+;;;; No way out of the root: the request path is refused earlier when it has a `.`/`..`
+;;;; segment, an encoded slash or a NUL (request.lisp); here every file is resolved with
+;;;; realpath(3) when it enters the cache (and whenever its identity changes) and refused
+;;;; unless the result lies under the root's own realpath, so symbolic links leading outside
+;;;; are refused too.
+
+(in-package :crow.http)
+
+(defstruct (file-entry (:constructor %make-file-entry))
+  path fd type size mtime ino etag last-modified (checked 0) media-type)
+
+(defvar *file-cache* (make-hash-table :test 'equal) "Path -> file-entry.")
+(defvar *file-cache-lock* (mp:make-lock :name "crow.http file cache"))
+(defvar *file-cache-max* 4096 "Entries beyond which the cache is emptied.")
+(defvar *retired-fds* '()
+  "(fd . time) of descriptors replaced in the cache: closed a few seconds later, since a
+worker may be about to hand the old one to ev-sendfile (which duplicates it).")
+
+(defun %retire (entry now)
+  (when (file-entry-fd entry)
+    (push (cons (file-entry-fd entry) now) *retired-fds*)
+    (setf (file-entry-fd entry) nil)))
+
+(defun %reap (now)
+  (setf *retired-fds*
+        (delete-if (lambda (x) (when (> (- now (cdr x)) 5) (%close (car x)) t)) *retired-fds*)))
+
+(defun under-root-p (real root)
+  (let ((n (length root)))
+    (and (>= (length real) n) (string= root real :end2 n)
+         (or (= (length real) n) (char= (char real n) #\/)))))
+
+(defun %load-entry (path root charset)
+  "Returns a fresh file-entry for PATH, or NIL when it does not exist, is not a regular file
+or directory, cannot be opened, or resolves outside ROOT."
+  (let ((st (handler-case (stat path) (unix-error () nil))))
+    (when st
+      (let ((real (realpath path))
+            (type (stat-type st)))
+        (when (and real (under-root-p real root) (member type '(:regular :directory)))
+          (let ((fd (and (eq type :regular)
+                         (handler-case (open-fd path) (unix-error () nil)))))
+            (when (or fd (eq type :directory))
+              (%make-file-entry
+               :path path :fd fd :type type :size (stat-size st) :mtime (stat-mtime st)
+               :ino (stat-ino st)
+               :etag (format nil "\"~x-~x-~x\"" (stat-ino st) (stat-size st) (stat-mtime st))
+               :last-modified (format-http-date (stat-mtime st))
+               :media-type (mime-type path charset)))))))))
+
+(defun cached-file (path root charset)
+  "Returns the file-entry of PATH (a file or directory under ROOT), or NIL.  The entry's
+descriptor is usable until a few seconds after the file changes."
+  (let ((now (unix-time)))
+    (mp:with-lock (*file-cache-lock*)
+      (let ((e (gethash path *file-cache*)))
+        (if (and e (= (file-entry-checked e) now))
+            e
+            (let ((st (handler-case (stat path) (unix-error () nil))))
+              (%reap now)
+              (cond ((and e st (= (stat-ino st) (file-entry-ino e))
+                          (= (stat-size st) (file-entry-size e))
+                          (= (stat-mtime st) (file-entry-mtime e)))
+                     (setf (file-entry-checked e) now)
+                     e)
+                    (t
+                     (when e (%retire e now) (remhash path *file-cache*))
+                     (when (>= (hash-table-count *file-cache*) *file-cache-max*)
+                       (maphash (lambda (k v) (declare (ignore k)) (%retire v now)) *file-cache*)
+                       (clrhash *file-cache*))
+                     (let ((n (and st (%load-entry path root charset))))
+                       (when n
+                         (setf (file-entry-checked n) now
+                               (gethash path *file-cache*) n))
+                       n)))))))))
+
+;;; Conditional requests and ranges
+
+(defun parse-http-date (s)
+  "Returns the Unix time of an IMF-fixdate S (\"Sun, 06 Nov 1994 08:49:37 GMT\"), or NIL."
+  (ignore-errors
+   (let ((mon (position (subseq s 8 11) '("Jan" "Feb" "Mar" "Apr" "May" "Jun" "Jul" "Aug"
+                                          "Sep" "Oct" "Nov" "Dec")
+                        :test #'string=)))
+     (when (and mon (= (length s) 29) (string= (subseq s 26) "GMT"))
+       (- (encode-universal-time (parse-integer s :start 23 :end 25)
+                                 (parse-integer s :start 20 :end 22)
+                                 (parse-integer s :start 17 :end 19)
+                                 (parse-integer s :start 5 :end 7) (1+ mon)
+                                 (parse-integer s :start 12 :end 16) 0)
+          2208988800)))))
+
+(defun etag-matches-p (header etag)
+  "True when the If-None-Match HEADER lists ETAG (weak comparison) or is *."
+  (let ((h (string-trim " " header)))
+    (or (string= h "*")
+        (some (lambda (x) (let ((x (string-trim " " x)))
+                            (string= (if (and (> (length x) 2) (string= "W/" x :end2 2)) (subseq x 2) x)
+                                     etag)))
+              (split-on #\, h)))))
+
+(defun split-on (char string)
+  (loop for start = 0 then (1+ end)
+        for end = (position char string :start start)
+        collect (subseq string start end)
+        while end))
+
+(defun not-modified-p (req entry)
+  (let ((inm (request-header req "if-none-match")))
+    (if inm
+        (etag-matches-p inm (file-entry-etag entry))
+        (let ((ims (request-header req "if-modified-since")))
+          (and ims (or (string= ims (file-entry-last-modified entry))
+                       (let ((tm (parse-http-date ims)))
+                         (and tm (>= tm (file-entry-mtime entry))))))))))
+
+(defparameter *max-ranges* 16 "More ranges than this in one request: the Range is ignored.")
+
+(defun parse-ranges (header size)
+  "Returns the byte ranges of a Range HEADER for a file of SIZE bytes as a list of
+(FIRST . LAST), :unsatisfiable when none can be served, or NIL when the header is to be
+ignored (not bytes=, malformed, too many ranges)."
+  (when (and (> (length header) 6) (string-equal "bytes=" header :end2 6))
+    (let ((specs (split-on #\, (subseq header 6))) (out '()))
+      (when (> (length specs) *max-ranges*) (return-from parse-ranges nil))
+      (dolist (spec specs)
+        (let* ((spec (string-trim " 	" spec))
+               (dash (position #\- spec)))
+          (unless dash (return-from parse-ranges nil))
+          (flet ((num (s) (and (plusp (length s)) (every #'digit-char-p s) (parse-integer s))))
+            (let ((a (num (subseq spec 0 dash))) (b (num (subseq spec (1+ dash)))))
+              (cond ((and (null a) (null b)) (return-from parse-ranges nil))
+                    ((null a)             ; suffix: the last B bytes
+                     (when (plusp b) (push (cons (max 0 (- size b)) (1- size)) out)))
+                    ((and b (< b a)) (return-from parse-ranges nil))
+                    ((< a size) (push (cons a (min (1- size) (or b (1- size)))) out)))))))
+      (if out (nreverse out) :unsatisfiable))))
+
+;;; Sending
+
+(defun send-file-head (req status type length headers &key (more t))
+  "Writes the head of a file response (Content-Length LENGTH) with MORE when a body follows.
+Returns (values OK CLOSE)."
+  (let ((close (%close-p req status)))
+    (values (ev-reply (request-ev req) (request-conn req)
+                      (coerce (%head req status type length headers close) 'simple-vector)
+                      :more more :close (and (not more) close))
+            close)))
+
+(defun respond-file (req entry &key (status 200) headers)
+  "Answers REQ with the regular file of ENTRY (a file-entry), honouring If-None-Match,
+If-Modified-Since, Range and If-Range.  Returns T, or NIL when the client has gone."
+  (let* ((size (file-entry-size entry))
+         (type (file-entry-media-type entry))
+         (ev (request-ev req)) (conn (request-conn req))
+         (head-p (eq (request-method req) :head))
+         (hdrs (list* (cons "Last-Modified" (file-entry-last-modified entry))
+                      (cons "ETag" (file-entry-etag entry))
+                      (cons "Accept-Ranges" "bytes") headers)))
+    (when (not-modified-p req entry)
+      (return-from respond-file (send-response req 304 nil '() hdrs)))
+    (let* ((range (request-header req "range"))
+           (if-range (and range (request-header req "if-range")))
+           (ranges (and range (= status 200)
+                        (or (null if-range) (string= if-range (file-entry-etag entry))
+                            (string= if-range (file-entry-last-modified entry)))
+                        (parse-ranges range size))))
+      (cond ((eq ranges :unsatisfiable)
+             (send-response req 416 "text/html; charset=utf-8" (list (error-page 416))
+                            (cons (cons "Content-Range" (format nil "bytes */~d" size)) hdrs)))
+            ((and ranges (null (rest ranges)))
+             (destructuring-bind (first . last) (first ranges)
+               (let ((n (1+ (- last first))))
+                 (%finish req 206 (if head-p 0 n) nil)
+                 (multiple-value-bind (ok close)
+                     (send-file-head req 206 type n
+                                     (cons (cons "Content-Range"
+                                                 (format nil "bytes ~d-~d/~d" first last size))
+                                           hdrs)
+                                     :more (not head-p))
+                   (if (and ok (not head-p))
+                       (ev-sendfile ev conn (file-entry-fd entry) first n :close close)
+                       ok)))))
+            (ranges (send-multipart req entry ranges hdrs head-p))
+            (t
+             (let ((body-p (and (not head-p) (plusp size))))
+               (%finish req status (if body-p size 0) nil)
+               (multiple-value-bind (ok close) (send-file-head req status type size hdrs :more body-p)
+                 (if (and ok body-p)
+                     (ev-sendfile ev conn (file-entry-fd entry) 0 size :close close)
+                     ok))))))))
+
+(defvar *boundary-counter* 0)
+
+(defun send-multipart (req entry ranges headers head-p)
+  "Answers with a 206 multipart/byteranges body: one part per range, each slice sent with
+sendfile between the part heads."
+  (let* ((size (file-entry-size entry))
+         (boundary (format nil "CROW~36r~36r" (unix-time) (incf *boundary-counter*)))
+         (part-heads (loop for (first . last) in ranges
+                           for i from 0
+                           collect (bytes-of (format nil "~:[~c~c~;~2*~]--~a~c~cContent-Type: ~a~c~cContent-Range: bytes ~d-~d/~d~c~c~c~c"
+                                                     (zerop i) #\Return #\Linefeed boundary
+                                                     #\Return #\Linefeed
+                                                     (file-entry-media-type entry) #\Return #\Linefeed
+                                                     first last size #\Return #\Linefeed
+                                                     #\Return #\Linefeed))))
+         (tail (bytes-of (format nil "~c~c--~a--~c~c" #\Return #\Linefeed boundary #\Return #\Linefeed)))
+         (length (+ (length tail)
+                    (loop for h in part-heads for (first . last) in ranges
+                          sum (+ (length h) 1 (- last first)))))
+         (ev (request-ev req)) (conn (request-conn req)))
+    (%finish req 206 (if head-p 0 length) nil)
+    (multiple-value-bind (ok close)
+        (send-file-head req 206 (format nil "multipart/byteranges; boundary=~a" boundary) length
+                        headers :more (not head-p))
+      (when (and ok (not head-p))
+        (loop for h in part-heads for (first . last) in ranges
+              while ok
+              do (setf ok (and (ev-reply ev conn (vector h) :more t)
+                               (ev-sendfile ev conn (file-entry-fd entry) first
+                                            (1+ (- last first)) :more t))))
+        (when ok (setf ok (ev-reply ev conn (vector tail) :close close))))
+      ok)))
+
+;;; Directories
+
+(defun html-escape (s)
+  "Returns S with & < > \" ' replaced by character references."
+  (with-output-to-string (o)
+    (loop for c across s
+          do (case c
+               (#\& (write-string "&amp;" o)) (#\< (write-string "&lt;" o))
+               (#\> (write-string "&gt;" o)) (#\" (write-string "&quot;" o))
+               (#\' (write-string "&#39;" o)) (t (write-char c o))))))
+
+(defun url-encode-path (s)
+  "Returns S with every byte outside the unreserved set (and /) percent-encoded (UTF-8)."
+  (with-output-to-string (o)
+    (loop for b across (utf8-encode s)
+          do (if (or (<= 48 b 57) (<= 65 b 90) (<= 97 b 122) (member b '(45 46 95 126 47)))
+                 (write-char (code-char b) o)
+                 (format o "%~2,'0X" b)))))
+
+(defun respond-listing (req dir path)
+  "Answers REQ with an HTML list of directory DIR's entries (names escaped), shown as PATH."
+  (let ((names (sort (handler-case (read-directory dir) (unix-error () '())) #'string<)))
+    (respond req
+             (with-output-to-string (o)
+               (format o "<!DOCTYPE html>~%<html><head><meta charset=\"utf-8\"><title>Index of ~a</title></head>~%<body><h1>Index of ~a</h1><ul>~%"
+                       (html-escape path) (html-escape path))
+               (unless (string= path "/") (format o "<li><a href=\"../\">../</a></li>~%"))
+               (dolist (n names)
+                 (let* ((st (handler-case (stat (concatenate 'string dir "/" n)) (unix-error () nil)))
+                        (d (and st (eq (stat-type st) :directory)))
+                        (shown (if d (concatenate 'string n "/") n)))
+                   (format o "<li><a href=\"~a\">~a</a></li>~%"
+                           (html-escape (url-encode-path shown)) (html-escape shown))))
+               (format o "</ul><hr>Crow/~a</body></html>~%" *version*))
+             :content-type "text/html; charset=utf-8")))
+
+(defun serve-static (req vhost path)
+  "Answers a GET/HEAD REQ for PATH (decoded, already checked for `..`) from VHOST's root:
+the file, a directory's index file or listing, a redirect to add a directory's slash, or
+404."
+  (let ((root (vhost-real-root vhost)))
+    (if (null root)
+        (respond-error req 404)
+        (let* ((file (concatenate 'string root path))
+               (e (cached-file file root (vhost-charset vhost))))
+          (cond ((null e) (respond-error req 404))
+                ((eq (file-entry-type e) :regular) (respond-file req e))
+                ((char/= (char path (1- (length path))) #\/)
+                 (respond-redirect req (let ((q (request-query-string req)))
+                                         (format nil "~a/~@[?~a~]" (url-encode-path path) q))
+                                   :status 301))
+                (t
+                 (let ((index (loop for name in (vhost-index vhost)
+                                    for ie = (cached-file (concatenate 'string file name) root
+                                                          (vhost-charset vhost))
+                                    when (and ie (eq (file-entry-type ie) :regular)) return ie)))
+                   (cond (index (respond-file req index))
+                         ((vhost-listing vhost) (respond-listing req (string-right-trim "/" file) path))
+                         (t (respond-error req 403))))))))))

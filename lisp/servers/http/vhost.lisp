@@ -1,0 +1,84 @@
+;;;; vhost.lisp — virtual hosts (names, aliases, root, charset, mode, POST limit, listing,
+;;;; index files) and the routes that map path prefixes to handler symbols.
+
+(in-package :crow.http)
+
+(defstruct (route (:constructor %make-route (prefix symbol methods exact)))
+  "PREFIX (a decoded path) -> SYMBOL, a handler function name looked up on every request;
+METHODS a list of method keywords (NIL: any); EXACT: the path must equal PREFIX."
+  prefix symbol methods exact)
+
+(defstruct (vhost (:constructor %make-vhost))
+  "A virtual host: names matched case-insensitively against Host (port dropped)."
+  (name "default") (aliases '()) (root nil) (real-root nil) (charset "utf-8")
+  (mode :static+dynamic) (post-max (* 4 1024 1024)) (routes '()) (listing nil)
+  (index '("index.html")) (html-type "text/html; charset=utf-8") (default nil))
+
+(defvar *vhosts* (make-hash-table :test 'equalp)
+  "Host name or alias (any case) -> vhost.")
+(defvar *default-vhost* nil "The vhost for requests whose Host matches no name.")
+
+(defun make-vhost (&rest args &key charset root &allow-other-keys)
+  "Returns a vhost (not yet registered; see register-vhost).  ROOT is resolved with realpath."
+  (let ((v (apply #'%make-vhost :allow-other-keys t args)))
+    (when charset (setf (vhost-html-type v) (format nil "text/html; charset=~a" charset)))
+    (when root
+      (setf (vhost-real-root v) (let ((r (realpath root))) (and r (string-right-trim "/" r)))))
+    v))
+
+(defun register-vhost (v)
+  "Makes V answer for its name and aliases (and for unknown hosts when it is the default or
+the first).  Returns V."
+  (dolist (n (cons (vhost-name v) (vhost-aliases v)))
+    (setf (gethash n *vhosts*) v))
+  (when (or (vhost-default v) (null *default-vhost*))
+    (setf *default-vhost* v))
+  v)
+
+(defun clear-vhosts ()
+  "Forgets every vhost.  Returns NIL."
+  (clrhash *vhosts*)
+  (setf *default-vhost* nil))
+
+(defun find-vhost (host)
+  "Returns the vhost for the Host value HOST (port and a trailing dot ignored, any case), or
+the default vhost."
+  (if (or (null host) (zerop (hash-table-count *vhosts*)))
+      *default-vhost*
+      (let* ((end (length host))
+             (colon (position #\: host :from-end t)))
+        (when (and colon (not (position #\] host :start colon)))
+          (setf end colon))
+        (when (and (plusp end) (char= (char host (1- end)) #\.))
+          (decf end))
+        (or (gethash (if (= end (length host)) host (subseq host 0 end)) *vhosts*)
+            *default-vhost*))))
+
+(defun add-route (vhost-name prefix symbol &key methods exact)
+  "Routes requests to VHOST-NAME (a name, or NIL for the default vhost) whose path starts
+with PREFIX (equals it with EXACT) to the handler SYMBOL, called with the request; METHODS
+limits the methods (others get 405).  A route for the same prefix is replaced.  Returns the
+route.  Signals an error for an unknown vhost."
+  (let ((v (if vhost-name (gethash vhost-name *vhosts*) *default-vhost*))
+        (r (%make-route prefix symbol methods exact)))
+    (unless v (error "crow.http: no vhost ~a" vhost-name))
+    (setf (vhost-routes v)
+          (sort (cons r (remove prefix (vhost-routes v) :key #'route-prefix :test #'string=))
+                #'> :key (lambda (x) (length (route-prefix x)))))
+    r))
+
+(defun find-route (vhost path)
+  "Returns the longest route of VHOST matching PATH, or NIL."
+  (dolist (r (vhost-routes vhost))
+    (let* ((p (route-prefix r)) (n (length p)))
+      (when (if (route-exact r)
+                (string= p path)
+                (and (<= n (length path)) (string= p path :end2 n)
+                     (or (= n (length path)) (char= (char p (1- n)) #\/)
+                         (char= (char path n) #\/) (char= (char path n) #\?))))
+        (return r)))))
+
+(defmacro define-handler (name (req) &body body)
+  "Defines the handler NAME, a function of the request REQ.  Handlers are called through
+their symbol, so redefining one (from SLIME) changes the very next response."
+  `(defun ,name (,req) ,@body))
