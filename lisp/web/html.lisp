@@ -51,10 +51,10 @@
 
 (defun html-out-write-octets (out octets &optional (start 0) end)
   "Copies OCTETS[START,END) into OUT.  Can't fail."
-  (declare (type html-out out) (type octets octets) (optimize (speed 3) (safety 1)))
+  (declare (type html-out out) (type octets octets) (fixnum start) (optimize (speed 3) (safety 1)))
   (let* ((end (or end (length octets)))
          (n (- end start)))
-    (declare (fixnum end n start))
+    (declare (fixnum end n))
     (%ensure out n)
     (let ((fill (html-out-fill out)))
       (ffi:c-inline ((html-out-octets out) fill octets start n)
