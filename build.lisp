@@ -16,7 +16,7 @@
   '((program "crow-sh"   :system "crow/sh"   :entry "CROW.SH:MAIN")
     (program "crow-echo" :system "crow/echo" :entry "CROW.ECHO:MAIN")
     (program "crow-hello" :system "crow/hello" :entry "CROW.HELLO:MAIN")
-    (program "crow-httpd" :system "crow/http" :entry "CROW.HTTP:MAIN")))
+    (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN")))
 
 (defun entry-form (entry)
   (let* ((colon (position #\: entry))

@@ -132,6 +132,17 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "response")
                (:file "session")))
 
+(defsystem "crow/site"
+  :description "crow.site: crow's own web site, served by crow-httpd (make run)."
+  :version "0.1.0"
+  :pathname "lisp/web/site/"
+  :depends-on ("crow/web")
+  :serial t
+  :components ((:file "package")
+               (:file "markdown")
+               (:file "site")
+               (:file "test")))
+
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
