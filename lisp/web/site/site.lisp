@@ -26,7 +26,8 @@ body{font-family:sans-serif;margin:0;background:#f4f1ea;color:#222}
 h1{border-bottom:2px solid #263238}
 table.grid{border-collapse:collapse}table.grid td,table.grid th{border:1px solid #aaa;padding:.2em .5em;vertical-align:top}
 pre{background:#fff;border:1px solid #ccc;padding:.5em;overflow:auto}
-.news dt{font-weight:bold}.gallery img{border:1px solid #888;margin:.5em;background:#fff}
+.news dt{font-weight:bold}.gallery img{border:1px solid #888;background:#fff}
+.gallery figure{display:inline-block;margin:.5em;vertical-align:top;width:210px}
 form{background:#fff;border:1px solid #ccc;padding:.7em;margin:.7em 0}
 footer{margin-top:2em;font-size:.8em;color:#666}")
 
