@@ -3,7 +3,7 @@
 
 (in-package :crow.unix)
 
-(ffi:clines "#include \"html.h\"")
+(ffi:clines "#include <string.h>" "#include \"html.h\"" "#include \"utf8.h\"")
 
 (defconstant +html-escape-max+ 6
   "Worst-case output bytes per input character of html-escape-into.")
@@ -42,23 +42,34 @@ bytes).  Returns the position after the last byte written.  Can't fail (unchecke
   "Returns SOURCE[START,END) (a simple-base-string or octet vector of
 application/x-www-form-urlencoded text) decoded: `+` as space when PLUS, `%XX` as the byte
 XX (a malformed escape is kept as it is), then UTF-8 decoded by the C codec (ill-formed
-sequences become U+FFFD).  Can't fail."
-  (let* ((end (check-bounds source start end))
-         (n (- end start))
-         (tmp (make-octets n))
-         (p (if plus 1 0))
-         (k (etypecase source
-              (simple-base-string
-               (ffi:c-inline (source start n tmp p) (:object :fixnum :fixnum :object :int) :fixnum
-                 "(cl_fixnum)crow_html_form_decode((const uint8_t *)#0->base_string.self + #1,
-                                                  (size_t)#2, #3->vector.self.b8, #4)"
-                 :one-liner t))
-              (octets
-               (ffi:c-inline (source start n tmp p) (:object :fixnum :fixnum :object :int) :fixnum
-                 "(cl_fixnum)crow_html_form_decode(#0->vector.self.b8 + #1, (size_t)#2,
-                                                  #3->vector.self.b8, #4)"
-                 :one-liner t)))))
-    (utf8-decode tmp :end k)))
+sequences become U+FFFD).  The result is a base-string when it is all ASCII.  Signals
+type-error for another SOURCE or bad bounds."
+  (let ((end (check-bounds source start end)))
+    (unless (ffi:c-inline (source) (:object) :bool
+              "(ECL_VECTORP(#0) && #0->vector.elttype == ecl_aet_b8) || ecl_t_of(#0) == t_base_string"
+              :one-liner t)
+      (error 'type-error :datum source :expected-type '(or simple-base-string octets)))
+    ;; One C block: percent-decode into a scratch buffer, then make the string (8-bit when
+    ;; ASCII, else UCS-4 through the codec).  Query values are short: the scratch is on the
+    ;; stack up to 1 KiB.
+    (ffi:c-inline (source start end (if plus 1 0)) (:object :fixnum :fixnum :int) :object
+      "{ const uint8_t *in = ecl_t_of(#0) == t_base_string ? (const uint8_t *)#0->base_string.self
+                                                          : #0->vector.self.b8;
+         size_t n = (size_t)(#2 - #1), k, i, count;
+         uint8_t stackbuf[1024], *tmp = n <= sizeof stackbuf ? stackbuf : (uint8_t *)ecl_alloc_atomic(n);
+         int ascii = 1;
+         cl_object s;
+         k = crow_html_form_decode(in + #1, n, tmp, #3);
+         for (i = 0; i < k; i++) if (tmp[i] >= 0x80) { ascii = 0; break; }
+         if (ascii) {
+           s = ecl_alloc_simple_base_string(k);
+           memcpy(s->base_string.self, tmp, k);
+         } else {
+           count = crow_utf8_count(tmp, k);
+           s = ecl_alloc_simple_extended_string(count);
+           crow_utf8_decode(tmp, k, (uint32_t *)s->string.self, NULL, CROW_UTF8_REPLACE);
+         }
+         @(return) = s; }")))
 
 (defun octets-search (needle hay &key (start 0) end)
   "Returns the index of the first occurrence of the octets NEEDLE in HAY[START,END), or NIL

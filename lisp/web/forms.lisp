@@ -5,6 +5,8 @@
 
 (in-package :crow.web)
 
+(ffi:clines "#include <string.h>")
+
 ;;; ------------------------------------------------------------------ form fields
 
 (defstruct (form-fields (:constructor %make-form-fields (source entries)))
@@ -36,39 +38,45 @@ NIL.  Only that field's value is decoded.  Can't fail."
   (when fields
     (remove-duplicates (mapcar #'car (form-fields-entries fields)) :test #'string= :from-end t)))
 
-(defun %name (source start end)
-  ;; Names are short and usually plain ASCII: take them as they are when nothing is encoded.
-  (if (and (typep source 'simple-base-string)
-           (not (find-if (lambda (c) (or (char= c #\%) (char= c #\+))) source :start start :end end)))
-      (subseq source start end)
-      (form-decode source :start start :end end)))
+(defun %byte-source (source)
+  "Returns SOURCE as a simple-base-string or an octet vector (what form-decode reads)."
+  (cond ((ffi:c-inline (source) (:object) :bool
+           "(ECL_VECTORP(#0) && #0->vector.elttype == ecl_aet_b8) || ecl_t_of(#0) == t_base_string"
+           :one-liner t)
+         source)
+        ((stringp source)
+         (coerce (map 'string (lambda (c) (if (< (char-code c) 256) c #\?)) source) 'simple-base-string))
+        (t (error 'type-error :datum source :expected-type '(or string octets)))))
+
+(defun %next-byte (src byte start end)
+  "Returns the index of BYTE (a code) in SRC[START,END) or END."
+  (declare (fixnum byte start end))
+  (ffi:c-inline (src byte start end) (:object :int :fixnum :fixnum) :fixnum
+    "{ const uint8_t *p = ecl_t_of(#0) == t_base_string ? (const uint8_t *)#0->base_string.self
+                                                       : #0->vector.self.b8;
+       const uint8_t *q = memchr(p + #2, #1, (size_t)(#3 - #2));
+       @(return) = q ? (cl_fixnum)(q - p) : #3; }"))
 
 (defun parse-urlencoded (source &key (start 0) end (max-fields 1000))
   "Returns the form-fields of SOURCE[START,END): application/x-www-form-urlencoded text (a
 query string as a simple-base-string, or a body as octets).  Names are decoded now, values on
 first lookup.  Empty pieces are skipped; a piece without `=` has the value \"\".  At most
-MAX-FIELDS fields are kept (the rest ignored).  Can't fail."
-  (let* ((src (etypecase source
-                (simple-base-string source)
-                (octets source)
-                (string (coerce (map 'string (lambda (c) (if (< (char-code c) 256) c #\?)) source)
-                                'simple-base-string))))
-         (end (or end (length src)))
-         (amp (if (stringp src) #\& 38))
-         (eqs (if (stringp src) #\= 61))
+MAX-FIELDS fields are kept (the rest ignored).  Signals type-error for another SOURCE."
+  (let* ((src (%byte-source source))
+         (end (crow.unix::check-bounds src start end))
          (entries '())
          (count 0))
-    (loop with i = start
+    (declare (fixnum end count))
+    (loop with i fixnum = start
           while (and (< i end) (< count max-fields))
-          do (let* ((stop (or (position amp src :start i :end end) end))
-                    (eq (position eqs src :start i :end stop)))
+          do (let* ((stop (%next-byte src 38 i end))
+                    (eq (%next-byte src 61 i stop)))
+               (declare (fixnum stop eq))
                (when (> stop i)
                  (incf count)
-                 (push (if eq
-                           (cons (if (stringp src) (%name src i eq) (form-decode src :start i :end eq))
-                                 (cons (1+ eq) stop))
-                           (cons (if (stringp src) (%name src i stop) (form-decode src :start i :end stop))
-                                 ""))
+                 (push (if (< eq stop)
+                           (cons (form-decode src :start i :end eq) (cons (1+ eq) stop))
+                           (cons (form-decode src :start i :end stop) ""))
                        entries))
                (setf i (1+ stop))))
     (%make-form-fields src (nreverse entries))))

@@ -21,40 +21,72 @@
 
 (in-package :crow.web)
 
-(ffi:clines "#include <string.h>")
+(ffi:clines "#include <string.h>" "#include \"html.h\"")
 
 ;;; ------------------------------------------------------------------ the output buffer
 
+(deftype %buffer () '(simple-array (unsigned-byte 8) (*)))
+
 (defstruct (html-out (:constructor %make-html-out (octets)))
   "A growing octet buffer a template writes into."
-  (octets (make-octets 0) :type octets)
+  (octets (%alloc 0) :type %buffer)
   (fill 0 :type fixnum))
+
+;;; The hot path is written for ECL: safety 0 and C tag tests instead of TYPEP, since a run-time
+;;; check against a deftype'd array type costs microseconds there, and buffers are allocated
+;;; without clearing (every byte up to FILL is written before it is read).
+
+(declaim (inline %alloc))
+(defun %alloc (n)
+  (ffi:c-inline (n) (:fixnum) :object "ecl_alloc_simple_vector((cl_index)#0, ecl_aet_b8)"
+                :one-liner t))
 
 (defun make-html-out (&optional (size 4096))
   "Returns an empty output buffer with room for SIZE octets.  Can't fail."
-  (%make-html-out (make-octets size)))
+  (%make-html-out (%alloc size)))
 
 (defun %grow (out need)
-  (declare (type html-out out) (fixnum need))
+  (declare (type html-out out) (fixnum need) (optimize (speed 3) (safety 0)))
   (let* ((old (html-out-octets out))
-         (new (make-octets (max need (* 2 (length old))))))
+         (new (%alloc (max need (* 2 (length old))))))
     (ffi:c-inline (new old (html-out-fill out)) (:object :object :fixnum) :void
       "memcpy(#0->vector.self.b8, #1->vector.self.b8, (size_t)#2)" :one-liner t)
     (setf (html-out-octets out) new)))
 
 (declaim (inline %ensure))
 (defun %ensure (out n)
-  (declare (type html-out out) (fixnum n))
+  (declare (type html-out out) (fixnum n) (optimize (speed 3) (safety 0)))
   (let ((need (+ (html-out-fill out) n)))
+    (declare (fixnum need))
     (when (> need (length (html-out-octets out)))
       (%grow out need))))
 
+(defun %write-constant (out octets)
+  "Copies the whole octet vector OCTETS (a template's constant chunk) into OUT."
+  (declare (optimize (speed 3) (safety 0)))
+  ;; Slots by position: 0 = octets, 1 = fill (the defstruct above).  One C block: room check,
+  ;; copy, new fill; only growing goes back to Lisp.
+  (loop until (ffi:c-inline (out octets) (:object :object) :bool
+                "{ cl_object b = #0->instance.slots[0];
+                   cl_index f = ecl_fixnum(#0->instance.slots[1]), n = #1->vector.fillp;
+                   if (f + n <= b->vector.dim) {
+                     memcpy(b->vector.self.b8 + f, #1->vector.self.b8, n);
+                     #0->instance.slots[1] = ecl_make_fixnum(f + n);
+                     @(return) = 1;
+                   } else @(return) = 0; }")
+        do (%grow out (+ (html-out-fill out) (length octets))))
+  out)
+
+(defun %octets-p (x)
+  (ffi:c-inline (x) (:object) :bool
+    "ECL_VECTORP(#0) && #0->vector.elttype == ecl_aet_b8" :one-liner t))
+
 (defun html-out-write-octets (out octets &optional (start 0) end)
-  "Copies OCTETS[START,END) into OUT.  Can't fail."
-  (declare (type html-out out) (type octets octets) (fixnum start) (optimize (speed 3) (safety 1)))
-  (let* ((end (or end (length octets)))
+  "Copies OCTETS[START,END) (a simple octet vector) into OUT.  Can't fail."
+  (unless (%octets-p octets) (error 'type-error :datum octets :expected-type 'octets))
+  (let* ((end (crow.unix::check-bounds octets start end))
          (n (- end start)))
-    (declare (fixnum end n))
+    (declare (fixnum end n start))
     (%ensure out n)
     (let ((fill (html-out-fill out)))
       (ffi:c-inline ((html-out-octets out) fill octets start n)
@@ -66,49 +98,71 @@
 (defun html-out-write-text (out value)
   "Writes VALUE escaped for HTML into OUT: a string (UTF-8), an integer (decimal), a
 character, NIL (nothing), anything else as PRINC would print it.  Can't fail."
-  (declare (type html-out out) (optimize (speed 3) (safety 1)))
-  (typecase value
-    (null)
-    (simple-string
-     (%ensure out (* +html-escape-max+ (length value)))
-     (setf (html-out-fill out) (html-escape-into value (html-out-octets out) (html-out-fill out))))
-    (fixnum (if (= value most-negative-fixnum)   ; its ABS is not a fixnum
-                (html-out-write-text out (princ-to-string value))
-                (%write-fixnum out value)))
-    (string (html-out-write-text out (coerce value 'simple-string)))
-    (character (html-out-write-text out (string value)))
-    (t (html-out-write-text out (princ-to-string value))))
-  out)
-
-(defun %write-fixnum (out n)
-  (declare (type html-out out) (fixnum n) (optimize (speed 3) (safety 0)))
-  (%ensure out 21)
-  (let* ((v (html-out-octets out))
-         (fill (html-out-fill out))
-         (neg (minusp n))
-         (m (abs n))
-         (digits (if (zerop m) 1 (loop for k fixnum = m then (floor k 10)
-                                       while (plusp k) count t))))
-    (declare (fixnum fill digits) (type (integer 0) m))
-    (when neg (setf (aref v fill) 45) (incf fill))
-    (loop for i fixnum from (+ fill digits -1) downto fill
-          do (multiple-value-bind (q r) (floor m 10)
-               (setf (aref v i) (+ 48 r) m q)))
-    (setf (html-out-fill out) (+ fill digits))))
+  (declare (optimize (speed 3) (safety 0)))
+  ;; One C block for the common kinds (strings: escape and encode; fixnums: digits), which
+  ;; answers 1 when done, 0 when the buffer needs room first, 2 for kinds left to Lisp.
+  (loop
+    (case (ffi:c-inline (out value) (:object :object) :int
+            "{ cl_object b = #0->instance.slots[0], v = #1;
+               cl_index f = ecl_fixnum(#0->instance.slots[1]), room = b->vector.dim - f;
+               uint8_t *o = b->vector.self.b8 + f;
+               int r = 2;
+               if (Null(v)) r = 1;
+               else if (ECL_FIXNUMP(v) && v != ecl_make_fixnum(MOST_NEGATIVE_FIXNUM)) {
+                 if (room < 24) r = 0;
+                 else {
+                   cl_fixnum x = ecl_fixnum(v); char tmp[24]; int k = 0; size_t m;
+                   m = x < 0 ? (size_t)(-x) : (size_t)x;
+                   do { tmp[k++] = (char)('0' + m % 10); m /= 10; } while (m);
+                   if (x < 0) *o++ = '-', f++;
+                   while (k) *o++ = (uint8_t)tmp[--k], f++;
+                   #0->instance.slots[1] = ecl_make_fixnum(f);
+                   r = 1;
+                 }
+               } else if (!ECL_IMMEDIATE(v) && ecl_t_of(v) == t_base_string) {
+                 if (room < CROW_HTML_ESCAPE_MAX * v->base_string.fillp) r = 0;
+                 else {
+                   f += crow_html_escape_latin1((const uint8_t *)v->base_string.self, v->base_string.fillp, o);
+                   #0->instance.slots[1] = ecl_make_fixnum(f); r = 1;
+                 }
+               } else if (!ECL_IMMEDIATE(v) && ecl_t_of(v) == t_string) {
+                 if (room < CROW_HTML_ESCAPE_MAX * v->string.fillp) r = 0;
+                 else {
+                   f += crow_html_escape_utf32((const uint32_t *)v->string.self, v->string.fillp, o);
+                   #0->instance.slots[1] = ecl_make_fixnum(f); r = 1;
+                 }
+               }
+               @(return) = r; }")
+      (1 (return out))
+      (0 (%grow out (+ (html-out-fill out)
+                       (if (stringp value) (* +html-escape-max+ (length value)) 24))))
+      (t (return (html-out-write-text out (if (characterp value)
+                                              (string value)
+                                              (princ-to-string value))))))))
 
 (defun html-out-write-raw (out value)
   "Writes VALUE into OUT as it is: octets copied, a string encoded as UTF-8, NIL nothing,
 anything else as PRINC would print it.  Can't fail."
-  (typecase value
-    (null)
-    (octets (html-out-write-octets out value))
-    (string (html-out-write-octets out (utf8-encode value)))
-    (t (html-out-write-raw out (princ-to-string value))))
+  (cond ((null value))
+        ((%octets-p value) (html-out-write-octets out value))
+        ((stringp value) (html-out-write-octets out (utf8-encode value)))
+        (t (html-out-write-raw out (princ-to-string value))))
   out)
 
 (defun html-out-result (out)
   "Returns the bytes written into OUT as a fresh octet vector.  Can't fail."
   (subseq (html-out-octets out) 0 (html-out-fill out)))
+
+(defun html-out-take (out)
+  "Returns the bytes written into OUT as an octet vector without copying: the buffer itself,
+cut to its fill (its unused tail stays allocated until the vector is collected).  OUT is
+left empty.  Can't fail."
+  (declare (type html-out out))
+  (let ((v (html-out-octets out)))
+    (ffi:c-inline (v (html-out-fill out)) (:object :fixnum) :void
+      "#0->vector.dim = #0->vector.fillp = (cl_index)#1;" :one-liner nil)
+    (setf (html-out-octets out) (%alloc 0) (html-out-fill out) 0)
+    v))
 
 ;;; ------------------------------------------------------------------ the compiler
 
@@ -238,13 +292,80 @@ PUBLIC \"-//W3C//DTD XHTML 1.0 Strict//EN\" \"http://www.w3.org/TR/xhtml1/DTD/xh
           (setf (first out) (concatenate 'string (first out) i))
           (push i out)))))
 
+(defvar *html-fuse* t
+  "When true (the default), each straight run of constants and dynamic text in a template
+compiles into one inline C block (room check, copies, escapes) instead of a call per piece.
+Code the ECL bytecode interpreter evaluates (C-x C-e in SLIME, EVAL) gets the per-piece
+writes instead, chosen when the segment's macro expands.")
+
+(defun %text-item-p (i)
+  (and (consp i) (eq (car i) 'html-out-write-text)))
+
+(defun %c-string (octets)
+  "Returns OCTETS as a C string literal (octal escapes for all but letters, digits, space:
+c-inline gives # and @ meanings of its own)."
+  (with-output-to-string (s)
+    (write-char #\" s)
+    (loop for b across octets
+          do (if (or (<= 48 b 57) (<= 65 b 90) (<= 97 b 122) (= b 32))
+                 (write-char (code-char b) s)
+                 (format s "\\~3,'0o" b)))
+    (write-char #\" s)))
+
+(defun %fused-segment (run)
+  "Returns the form writing RUN (constant strings and html-out-write-text items, at least
+one of each kind or two texts) with one C block, falling back to the per-item writes when a
+value is of another kind or the buffer needs room."
+  (let* ((vars (loop for i in run when (%text-item-p i) collect (gensym "V")))
+         (consts (loop for i in run when (stringp i) sum (length (utf8-encode i))))
+         (code (with-output-to-string (c)
+                 (format c "{ cl_object b = #0->instance.slots[0]; uint8_t *o;~%")
+                 (format c "  size_t need = ~d; int ok = 1;~%" consts)
+                 (loop for k from 1 to (length vars)
+                       do (format c "  need += crow_web_need(#~d, &ok);~%" k))
+                 (format c "  if (!ok || ecl_fixnum(#0->instance.slots[1]) + need > b->vector.dim) { @(return) = 0; } else {~%")
+                 (format c "  o = b->vector.self.b8 + ecl_fixnum(#0->instance.slots[1]);~%")
+                 (let ((k 0))
+                   (dolist (i run)
+                     (if (stringp i)
+                         (let ((o (utf8-encode i)))
+                           (format c "  memcpy(o, ~a, ~d); o += ~d;~%" (%c-string o) (length o) (length o)))
+                         (format c "  o = crow_web_text(o, #~d);~%" (incf k)))))
+                 (format c "  #0->instance.slots[1] = ecl_make_fixnum(o - b->vector.self.b8); @(return) = 1; } }"))))
+    `(%segment
+      (let ,(loop for v in vars for i in (remove-if-not #'%text-item-p run) collect (list v (third i)))
+        (unless (ffi:c-inline (,*out* ,@vars) (:object ,@(mapcar (constantly :object) vars)) :bool
+                              ,code)
+          ,@(let ((vs vars))
+              (loop for i in run
+                    collect (if (stringp i)
+                                `(%write-constant ,*out* ,(utf8-encode i))
+                                `(html-out-write-text ,*out* ,(pop vs)))))))
+      (progn ,@(loop for i in run
+                     collect (if (stringp i) `(%write-constant ,*out* ,(utf8-encode i)) i))))))
+
+(defmacro %segment (fused plain)
+  "Expands into FUSED (which holds inline C) under ECL's native compiler, else into PLAIN:
+the bytecode interpreter (C-x C-e, EVAL, FiveAM bodies) cannot run inline C."
+  (let ((in-use (find-symbol "*COMPILER-IN-USE*" "C")))
+    (if (and in-use (boundp in-use) (symbol-value in-use)) fused plain)))
+
 (defun emit-items (items)
-  "Returns the Lisp forms writing ITEMS: each constant as one literal UTF-8 octet vector."
-  (loop for i in items
-        unless (equal i "")
-          collect (if (stringp i)
-                      `(html-out-write-octets ,*out* ,(utf8-encode i))
-                      i)))
+  "Returns the Lisp forms writing ITEMS: each constant as one literal UTF-8 octet vector, and
+with *html-fuse* each run of constants and dynamic text as one C block."
+  (let ((items (remove "" items :test #'equal))
+        (out '()))
+    (loop while items
+          do (let ((run (loop while (and items (or (stringp (first items)) (%text-item-p (first items))))
+                              collect (pop items))))
+               (cond ((and *html-fuse* run (find-if #'%text-item-p run))
+                      (push (%fused-segment run) out))
+                     (run (dolist (i run)
+                            (push (if (stringp i) `(%write-constant ,*out* ,(utf8-encode i)) i) out))))
+               (when items
+                 (unless (or (stringp (first items)) (%text-item-p (first items)))
+                   (push (pop items) out)))))
+    (nreverse out)))
 
 (defun compile-template (out forms &key (mode *html-mode*))
   "Returns the Lisp forms that write template FORMS into the buffer variable OUT."
@@ -259,12 +380,16 @@ PUBLIC \"-//W3C//DTD XHTML 1.0 Strict//EN\" \"http://www.w3.org/TR/xhtml1/DTD/xh
 variable OUT holds.  Returns OUT."
   `(progn ,@(compile-template out template :mode mode) ,out))
 
-(defmacro html-octets ((&key (mode *html-mode*) (size 4096)) &body template)
-  "Returns TEMPLATE's output as a fresh octet vector (UTF-8)."
-  (let ((out (gensym "OUT")))
-    `(let ((,out (make-html-out ,size)))
+(defmacro html-octets ((&key (mode *html-mode*) (size 1024)) &body template)
+  "Returns TEMPLATE's output as a fresh octet vector (UTF-8).  Each use remembers the largest
+page it made, so the next buffer is allocated at that size and does not grow."
+  (let ((out (gensym "OUT")) (cell (gensym "CELL")))
+    `(let* ((,cell (load-time-value (list ,size)))
+            (,out (make-html-out (car ,cell))))
        ,@(compile-template out template :mode mode)
-       (html-out-result ,out))))
+       (when (> (html-out-fill ,out) (the fixnum (car ,cell)))
+         (setf (car ,cell) (html-out-fill ,out)))
+       (html-out-take ,out))))
 
 (defmacro html-string ((&key (mode *html-mode*)) &body template)
   "Returns TEMPLATE's output as a string (for tests and the REPL)."

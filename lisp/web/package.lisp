@@ -5,7 +5,7 @@
   (:use :cl :crow.unix :crow.server :crow.http)
   (:export
    ;; templates (html.lisp)
-   #:*html-mode* #:compile-template #:define-template #:html-octets #:html-out
+   #:*html-fuse* #:*html-mode* #:compile-template #:define-template #:html-octets #:html-out
    #:html-out-fill #:html-out-octets #:html-out-result #:html-out-write-octets
    #:html-out-write-raw #:html-out-write-text #:html-string #:make-html-out
    #:with-html-output
