@@ -141,7 +141,8 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :components ((:file "package")
                (:file "markdown")
                (:file "site")
-               (:file "test")))
+               (:file "test")
+               (:file "bench")))
 
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
