@@ -87,9 +87,11 @@ Max-Age the lifetime) when there is none.  Signals unix-error if /dev/urandom fa
   (declare (ignore default))
   (setf (getf (session-data session) key) value))
 
-(defun end-session (req)
-  "Forgets REQ's session and queues a cookie removing it.  Returns NIL."
+(defun end-session (req &key (path "/"))
+  "Forgets REQ's session and queues a cookie removing it (PATH as given to ensure-session).
+Returns NIL."
   (let ((s (find-session req)))
     (when s
       (mp:with-lock (*sessions-lock*) (remhash (session-id s) *sessions*))))
-  (delete-cookie req *session-cookie* :path "/"))
+  (setf (getf (request-plist req) :web-session) nil)
+  (delete-cookie req *session-cookie* :path path))

@@ -135,3 +135,34 @@
   (is (= 2.5d0 (coerce-param "2.5" :float)))
   (is (null (coerce-param "(list 1)" :float)))
   (is (string= "AB" (coerce-param "ab" #'string-upcase))))
+
+(test set-cookie-values
+  (is (string= "a=b" (cookie-header-value "a" "b")))
+  (is (string= "sid=x%20y%3B%22%25%E2%82%AC; Max-Age=60; Domain=crow.test; Path=/p; Secure; HttpOnly; SameSite=Strict"
+               (cookie-header-value "sid" (concatenate 'string "x y;\"%" (string (code-char #x20ac)))
+                                    :max-age 60 :path "/p" :domain "crow.test" :secure t
+                                    :http-only t :same-site :strict)))
+  (is (string= "n=; Expires=Sun, 06 Nov 1994 08:49:37 GMT; Secure; SameSite=None"
+               (cookie-header-value "n" "" :expires 784111777 :same-site :none))
+      "SameSite=None implies Secure")
+  (signals error (cookie-header-value "bad name" "v"))
+  (signals error (cookie-header-value "a" "v" :same-site :sometimes))
+  ;; what set-cookie encodes, parse-cookies gives back
+  (let ((v (coerce (list #\a #\Space #\; #\" #\% #\, #\\ (code-char #xe9)) 'string)))
+    (is (string= v (cdr (assoc "k" (parse-cookies (cookie-header-value "k" v)) :test #'string=))))))
+
+(test session-cookie-signature
+  (let* ((*session-secret* (sha256 "test secret"))
+         (s (crow.web::%make-session (octets-to-hex (random-octets 16)) 0))
+         (v (session-cookie-value s)))
+    (is (= (+ 32 1 64) (length v)))
+    (is (string= (session-id s) (crow.web::%verify v)))
+    (is (null (crow.web::%verify (concatenate 'string (subseq v 0 40) (if (char= (char v 40) #\0) "1" "0")
+                                              (subseq v 41))))
+        "a changed signature is refused")
+    (is (null (crow.web::%verify (concatenate 'string (if (char= (char v 0) #\0) "1" "0") (subseq v 1))))
+        "a changed id is refused")
+    (is (null (crow.web::%verify nil)))
+    (is (null (crow.web::%verify "short.sig")))
+    (let ((*session-secret* (sha256 "another secret")))
+      (is (null (crow.web::%verify v)) "another key refuses it"))))

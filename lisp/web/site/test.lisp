@@ -65,13 +65,21 @@
     (:tr (:th "Machine") (:td (machine-type)))))
 
 (defun test-main (req)
-  (http-let (req (cookie :string nil :from :cookie :name *test-cookie*))
-    (site-page (req "Test page")
-      (:p "Cookie " (:code *test-cookie*) ": "
-          (:span :id "cookie-value" (or cookie "(none)")))
-      (:call test-forms)
-      (:call request-echo req)
-      (:call server-info))))
+  (http-let (req (cookie :string nil :from :cookie :name *test-cookie*)
+                 (forget :boolean nil :from :get))
+    (when forget (end-session req :path "/test"))
+    (let ((visits (and (not forget)
+                       (let ((s (ensure-session req :path "/test")))
+                         (incf (session-value s :visits 0))))))
+      (site-page (req "Test page")
+        (:p "Cookie " (:code *test-cookie*) ": "
+            (:span :id "cookie-value" (or cookie "(none)")))
+        (:p "Visits in this session (a server-side session behind an HMAC-signed cookie): "
+            (:span :id "visits" (or visits "(session ended)"))
+            " " (:a :href "/test?forget=1" "end the session"))
+        (:call test-forms)
+        (:call request-echo req)
+        (:call server-info)))))
 
 (defun test-form (req)
   (http-let (req (text :string "") (number :integer -1) (colors :list :name "color"))
