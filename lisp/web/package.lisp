@@ -19,7 +19,8 @@
    #:delete-request-uploads #:http-let #:http-param #:request-body-fields #:request-cookie
    #:request-cookies #:request-query-fields #:with-http-let
    ;; responses (response.lisp)
-   #:cookie-header-value #:delete-cookie #:encode-cookie-value #:redirect #:respond-html
+   #:cookie-header-value #:delete-cookie #:encode-cookie-value #:redirect #:respond-buffer
+   #:respond-html
    #:set-cookie
    ;; sessions (session.lisp)
    #:*session-cookie* #:*session-lifetime* #:*session-secret* #:end-session #:ensure-session

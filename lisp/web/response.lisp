@@ -3,6 +3,8 @@
 
 (in-package :crow.web)
 
+(ffi:clines "#include <string.h>")
+
 ;;; ------------------------------------------------------------------ cookies
 
 (defun %cookie-octet-p (code)
@@ -66,12 +68,43 @@ Returns VALUE."
 NIL when the client has gone."
   (respond-redirect req location :status status))
 
-(defmacro respond-html ((req &key (status 200) headers (mode '*html-mode*) (size 4096))
-                        &body template)
+(defvar *buffer-pool* '() "Idle html-out buffers that respond-html reuses.")
+(defvar *buffer-pool-lock* (mp:make-lock :name "crow.web buffers"))
+(defparameter +pool-max+ 32 "Buffers kept idle at most.")
+(defparameter +pool-max-size+ (* 1024 1024) "Buffers larger than this are not kept.")
+
+(defun %pool-get ()
+  (or (mp:with-lock (*buffer-pool-lock*) (pop *buffer-pool*))
+      (make-html-out 8192)))
+
+(defun %pool-put (out)
+  (setf (html-out-fill out) 0)
+  (when (<= (length (html-out-octets out)) +pool-max-size+)
+    (mp:with-lock (*buffer-pool-lock*)
+      (when (< (length *buffer-pool*) +pool-max+)
+        (push out *buffer-pool*)))))
+
+(defun respond-buffer (req out &key (status 200) headers (content-type "text/html; charset=utf-8"))
+  "Answers REQ with the bytes written into the html-out OUT, without copying them: the
+buffer's length is cut to its fill for the call (crow_ev_reply writes or copies every byte
+before it returns) and restored after.  Returns what respond returns."
+  (let ((v (html-out-octets out)))
+    (ffi:c-inline (v (html-out-fill out)) (:object :fixnum) :void
+      "#0->vector.fillp = (cl_index)#1;" :one-liner nil)
+    (unwind-protect (respond req v :status status :headers headers :content-type content-type)
+      (ffi:c-inline (v) (:object) :void "#0->vector.fillp = #0->vector.dim;" :one-liner nil))))
+
+(defmacro respond-html ((req &key (status 200) headers (mode '*html-mode*) size) &body template)
   "Answers REQ with TEMPLATE (compiled now) as text/html; charset=utf-8: the page is written
-into one buffer and sent with the head in one writev.  Returns what respond returns."
-  `(respond ,req (html-octets (:mode ,(if (and (consp mode) (eq (car mode) 'quote)) (second mode)
-                                          (if (keywordp mode) mode *html-mode*))
-                               :size ,size)
-                   ,@template)
-            :status ,status :headers ,headers :content-type "text/html; charset=utf-8"))
+into a buffer taken from a pool and sent with the head in one writev; the buffer goes back
+to the pool after.  Returns what respond returns."
+  (declare (ignore size))
+  (let ((out (gensym "OUT"))
+        (mode (cond ((keywordp mode) mode)
+                    ((and (consp mode) (eq (car mode) 'quote)) (second mode))
+                    (t *html-mode*))))
+    `(let ((,out (%pool-get)))
+       (unwind-protect
+            (progn ,@(compile-template out template :mode mode)
+                   (respond-buffer ,req ,out :status ,status :headers ,headers))
+         (%pool-put ,out)))))
