@@ -8,20 +8,16 @@
 (defconstant +html-escape-max+ 6
   "Worst-case output bytes per input character of html-escape-into.")
 
-(declaim (inline html-escape-into))
 (defun html-escape-into (string out pos)
-  "Escapes STRING (a simple string; & < > \" ' become entities) as UTF-8 into the octet
-vector OUT at POS, which must have room for (* +html-escape-max+ (length STRING)) bytes
-there.  Returns the position after the last byte written.  Can't fail (unchecked: callers
-size OUT)."
-  (declare (type octets out) (fixnum pos) (optimize (speed 3) (safety 0)))
-  (if (typep string 'simple-base-string)
-      (ffi:c-inline (string out pos) (:object :object :fixnum) :fixnum
-        "(cl_fixnum)(#2 + crow_html_escape_latin1((const uint8_t *)#0->base_string.self,
-                        #0->base_string.fillp, #1->vector.self.b8 + #2))" :one-liner t)
-      (ffi:c-inline (string out pos) (:object :object :fixnum) :fixnum
-        "(cl_fixnum)(#2 + crow_html_escape_utf32((const uint32_t *)#0->string.self,
-                        #0->string.fillp, #1->vector.self.b8 + #2))" :one-liner t)))
+  "Escapes STRING (a string; & < > \" ' become entities) as UTF-8 into the octet vector OUT
+at POS, which must have room for (* +html-escape-max+ (length STRING)) bytes there.  Returns
+the position after the last byte written.  Can't fail (unchecked: callers size OUT)."
+  (declare (optimize (speed 3) (safety 0)))
+  (ffi:c-inline (string out pos) (:object :object :fixnum) :fixnum
+    "(cl_fixnum)(#2 + (ecl_t_of(#0) == t_base_string
+        ? crow_html_escape_latin1((const uint8_t *)#0->base_string.self, #0->base_string.fillp, #1->vector.self.b8 + #2)
+        : crow_html_escape_utf32((const uint32_t *)#0->string.self, #0->string.fillp, #1->vector.self.b8 + #2)))"
+    :one-liner t))
 
 (defun html-escape-octets-into (octets start end out pos)
   "Escapes the UTF-8 bytes OCTETS[START,END) into OUT at POS (room for 6 * (END - START)
@@ -33,7 +29,7 @@ bytes).  Returns the position after the last byte written.  Can't fail (unchecke
 
 (defun html-escape (string)
   "Returns STRING escaped for HTML as a fresh string.  Can't fail."
-  (let* ((s (coerce string 'simple-string))
+  (let* ((s (if (stringp string) string (string string)))
          (out (make-octets (* +html-escape-max+ (length s))))
          (n (html-escape-into s out 0)))
     (utf8-decode out :end n)))
