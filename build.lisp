@@ -16,6 +16,7 @@
   '((program "crow-sh"   :system "crow/sh"   :entry "CROW.SH:MAIN")
     (program "crow-echo" :system "crow/echo" :entry "CROW.ECHO:MAIN")
     (program "crow-hello" :system "crow/hello" :entry "CROW.HELLO:MAIN")
+    (program "crow-appserv" :system "crow/appserv" :entry "CROW.APPSERV:MAIN")
     (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN")))
 
 (defun entry-form (entry)
@@ -44,7 +45,7 @@
       (ensure-directories-exist out)
       (c:build-program (namestring out)
                        :lisp-files (list (namestring lib))
-                       :ld-flags (list core "-lpthread" "-lm")
+                       :ld-flags (list core "-lssl" "-lcrypto" "-lpthread" "-lm")
                        :epilogue-code (entry-form entry)))
     (unless (probe-file out)
       (error "build.lisp: ~a was not produced" out))))

@@ -38,7 +38,8 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :description "crow: Unix servers on an ECL Common Lisp host over a C performance core."
   :version "0.1.0"
   :license "BSD-2-Clause"
-  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/http"))
+  :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/appserv"
+               "crow/http"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -59,8 +60,11 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "signal")
                (:file "time")
                (:file "syslog")
+               (:file "admit")
                (:file "evloop")
                (:file "evhttp")
+               (:file "tls")
+               (:file "sess")
                (:file "sha256")))
 
 (defsystem "crow/sh"
@@ -91,7 +95,12 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "conditions")
                (:file "log")
                (:file "config")
-               (:file "event")))
+               (:file "listen")
+               (:file "event")
+               (:file "session")
+               (:file "main")
+               (:file "privsep")
+               (:file "prefork")))
 
 (defsystem "crow/hello"
   :description "crow-hello: an HTTP hello-world on crow.server's event workers."
@@ -101,6 +110,15 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :serial t
   :components ((:file "package")
                (:file "hello")))
+
+(defsystem "crow/appserv"
+  :description "crow-appserv: services with protocol handlers written as Lisp files."
+  :version "0.1.0"
+  :pathname "lisp/servers/appserv/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "appserv")))
 
 (defsystem "crow/http"
   :description "crow-httpd: HTTP/1.1 server for files and Lisp handlers (package crow.http)."
@@ -148,7 +166,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/web")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -157,6 +175,10 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "unix-proc")
                (:file "unix-time")
                (:file "unix-utf8")
+               (:file "unix-sess")
+               (:file "unix-admit")
                (:file "server-config")
+               (:file "http")
+               (:file "server-listen")
                (:file "web-html")
                (:file "web-forms")))

@@ -20,7 +20,14 @@
  * has the same duration, so (re)scheduling is a move to the tail and expiry looks only at the
  * heads.  crow_ev_wake sets an atomic flag and writes an eventfd, so it works from any thread
  * (and from signal handlers); every system call retries EINTR, epoll_wait against the caller's
- * overall deadline. */
+ * overall deadline.  Admission (admit.h) happens at accept, before the connection costs
+ * anything: a refusal gets the configured bytes, best effort, and the close; an admitted
+ * connection leaves the table in conn_close, the one place every close path goes through
+ * (and in crow_ev_destroy).  Bandwidth: each connection has a token bucket per direction,
+ * under its address's shared bucket when the admission table has one; every read, writev and
+ * sendfile is cut to what the buckets allow, and a connection whose bucket is empty stops
+ * reading (or writing) and arms its timer on the loop's timer wheel for the moment
+ * crow_throttle_wait_ns names, so a throttled connection costs no polling. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -38,10 +45,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "crow.h"
 #include "evloop.h"
 #include "list.h"
 #include "pool.h"
+#include "throttle.h"
+#include "timer.h"
 
 enum { TC_NONE, TC_IDLE, TC_HEAD, TC_WRITE, TC_N };
 enum { HS_HEAD, HS_LENGTH, HS_CHUNKED };
@@ -79,8 +89,11 @@ struct conn {
     uint8_t mode, tclass, hstate, cstate;
     unsigned busy : 1, ready : 1, can_read : 1, can_write : 1, eof : 1, hup : 1,
         close_after : 1, zombie : 1, discarding : 1, open_pending : 1, chunked : 1,
-        expect : 1, sent_continue : 1;
+        expect : 1, sent_continue : 1, admitted : 1, rthr : 1, wthr : 1;
     char peer[CROW_EV_PEER_MAX];
+    struct crow_admit_peer *apeer; /* its entry in cfg.admit while admitted */
+    struct crow_throttle tin, tout; /* bandwidth_in/_out (parents: the address's buckets) */
+    struct crow_timer tt;          /* throttled: when its buckets have refilled */
 };
 
 struct listener {
@@ -111,6 +124,8 @@ struct crow_ev {
     struct conn *last_zombie;
     struct crow_ev_http http;
     struct crow_ev_header hdrs[CROW_EV_MAX_HEADERS];
+    int throttle_in, throttle_out; /* some connection may be limited in that direction */
+    struct crow_timer_wheel wheel; /* throttle timers (1 ms ticks) */
     time_t date_sec;
     char date[40];
     struct epoll_event evs[BATCH];
@@ -121,6 +136,13 @@ static int64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 void crow_ev_config_init(struct crow_ev_config *cfg)
@@ -222,6 +244,98 @@ static void conn_timer(struct crow_ev *ev, struct conn *c, int reset)
     }
 }
 
+/* ------------------------------------------------------------------ bandwidth */
+
+#define LIMIT_IOV 64
+
+static int conn_flush(struct crow_ev *ev, struct conn *c);
+static int conn_read(struct crow_ev *ev, struct conn *c);
+static void make_ready(struct crow_ev *ev, struct conn *c);
+static struct conn *lookup(const struct crow_ev *ev, uint64_t id);
+
+static struct crow_throttle *bucket(struct conn *c, int dir)
+{
+    return dir == CROW_ADMIT_OUT ? &c->tout : &c->tin;
+}
+
+static int limited(const struct crow_ev *ev, int dir)
+{
+    return dir == CROW_ADMIT_OUT ? ev->throttle_out : ev->throttle_in;
+}
+
+/* Returns the bytes (up to WANT) C may move in direction DIR now: WANT when unlimited. */
+static size_t bw_take(struct crow_ev *ev, struct conn *c, int dir, size_t want)
+{
+    if (!limited(ev, dir))
+        return want;
+    return crow_admit_bw_take(ev->cfg.admit, c->apeer, dir, bucket(c, dir), mono_ns(), want);
+}
+
+/* Gives back N bytes taken by bw_take and not moved. */
+static void bw_refund(struct crow_ev *ev, struct conn *c, int dir, size_t n)
+{
+    if (n && limited(ev, dir))
+        crow_admit_bw_refund(ev->cfg.admit, c->apeer, dir, bucket(c, dir), n);
+}
+
+/* C may not move bytes in DIR now: it stops reading (or writing) until its timer says WANT
+ * bytes can move.  Nothing is polled meanwhile: no epoll_ctl is needed either, since an edge
+ * that comes while throttled only re-queues the connection once (the peer's sending stops
+ * when the unread socket buffer fills). */
+static void bw_block(struct crow_ev *ev, struct conn *c, int dir, size_t want)
+{
+    uint64_t ns = crow_admit_bw_wait_ns(ev->cfg.admit, c->apeer, dir, bucket(c, dir), mono_ns(),
+                                        want);
+    uint64_t ms = (ns + 999999) / 1000000;
+    if (ms == 0)
+        ms = 1;
+    if (dir == CROW_ADMIT_OUT)
+        c->wthr = 1;
+    else
+        c->rthr = 1;
+    if (crow_timer_pending(&c->tt) &&
+        crow_timer_deadline(&c->tt) <= crow_timer_wheel_now(&ev->wheel) + ms)
+        return;
+    crow_timer_reschedule(&ev->wheel, &c->tt, ms);
+}
+
+/* C's buckets may have refilled: resume what was throttled. */
+static void throttle_fire(struct crow_timer *t, void *arg)
+{
+    struct crow_ev *ev = arg;
+    struct conn *c = (struct conn *)(void *)((char *)t - offsetof(struct conn, tt));
+    uint64_t id = conn_id(c);
+    int r = c->rthr, w = c->wthr;
+    c->rthr = c->wthr = 0;
+    if (w && !CROW_LIST_EMPTY(&c->outq) && (conn_flush(ev, c) < 0 || !(c = lookup(ev, id))))
+        return;
+    if (r) {
+        if (c->busy)
+            conn_read(ev, c); /* into the space it has: the unit must not move */
+        else
+            make_ready(ev, c);
+    }
+}
+
+/* Copies IOV[0..CNT) into OUT (at most LIMIT_IOV entries) cut to MAX bytes.  Returns the
+ * entries used; *ASKED gets their bytes. */
+static int limit_iov(const struct iovec *iov, int cnt, size_t max, struct iovec *out,
+                     size_t *asked)
+{
+    int k = 0;
+    size_t sum = 0;
+    for (int i = 0; i < cnt && k < LIMIT_IOV && sum < max; i++) {
+        size_t l = iov[i].iov_len < max - sum ? iov[i].iov_len : max - sum;
+        if (!l)
+            continue;
+        out[k].iov_base = iov[i].iov_base;
+        out[k++].iov_len = l;
+        sum += l;
+    }
+    *asked = sum;
+    return k;
+}
+
 /* ------------------------------------------------------------------ connections */
 
 static void free_outq(struct crow_ev *ev, struct conn *c)
@@ -273,6 +387,13 @@ static void conn_close(struct crow_ev *ev, struct conn *c)
 {
     close(c->fd);
     c->fd = -1;
+    crow_timer_cancel(&ev->wheel, &c->tt);
+    c->rthr = c->wthr = 0;
+    if (c->admitted) {
+        crow_admit_leave_peer(ev->cfg.admit, c->apeer);
+        c->admitted = 0;
+        c->apeer = NULL;
+    }
     if (c->tclass != TC_NONE)
         crow_list_remove(&ev->tl[c->tclass], &c->tnode);
     c->tclass = TC_NONE;
@@ -345,6 +466,12 @@ static struct conn *conn_new(struct crow_ev *ev, int fd, int mode, int li,
     c->capmax = capmax_for(ev, mode);
     c->can_write = 1;
     c->clen = -1;
+    crow_timer_init(&c->tt, throttle_fire, ev);
+    if (ev->throttle_in || ev->throttle_out) { /* rates checked by crow_ev_new: can't fail */
+        uint64_t t = mono_ns();
+        crow_throttle_init(&c->tin, ev->cfg.bandwidth_in, 0, t);
+        crow_throttle_init(&c->tout, ev->cfg.bandwidth_out, 0, t);
+    }
     format_peer(c->peer, sa, sl);
     if (ev->cfg.nodelay && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)) {
         int one = 1;
@@ -372,7 +499,7 @@ fail_conn:
  * the connection was closed (read error or no memory). */
 static int conn_read(struct crow_ev *ev, struct conn *c)
 {
-    while (c->can_read && !c->eof) {
+    while (c->can_read && !c->eof && !c->rthr) {
         if (c->len == c->cap) {
             if (c->busy || c->cap >= c->capmax)
                 break;
@@ -388,11 +515,17 @@ static int conn_read(struct crow_ev *ev, struct conn *c)
             c->cap = ncap;
         }
         size_t space = c->cap - c->len;
-        ssize_t n = CROW_RETRY(read(c->fd, c->buf + c->len, space));
+        size_t allow = bw_take(ev, c, CROW_ADMIT_IN, space);
+        if (!allow) {
+            bw_block(ev, c, CROW_ADMIT_IN, space);
+            break;
+        }
+        ssize_t n = CROW_RETRY(read(c->fd, c->buf + c->len, allow));
+        bw_refund(ev, c, CROW_ADMIT_IN, n > 0 ? allow - (size_t)n : allow);
         if (n > 0) {
             c->len += (size_t)n;
             ev->st.bytes_in += (uint64_t)n;
-            if ((size_t)n < space && !c->hup) {
+            if ((size_t)n < allow && !c->hup) {
                 c->can_read = 0; /* a short read drained the socket; the next edge resets */
                 break;
             }
@@ -413,20 +546,29 @@ static int conn_read(struct crow_ev *ev, struct conn *c)
 static int conn_flush(struct crow_ev *ev, struct conn *c)
 {
     int progress = 0;
-    while (c->can_write && !CROW_LIST_EMPTY(&c->outq)) {
+    while (c->can_write && !c->wthr && !CROW_LIST_EMPTY(&c->outq)) {
         struct outbuf *ob = crow_list_entry(c->outq.first, struct outbuf, node);
         ssize_t n;
+        size_t allow;
         if (ob->fd < 0) {
-            struct iovec iov[16];
+            struct iovec iov[16], lim[LIMIT_IOV];
             int cnt = 0;
+            size_t want = 0, asked;
             for (struct crow_list_node *p = c->outq.first; p && cnt < 16; p = p->next) {
                 struct outbuf *b = crow_list_entry(p, struct outbuf, node);
                 if (b->fd >= 0)
                     break;
                 iov[cnt].iov_base = b->data + b->off;
                 iov[cnt++].iov_len = b->len - b->off;
+                want += b->len - b->off;
             }
-            n = CROW_RETRY(writev(c->fd, iov, cnt));
+            if (!(allow = bw_take(ev, c, CROW_ADMIT_OUT, want))) {
+                bw_block(ev, c, CROW_ADMIT_OUT, want);
+                break;
+            }
+            int k = limit_iov(iov, cnt, allow, lim, &asked);
+            n = CROW_RETRY(writev(c->fd, lim, k));
+            bw_refund(ev, c, CROW_ADMIT_OUT, n > 0 ? allow - (size_t)n : allow);
             if (n < 0)
                 goto fail;
             ev->st.bytes_out += (uint64_t)n;
@@ -444,7 +586,12 @@ static int conn_flush(struct crow_ev *ev, struct conn *c)
             }
         } else {
             size_t chunk = ob->fleft < (1u << 30) ? ob->fleft : (1u << 30);
-            n = CROW_RETRY(sendfile(c->fd, ob->fd, &ob->foff, chunk));
+            if (!(allow = bw_take(ev, c, CROW_ADMIT_OUT, chunk))) {
+                bw_block(ev, c, CROW_ADMIT_OUT, chunk);
+                break;
+            }
+            n = CROW_RETRY(sendfile(c->fd, ob->fd, &ob->foff, allow));
+            bw_refund(ev, c, CROW_ADMIT_OUT, n > 0 ? allow - (size_t)n : allow);
             if (n < 0)
                 goto fail;
             if (n == 0) { /* the file is shorter than promised: the framing is broken */
@@ -491,8 +638,21 @@ static int conn_send(struct crow_ev *ev, struct conn *c, const struct iovec *iov
         total += iov[i].iov_len;
     if (total == 0)
         return 0;
-    if (CROW_LIST_EMPTY(&c->outq) && c->can_write) {
-        ssize_t n = CROW_RETRY(writev(c->fd, iov, iovcnt < IOV_MAX ? iovcnt : IOV_MAX));
+    size_t allow = 0;
+    if (CROW_LIST_EMPTY(&c->outq) && c->can_write && !c->wthr &&
+        !(allow = bw_take(ev, c, CROW_ADMIT_OUT, total)))
+        bw_block(ev, c, CROW_ADMIT_OUT, total);
+    if (allow) {
+        struct iovec lim[LIMIT_IOV];
+        const struct iovec *v = iov;
+        int cnt = iovcnt < IOV_MAX ? iovcnt : IOV_MAX;
+        size_t asked = total;
+        if (allow < total) {
+            cnt = limit_iov(iov, iovcnt, allow, lim, &asked);
+            v = lim;
+        }
+        ssize_t n = CROW_RETRY(writev(c->fd, v, cnt));
+        bw_refund(ev, c, CROW_ADMIT_OUT, n > 0 ? allow - (size_t)n : allow);
         if (n < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 int e = errno;
@@ -504,7 +664,13 @@ static int conn_send(struct crow_ev *ev, struct conn *c, const struct iovec *iov
         } else {
             done = (size_t)n;
             ev->st.bytes_out += (uint64_t)n;
+            if (done < asked)
+                c->can_write = 0; /* a short write: the send buffer is full, wait for the edge */
+            else if (done < total)
+                bw_block(ev, c, CROW_ADMIT_OUT, total - done);
         }
+    } else if (!c->wthr) {
+        c->can_write = 0; /* output already queued (or not writable): it goes first */
     }
     if (done == total)
         return 0;
@@ -530,7 +696,6 @@ static int conn_send(struct crow_ev *ev, struct conn *c, const struct iovec *iov
         skip = 0;
     }
     crow_list_insert_tail(&c->outq, &ob->node);
-    c->can_write = 0; /* a short write means the send buffer is full: wait for the edge */
     conn_timer(ev, c, 0);
     return 0;
 }
@@ -980,8 +1145,12 @@ static void accept_all(struct crow_ev *ev, int li)
             return;
         }
         ev->st.accepted++;
-        if ((ev->cfg.max_connections && ev->st.open >= ev->cfg.max_connections) ||
-            (ev->cfg.admit && !ev->cfg.admit(ev->cfg.admit_arg, (struct sockaddr *)&ss, sl))) {
+        struct crow_admit_peer *peer = NULL;
+        int refuse = ev->cfg.max_connections && ev->st.open >= ev->cfg.max_connections;
+        if (!refuse && ev->cfg.admit)
+            refuse = crow_admit_enter_peer(ev->cfg.admit, (struct sockaddr *)&ss, sl, mono_ns(),
+                                           &peer) != CROW_ADMIT_OK;
+        if (refuse) {
             char junk[512];
             ev->st.refused++;
             best_effort_send(fd, ev->refusal, ev->cfg.refusal_len);
@@ -990,8 +1159,15 @@ static void accept_all(struct crow_ev *ev, int li)
             close(fd);
             continue;
         }
-        if (!conn_new(ev, fd, l->mode, li, (struct sockaddr *)&ss, sl))
+        struct conn *c = conn_new(ev, fd, l->mode, li, (struct sockaddr *)&ss, sl);
+        if (!c) {
             close(fd);
+            if (ev->cfg.admit)
+                crow_admit_leave_peer(ev->cfg.admit, peer);
+        } else if (ev->cfg.admit) {
+            c->admitted = 1;
+            c->apeer = peer;
+        }
     }
 }
 
@@ -1059,6 +1235,8 @@ int crow_ev_next(struct crow_ev *ev, struct crow_ev_unit *u, int timeout_ms)
         if (ev->paused && ev->now >= ev->pause_until)
             listeners_resume(ev);
         expire(ev);
+        if (crow_timer_wheel_count(&ev->wheel))
+            crow_timer_wheel_advance(&ev->wheel, (uint64_t)ev->now);
         if (ev->closed.first) {
             struct conn *c = crow_list_entry(crow_list_pop_head(&ev->closed), struct conn, rnode);
             fill_unit(c, u, CROW_EV_CLOSED, NULL, 0);
@@ -1105,6 +1283,11 @@ int crow_ev_next(struct crow_ev *ev, struct crow_ev_unit *u, int timeout_ms)
             if (d < 0)
                 d = 0;
             if (wait < 0 || d < wait)
+                wait = d;
+        }
+        if (crow_timer_wheel_count(&ev->wheel)) {
+            int d = crow_timer_wheel_next_ms(&ev->wheel, -1);
+            if (d >= 0 && (wait < 0 || d < wait))
                 wait = d;
         }
         if (ev->paused && (wait < 0 || wait > 100))
@@ -1165,9 +1348,16 @@ int crow_ev_sendfile(struct crow_ev *ev, uint64_t id, int fd, off_t off, size_t 
         errno = EINVAL;
         return -1;
     }
-    if (CROW_LIST_EMPTY(&c->outq) && c->can_write) {
+    if (CROW_LIST_EMPTY(&c->outq) && c->can_write && !c->wthr) {
         while (len > 0) {
-            ssize_t n = CROW_RETRY(sendfile(c->fd, fd, &off, len < (1u << 30) ? len : (1u << 30)));
+            size_t want = len < (1u << 30) ? len : (1u << 30);
+            size_t allow = bw_take(ev, c, CROW_ADMIT_OUT, want);
+            if (!allow) {
+                bw_block(ev, c, CROW_ADMIT_OUT, want);
+                break;
+            }
+            ssize_t n = CROW_RETRY(sendfile(c->fd, fd, &off, allow));
+            bw_refund(ev, c, CROW_ADMIT_OUT, n > 0 ? allow - (size_t)n : allow);
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                 c->can_write = 0;
                 break;
@@ -1249,7 +1439,8 @@ int crow_ev_set_mode(struct crow_ev *ev, uint64_t id, int mode)
 
 struct crow_ev *crow_ev_new(const struct crow_ev_config *cfg)
 {
-    if (!cfg || !cfg->read_size || !cfg->max_line || !cfg->max_head || !cfg->max_raw) {
+    if (!cfg || !cfg->read_size || !cfg->max_line || !cfg->max_head || !cfg->max_raw ||
+        cfg->bandwidth_in > CROW_THROTTLE_MAX_RATE || cfg->bandwidth_out > CROW_THROTTLE_MAX_RATE) {
         errno = EINVAL;
         return NULL;
     }
@@ -1268,6 +1459,9 @@ struct crow_ev *crow_ev_new(const struct crow_ev_config *cfg)
     ev->tms[TC_IDLE] = cfg->idle_ms;
     ev->tms[TC_HEAD] = cfg->head_ms;
     ev->tms[TC_WRITE] = cfg->write_ms;
+    ev->throttle_in = cfg->bandwidth_in || crow_admit_bw_limited(cfg->admit, CROW_ADMIT_IN);
+    ev->throttle_out = cfg->bandwidth_out || crow_admit_bw_limited(cfg->admit, CROW_ADMIT_OUT);
+    crow_timer_wheel_init(&ev->wheel, (uint64_t)ev->now, 1);
     ev->cfg.refusal = ev->cfg.timeout_reply = NULL;
     if (cfg->refusal_len && !(ev->refusal = dup_bytes(&a, cfg->refusal, cfg->refusal_len)))
         goto fail;
@@ -1303,6 +1497,8 @@ void crow_ev_destroy(struct crow_ev *ev)
         struct conn *c = ev->slots[i].c;
         if (!c || c->zombie)
             continue;
+        if (c->admitted)
+            crow_admit_leave_peer(ev->cfg.admit, c->apeer);
         close(c->fd);
         free_outq(ev, c);
         crow_free(&ev->alloc, c->buf, c->cap);
@@ -1448,4 +1644,16 @@ const char *crow_ev_date(struct crow_ev *ev)
 void crow_ev_stats(const struct crow_ev *ev, struct crow_ev_stats *st)
 {
     *st = ev->st;
+}
+
+/* Listeners are only ever dropped all at once (a draining process): connections keep their
+ * listener index for unit->listener, and nothing re-adds a dropped listener. */
+void crow_ev_unlisten(struct crow_ev *ev)
+{
+    for (int i = 0; i < ev->nlst; i++)
+        epoll_ctl(ev->epfd, EPOLL_CTL_DEL, ev->lst[i].fd, NULL);
+    crow_free(&ev->alloc, ev->lst, (size_t)ev->nlst * sizeof *ev->lst);
+    ev->lst = NULL;
+    ev->nlst = 0;
+    ev->paused = 0;
 }

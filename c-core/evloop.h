@@ -85,7 +85,7 @@ struct crow_ev_unit {
     struct crow_ev_http http; /* REQUEST only */
 };
 
-typedef int (*crow_ev_admit_fn)(void *arg, const struct sockaddr *sa, socklen_t salen);
+struct crow_admit; /* admit.h */
 
 struct crow_ev_config {
     size_t max_connections;   /* open connections beyond which new ones are refused; 0 = no
@@ -105,9 +105,17 @@ struct crow_ev_config {
     int notify_open;          /* hand out an OPEN unit for each accepted connection */
     int notify_close;         /* hand out a CLOSED unit for each connection that goes */
     int nodelay;              /* set TCP_NODELAY on accepted TCP connections */
-    crow_ev_admit_fn admit;   /* optional per-address admission hook (C only): returns 1 to
-                                 accept, 0 to refuse with the refusal bytes */
-    void *admit_arg;
+    struct crow_admit *admit; /* optional admission table (admit.h), shared by the loops of a
+                                 process and outliving them: each accepted connection enters
+                                 it (a refusal gets the refusal bytes) and leaves it when it
+                                 closes, whichever way; its per-address bandwidth buckets are
+                                 the parents of the connections' own.  Adopted descriptors do
+                                 not enter it. */
+    uint64_t bandwidth_in;    /* bytes/s read per connection; 0 = unlimited (token bucket with
+                                 a burst of a tenth of a second: a throttled connection is not
+                                 read until a timer says its bucket has refilled) */
+    uint64_t bandwidth_out;   /* bytes/s written per connection (writev and sendfile); 0 =
+                                 unlimited */
     const struct crow_allocator *allocator; /* NULL = default; copied */
 };
 
@@ -121,7 +129,8 @@ struct crow_ev_stats {
 void crow_ev_config_init(struct crow_ev_config *cfg);
 
 /* Makes a loop (an epoll instance and an eventfd).  Returns NULL and sets errno (EINVAL for a
- * zero limit or read_size, ENOMEM, or epoll_create1's/eventfd's errno). */
+ * zero limit or read_size, or a bandwidth above CROW_THROTTLE_MAX_RATE; ENOMEM, or
+ * epoll_create1's/eventfd's errno). */
 struct crow_ev *crow_ev_new(const struct crow_ev_config *cfg);
 
 /* Closes every connection and frees EV.  Listener descriptors stay open (the caller owns
@@ -189,5 +198,10 @@ const char *crow_ev_date(struct crow_ev *ev);
 
 /* Fills *ST with EV's counters.  Can't fail. */
 void crow_ev_stats(const struct crow_ev *ev, struct crow_ev_stats *st);
+
+/* Stops accepting: removes every listener from EV (the descriptors stay open: the caller owns
+ * them), so a draining process serves its open connections while another accepts.  Units of
+ * connections accepted earlier keep their listener index.  Can't fail. */
+void crow_ev_unlisten(struct crow_ev *ev);
 
 #endif

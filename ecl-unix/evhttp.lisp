@@ -13,12 +13,16 @@
 (defun ev-unit-request (unit)
   "Returns a :request unit's facts in one call: (values METHOD-CODE VERSION KEEP-ALIVE
 CHUNKED CONTENT-LENGTH HEAD-LENGTH BODY-LENGTH TARGET-OFFSET TARGET-LENGTH HOST-OFFSET
-HOST-LENGTH HOST-COUNT CONTENT-LENGTH-COUNT HEADER-COUNT).  METHOD-CODE indexes
-*http-methods* (-1: another method); HOST-OFFSET is -1 without a Host field; the counts say
-how many Host and Content-Length fields the head has.  Can't fail."
+HOST-LENGTH HOST-COUNT CONTENT-LENGTH-COUNT HEADER-COUNT PATH-LENGTH PLAIN-PATH HOST-NAME-LENGTH).
+METHOD-CODE indexes *http-methods* (-1: another method); HOST-OFFSET is -1 without a Host
+field; the counts say how many Host and Content-Length fields the head has.  PATH-LENGTH is
+the target's length up to a `?` (the query follows it); PLAIN-PATH is true when the target
+starts with `/` and its path has no `%`, no byte outside printable ASCII and no `.` or `..`
+segment, so it needs no decoding or further checks.  HOST-NAME-LENGTH is the Host value's
+length without a `:port`.  Can't fail."
   (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void)
                 (values :int :int :bool :bool :int64-t :fixnum :fixnum :fixnum :fixnum
-                        :fixnum :fixnum :fixnum :fixnum :fixnum)
+                        :fixnum :fixnum :fixnum :fixnum :fixnum :fixnum :bool :fixnum)
     "{ static const char *const m[] = {\"GET\",\"HEAD\",\"POST\",\"PUT\",\"DELETE\",\"OPTIONS\",
                                        \"PATCH\",\"TRACE\",\"CONNECT\"};
        const struct crow_ev_unit *u = (const struct crow_ev_unit *)#0;
@@ -31,11 +35,25 @@ how many Host and Content-Length fields the head has.  Can't fail."
          if (f->name_len == 4 && !strncasecmp(u->data + f->name_off, \"host\", 4)) {
            if (!hc++) { hoff = f->value_off; hlen = f->value_len; } }
          else if (f->name_len == 14 && !strncasecmp(u->data + f->name_off, \"content-length\", 14)) clc++; }
+       const unsigned char *t = (const unsigned char *)u->data + h->target_off;
+       uint32_t tl = h->target_len, pl = 0; int plain = tl > 0 && t[0] == '/';
+       for (pl = 0; pl < tl && t[pl] != '?'; pl++) {
+         unsigned char ch = t[pl];
+         if (ch == '%' || ch < 0x21 || ch > 0x7e) plain = 0;
+         else if (ch == '.' && pl > 0 && t[pl - 1] == '/') {
+           uint32_t k = pl + 1;
+           if (k < tl && t[k] == '.') k++;
+           if (k == tl || t[k] == '/' || t[k] == '?') plain = 0; } }
+       cl_fixnum hn = hlen;
+       if (hoff >= 0) { const char *hv = u->data + hoff; cl_fixnum k = hlen;
+         while (k > 0 && hv[k - 1] >= '0' && hv[k - 1] <= '9') k--;
+         if (k > 0 && k < hlen && hv[k - 1] == ':' && hv[0] != '[') hn = k - 1;
+         else if (k > 0 && k < hlen && hv[k - 1] == ':' && k > 1 && hv[k - 2] == ']') hn = k - 1; }
        @(return 0) = code; @(return 1) = h->version; @(return 2) = h->keep_alive;
        @(return 3) = h->chunked; @(return 4) = h->content_length; @(return 5) = h->head_len;
        @(return 6) = h->body_len; @(return 7) = h->target_off; @(return 8) = h->target_len;
        @(return 9) = hoff; @(return 10) = hlen; @(return 11) = hc; @(return 12) = clc;
-       @(return 13) = h->nheaders; }"))
+       @(return 13) = h->nheaders; @(return 14) = pl; @(return 15) = plain; @(return 16) = hn; }"))
 
 (defun ev-unit-string (unit offset length)
   "Returns LENGTH bytes of the unit's data from OFFSET as a fresh base-string (one character

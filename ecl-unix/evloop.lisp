@@ -26,21 +26,34 @@
 (defun ev-mode-number (mode)
   (ecase mode (:raw +ev-raw+) (:line +ev-line+) (:http +ev-http+)))
 
+(defun %ev-octets (x)
+  "X as octets: a string's character codes (for a refusal reply written as text)."
+  (if (stringp x) (map 'octets #'char-code x) x))
+
 (defun make-ev-loop (&key (max-connections 1024) refusal timeout-reply (idle-ms 60000)
                        (head-ms 30000) (write-ms 60000) (read-size 4096) (max-line 8192)
                        (max-head 8192) (max-body (* 1024 1024)) (max-raw 65536)
-                       notify-open notify-close (nodelay t))
-  "Returns a new event loop.  REFUSAL (octets) is written to connections refused beyond
-MAX-CONNECTIONS; TIMEOUT-REPLY before a timed-out connection closes.  Signals unix-error."
-  (let ((refusal (or refusal (make-octets 0)))
-        (tmo (or timeout-reply (make-octets 0)))
+                       notify-open notify-close (nodelay t) admit (bandwidth-in 0)
+                       (bandwidth-out 0))
+  "Returns a new event loop.  REFUSAL (octets or a base-string) is written to connections
+refused beyond MAX-CONNECTIONS or by ADMIT; TIMEOUT-REPLY before a timed-out connection closes.
+ADMIT (see make-admit) is an admission table the loop's connections enter at accept and leave
+when they close; several loops may share it, and it must outlive them; its per-address
+bandwidth totals apply to the loop's connections.  BANDWIDTH-IN/-OUT limit each connection's
+reads/writes to that many bytes/s (0 = unlimited).  Signals unix-error."
+  (let ((refusal (%ev-octets (or refusal (make-octets 0))))
+        (tmo (%ev-octets (or timeout-reply (make-octets 0))))
+        (ap (if admit (%admit-live admit) (ffi:make-null-pointer :void)))
         (sizes (vector max-connections idle-ms head-ms write-ms read-size max-line max-head
                        max-body max-raw (if notify-open 1 0) (if notify-close 1 0)
-                       (if nodelay 1 0))))
+                       (if nodelay 1 0) bandwidth-in bandwidth-out)))
     (check-type refusal octets)
     (check-type tmo octets)
+    (check-type bandwidth-in (integer 0 #.(expt 2 62)))
+    (check-type bandwidth-out (integer 0 #.(expt 2 62)))
     (multiple-value-bind (p errno)
-        (ffi:c-inline (refusal tmo sizes) (:object :object :object) (values :pointer-void :int)
+        (ffi:c-inline (refusal tmo sizes ap) (:object :object :object :pointer-void)
+                      (values :pointer-void :int)
           "{ struct crow_ev_config c; cl_object *v = #2->vector.self.t;
              crow_ev_config_init(&c);
              c.max_connections = ecl_to_size(v[0]); c.idle_ms = ecl_to_uint(v[1]);
@@ -49,6 +62,8 @@ MAX-CONNECTIONS; TIMEOUT-REPLY before a timed-out connection closes.  Signals un
              c.max_head = ecl_to_size(v[6]); c.max_body = ecl_to_size(v[7]);
              c.max_raw = ecl_to_size(v[8]); c.notify_open = ecl_to_int(v[9]);
              c.notify_close = ecl_to_int(v[10]); c.nodelay = ecl_to_int(v[11]);
+             c.bandwidth_in = ecl_to_uint64_t(v[12]); c.bandwidth_out = ecl_to_uint64_t(v[13]);
+             c.admit = (struct crow_admit *)#3;
              c.refusal = (const char *)#0->vector.self.b8; c.refusal_len = #0->vector.fillp;
              c.timeout_reply = (const char *)#1->vector.self.b8; c.timeout_reply_len = #1->vector.fillp;
              struct crow_ev *ev = crow_ev_new(&c);
@@ -278,3 +293,17 @@ without allocating)."
     "{ struct crow_ev_unit *u = (struct crow_ev_unit *)#0;
        @(return) = u->http.method_len == #1->base_string.fillp
                    && !memcmp(u->data + u->http.method_off, #1->base_string.self, u->http.method_len); }"))
+
+(defun ev-unlisten (ev)
+  "Makes EV stop accepting (every listener dropped; the descriptors stay open) while it goes
+on serving its open connections.  Returns T.  Can't fail."
+  (let ((p (ev-pointer ev)))
+    (when p (ffi:c-inline (p) (:pointer-void) :void "crow_ev_unlisten((struct crow_ev *)#0)" :one-liner t))
+    t))
+
+(declaim (inline ev-unit-listener))
+(defun ev-unit-listener (unit)
+  "Returns the index (in ev-listen order) of the listener that accepted the unit's
+connection, or -1 for an adopted descriptor."
+  (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void) :int
+    "((struct crow_ev_unit *)#0)->listener" :one-liner t))

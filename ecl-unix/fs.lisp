@@ -154,3 +154,6 @@ unix-error (ENOENT, ENOTDIR, EACCES) with the path."
                         "{ ssize_t r = crow_fd_read_full(#0, #1->vector.self.b8, (size_t)#2);
                            @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }")))))
       (if (= got size) buf (subseq buf 0 got)))))
+
+(define-path-call chmod "chmod" "Sets PATH's permission bits to MODE.  Signals unix-error." (mode)
+  "chmod((char *)#0->vector.self.b8, (mode_t)#1)")

@@ -16,7 +16,7 @@
    #:set-cloexec #:set-nonblocking #:stat #:stat-atime #:stat-blksize #:stat-blocks
    #:stat-ctime #:stat-dev #:stat-gid #:stat-ino #:stat-mode #:stat-mtime #:stat-mtime-nsec
    #:stat-nlink #:stat-rdev #:stat-size #:stat-type #:stat-uid #:unlink #:with-fd
-   #:write-all #:write-fd #:writev-fd #:dup2 #:file-exists-p #:read-file-octets
+   #:write-all #:write-fd #:writev-fd #:dup2 #:file-exists-p #:read-file-octets #:chmod
    ;; sockets
    #:%accept #:%connect #:accept-connection #:bind-address #:connect-address
    #:connect-finish #:listen-socket #:local-address #:make-socket #:peer-address
@@ -34,7 +34,8 @@
    #:setgroups #:setresgid #:setresuid #:setrlimit #:setsid #:spawn #:umask #:waitpid
    #:getgroups #:getcwd
    ;; signals
-   #:ignore-sigpipe #:read-signals #:signal-fd #:signal-number #:watch-signals
+   #:default-signal #:ignore-sigpipe #:read-signals #:reset-signal-pipe #:signal-fd
+   #:signal-number #:watch-signals
    ;; time
    #:format-http-date #:format-iso8601 #:format-rfc5322-date #:monotonic-ns
    #:monotonic-seconds #:real-time #:unix-time
@@ -47,7 +48,21 @@
    #:ev-reply #:ev-sendfile #:ev-stats #:ev-tcp-listener #:ev-unit #:ev-unit-conn
    #:ev-unit-free #:ev-unit-header #:ev-unit-headers #:ev-unit-http #:ev-unit-keep-alive
    #:ev-unit-length #:ev-unit-line #:ev-unit-method #:ev-unit-method-p #:ev-unit-octets #:ev-unit-peer
-   #:ev-unit-target #:make-ev-loop #:make-ev-unit #:ev-wake
+   #:ev-unit-listener #:ev-unit-target #:ev-unlisten #:make-ev-loop #:make-ev-unit #:ev-wake #:+ev-exclusive+
+   ;; admission control (c-core/admit)
+   #:admit #:admit-destroy #:admit-enter #:admit-expire #:admit-leave #:admit-pointer
+   #:admit-stats #:admit-ticket #:make-admit #:with-admit
+   ;; TLS (c-core/tls)
+   #:free-tls-context #:make-tls-client-context #:make-tls-server-context #:tls-context
+   #:tls-context-kind #:tls-context-p #:tls-error
+   ;; sessions (c-core/sess)
+   #:make-session #:session #:session-abort #:session-buffered #:session-close
+   #:session-counts #:session-data #:session-eof #:session-error #:session-error-session
+   #:session-fd #:session-p #:session-peer #:session-read-data #:session-read-exact
+   #:session-read-line #:session-read-some #:session-sendfile #:session-set-bandwidth
+   #:session-set-line-policy #:session-set-timeouts #:session-starttls #:session-timeout
+   #:session-timeout-direction #:session-tls-error #:session-tls-p #:session-tls-version
+   #:session-write #:with-session
    ;; HTML escaping and form decoding (c-core/html)
    #:+html-escape-max+ #:form-decode #:html-escape #:html-escape-into
    #:html-escape-octets-into #:octets-search

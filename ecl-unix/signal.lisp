@@ -76,3 +76,13 @@ process.  Can't fail."
   "Restores SIGNAL's default action.  Can't fail."
   (let ((n (signal-number signal)))
     (ffi:c-inline (n) (:int) :void "signal(#0, SIG_DFL)" :one-liner t)))
+
+(defun reset-signal-pipe ()
+  "Closes the signal pipe (a forked child calls this, then watch-signals for its own pipe:
+the inherited one is shared with the parent).  Signals arriving meanwhile are dropped.
+Returns NIL.  Can't fail."
+  (ffi:c-inline () () :void
+    "{ int r0 = crow_signal_pipe[0], r1 = crow_signal_pipe[1];
+       crow_signal_pipe[0] = crow_signal_pipe[1] = -1;
+       if (r0 >= 0) close(r0); if (r1 >= 0) close(r1); }")
+  nil)

@@ -24,5 +24,5 @@
    #:set-cookie
    ;; sessions (session.lisp)
    #:*session-cookie* #:*session-lifetime* #:*session-secret* #:end-session #:ensure-session
-   #:find-session #:random-octets #:session #:session-cookie-value #:session-expires
-   #:session-id #:session-value))
+   #:find-session #:random-octets #:session-cookie-value #:session-value #:web-session
+   #:web-session-expires #:web-session-id))

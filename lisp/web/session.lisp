@@ -12,8 +12,9 @@
 (defvar *sessions-lock* (mp:make-lock :name "crow.web sessions"))
 (defvar *session-sweep* 0 "Unix time of the last sweep of expired sessions.")
 
-(defstruct (session (:constructor %make-session (id expires)))
-  "One session: ID (32 hex digits), EXPIRES (Unix time), DATA (a plist, session-value)."
+(defstruct (web-session (:constructor %make-session (id expires)))
+  "One session: ID (32 hex digits), EXPIRES (Unix time), DATA (a plist, session-value).
+(Named web-session: crow.unix's session is a connection.)"
   (id "" :type string) (expires 0 :type integer) (data '() :type list))
 
 (defun random-octets (n)
@@ -32,7 +33,7 @@
 
 (defun session-cookie-value (session)
   "Returns the cookie value for SESSION: ID.SIGNATURE (hex HMAC-SHA-256 of the id)."
-  (concatenate 'string (session-id session) "." (%sign (session-id session))))
+  (concatenate 'string (web-session-id session) "." (%sign (web-session-id session))))
 
 (defun %verify (value)
   "Returns the id in cookie VALUE when its signature is right, else NIL."
@@ -47,7 +48,7 @@
   (when (> now (+ *session-sweep* 60))
     (setf *session-sweep* now)
     (let ((dead '()))
-      (maphash (lambda (id s) (when (< (session-expires s) now) (push id dead))) *sessions*)
+      (maphash (lambda (id s) (when (< (web-session-expires s) now) (push id dead))) *sessions*)
       (dolist (id dead) (remhash id *sessions*)))))
 
 (defun find-session (req)
@@ -58,8 +59,8 @@
       (mp:with-lock (*sessions-lock*)
         (let ((s (gethash id *sessions*)))
           (cond ((null s) nil)
-                ((< (session-expires s) now) (remhash id *sessions*) nil)
-                (t (setf (session-expires s) (+ now *session-lifetime*)) s)))))))
+                ((< (web-session-expires s) now) (remhash id *sessions*) nil)
+                (t (setf (web-session-expires s) (+ now *session-lifetime*)) s)))))))
 
 (defun ensure-session (req &key (path "/"))
   "Returns REQ's session, creating one (and queueing its Set-Cookie: HttpOnly, SameSite=Lax,
@@ -71,7 +72,7 @@ Max-Age the lifetime) when there is none.  Signals unix-error if /dev/urandom fa
                                             (+ now *session-lifetime*))))
                      (mp:with-lock (*sessions-lock*)
                        (%sweep now)
-                       (setf (gethash (session-id s) *sessions*) s))
+                       (setf (gethash (web-session-id s) *sessions*) s))
                      (set-cookie req *session-cookie* (session-cookie-value s)
                                  :path path :http-only t :same-site :lax
                                  :max-age *session-lifetime*)
@@ -81,17 +82,17 @@ Max-Age the lifetime) when there is none.  Signals unix-error if /dev/urandom fa
 
 (defun session-value (session key &optional default)
   "Returns the value stored under KEY in SESSION, or DEFAULT."
-  (getf (session-data session) key default))
+  (getf (web-session-data session) key default))
 
 (defun (setf session-value) (value session key &optional default)
   (declare (ignore default))
-  (setf (getf (session-data session) key) value))
+  (setf (getf (web-session-data session) key) value))
 
 (defun end-session (req &key (path "/"))
   "Forgets REQ's session and queues a cookie removing it (PATH as given to ensure-session).
 Returns NIL."
   (let ((s (find-session req)))
     (when s
-      (mp:with-lock (*sessions-lock*) (remhash (session-id s) *sessions*))))
+      (mp:with-lock (*sessions-lock*) (remhash (web-session-id s) *sessions*))))
   (setf (getf (request-plist req) :web-session) nil)
   (delete-cookie req *session-cookie* :path path))

@@ -156,7 +156,7 @@
          (s (crow.web::%make-session (octets-to-hex (random-octets 16)) 0))
          (v (session-cookie-value s)))
     (is (= (+ 32 1 64) (length v)))
-    (is (string= (session-id s) (crow.web::%verify v)))
+    (is (string= (web-session-id s) (crow.web::%verify v)))
     (is (null (crow.web::%verify (concatenate 'string (subseq v 0 40) (if (char= (char v 40) #\0) "1" "0")
                                               (subseq v 41))))
         "a changed signature is refused")

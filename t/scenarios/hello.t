@@ -17,7 +17,7 @@ hello = os.path.join(BIN, "crow-hello")
 port = free_port()
 sport = free_port()
 env = dict(os.environ, CROW_CACHE=os.path.join(ROOT, "build", "swank-cache"))
-p = subprocess.Popen([hello, "-l", "127.0.0.1:%d" % port, "-t", "2", "--swank", str(sport)],
+p = subprocess.Popen([hello, "--foreground", "-l", "127.0.0.1:%d" % port, "-t", "2", "--swank", str(sport)],
                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 

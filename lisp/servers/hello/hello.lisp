@@ -61,67 +61,29 @@ framing errors."
 
 (define-config-keys *hello-keys* (:include *common-keys*))
 
-(defun usage (s)
-  (format s "usage: crow-hello [-f CONFIG] [-n] [-l HOST:PORT] [-t WORKERS] [--foreground]
-                  [--swank PORT]
-       crow-hello --help | --version
-An HTTP/1.1 hello-world on crow.server's event workers: each worker thread runs a C epoll
-loop over its own SO_REUSEPORT listener and calls the Lisp handler CROW.HELLO:HANDLE once per
-request.  Defaults: 127.0.0.1:8080, 1 worker.  SIGTERM/SIGINT stop it.
+(defun serve (context)
+  "Serves HTTP on the context's listeners with the configured number of event workers until
+told to stop, then drains.  Returns 0."
+  (let* ((config (context-config context))
+         (nworkers (config-value config :workers))
+         (server (start-event-workers 'handle :listeners (context-listeners context)
+                                              :workers nworkers :mode :http
+                                              :ev-options '(:max-connections 10000))))
+    (log-info "serving http on ~{~a~^, ~} with ~d worker~:p"
+              (mapcar #'listener-description (context-listeners context)) nworkers)
+    (wait-for-stop context)
+    (drain-event-workers server (shutdown-timeout config))
+    (log-info "stopped after ~d requests" (stop-event-workers server))
+    0))
 
-Configuration keys:~%")
-  (describe-config-keys *hello-keys* s))
-
-(defun main ()
-  "crow-hello's entry point.  Returns the exit status."
-  (let ((args (rest (ext:command-args))) config check listen workers swank)
-    (flet ((need (opt) (or (second args)
-                           (progn (format *error-output* "crow-hello: ~a needs a value~%" opt)
-                                  (return-from main 2)))))
-      (loop while args
-            do (let ((a (first args)))
-                 (cond ((member a '("-h" "--help") :test #'string=)
-                        (usage *standard-output*) (return-from main 0))
-                       ((string= a "--version")
-                        (format t "crow-hello ~a~%" *version*) (return-from main 0))
-                       ((string= a "-f") (setf config (need a) args (cddr args)))
-                       ((string= a "-l") (setf listen (need a) args (cddr args)))
-                       ((string= a "-t") (setf workers (parse-integer (need a)) args (cddr args)))
-                       ((string= a "--swank") (setf swank (parse-integer (need a)) args (cddr args)))
-                       ((string= a "-n") (setf check t args (cdr args)))
-                       ((string= a "--foreground") (setf args (cdr args)))
-                       (t (format *error-output* "crow-hello: unknown option ~a~%" a)
-                          (return-from main 2))))))
-    (open-log "crow-hello" :stderr)
-    (handler-case
-        (let* ((cfg (config-from-string (if listen (format nil "listen ~a~%" listen) "")
-                                        *hello-keys* :name "command line"))
-               (cfg (if config (read-config config *hello-keys* :check check) cfg))
-               (addr (or (first (config-value cfg :listen))
-                         (first (config-value (config-from-string "listen 127.0.0.1:8080"
-                                                                  *hello-keys*) :listen))))
-               (nworkers (or workers (config-value cfg :workers) 1)))
-          (when check
-            (format t "crow-hello: configuration ok~%")
-            (return-from main 0))
-          (ignore-sigpipe)
-          (let ((sigfd (watch-signals '(:term :int :hup)))
-                (server (start-event-workers 'handle :host (address-host addr)
-                                                     :port (address-port addr)
-                                                     :workers nworkers :mode :http
-                                                     :ev-options '(:max-connections 10000))))
-            (when swank (crow.sh:start-swank swank))
-            (log-info "listening on http://~a:~d/ with ~d worker~:p"
-                      (address-host addr) (event-server-port server) nworkers)
-            (let ((ep (epoll-create)) (events (make-epoll-events 1)))
-              (epoll-add ep sigfd +epollin+)
-              (loop (epoll-wait ep events 1000)
-                    (let ((sigs (read-signals)))
-                      (when sigs
-                        (log-info "~(~{~a~^ ~}~): stopping" sigs)
-                        (return))))
-              (close-fd ep))
-            (log-info "stopped after ~d requests" (stop-event-workers server))
-            0))
-      (unix-error (e) (log-warn "~a" e) 1)
-      (config-error (e) (format *error-output* "~a~%" e) 1))))
+(define-server "crow-hello"
+  :version *version*
+  :keys-table *hello-keys*
+  :summary "An HTTP/1.1 hello-world on crow.server's event workers: each worker thread runs a C
+epoll loop over the shared listeners and calls the Lisp handler CROW.HELLO:HANDLE once per
+request.  Default: 127.0.0.1:8080, 1 worker."
+  :options '(("-l" :listen "HOST:PORT" "listen there (replaces the config's listen keys)" :listen)
+             ("-t" :workers "WORKERS" "worker threads (replaces the config's workers)" :workers))
+  :default-listen "127.0.0.1:8080"
+  :framing :http
+  :serve 'serve)

@@ -41,10 +41,11 @@
 (defvar *hello-count* 0 "Requests /hello answered (the benchmark compares it with wrk's).")
 (declaim (type fixnum *hello-count*))
 (defparameter *hello-body* (base (format nil "hello~%")))
+(defparameter +text-plain+ (base "text/plain"))
 
 (define-handler hello (req)
   (mp:atomic-incf (symbol-value '*hello-count*))
-  (respond req *hello-body* :content-type "text/plain"))
+  (respond req *hello-body* :content-type +text-plain+))
 
 ;;; Configuration
 
@@ -61,7 +62,7 @@ installs it.  Returns the list of problems (strings); the table is installed onl
 there are none."
   (multiple-value-bind (vhosts default problems) (%build-vhosts cfg root)
     (unless problems
-      (setf *vhosts* vhosts *default-vhost* default))
+      (setf *vhosts* vhosts *default-vhost* default *last-host* (cons "" nil)))
     problems))
 
 (defun %build-vhosts (cfg root)
@@ -93,6 +94,8 @@ there are none."
           (push (format nil "root ~a cannot be resolved" root) problems))))
     (values *vhosts* *default-vhost* (nreverse problems))))
 
+;;; Serving
+
 (defun canned (status &optional (close t))
   "Returns the bytes of a whole small STATUS response without Date (for the C loop's refusal
 and timeout replies)."
@@ -102,23 +105,36 @@ and timeout replies)."
                          #\Return #\Linefeed (length body) #\Return #\Linefeed close #\Return #\Linefeed
                          #\Return #\Linefeed body))))
 
-(defun ev-options (cfg)
-  "Returns make-ev-loop's keywords from CFG's limits and timeouts."
+(defun make-admission (cfg)
+  "Returns an admission table for CFG's max-per-address and rate-per-address, or NIL when
+neither is set."
+  (let ((per (config-value cfg :max-per-address))
+        (rate (config-value cfg :rate-per-address)))
+    (when (or per rate)
+      (make-admit :max-connections (config-value cfg :max-connections)
+                  :max-per-address (or per 0)
+                  :rate-count (if rate (car rate) 0) :rate-period-ms (if rate (cdr rate) 0)))))
+
+(defun ev-options (cfg &optional admit)
+  "Returns make-ev-loop's keywords from CFG's limits and timeouts (and the admission table
+ADMIT)."
   (let ((post-max (max (* 4 1024 1024)
                        (loop for v being the hash-values of *vhosts* maximize (vhost-post-max v)))))
-    (list :max-connections (config-value cfg :max-connections)
-          :idle-ms (config-value cfg :keepalive-timeout)
-          :head-ms (config-value cfg :request-timeout)
-          :write-ms (config-value cfg :write-timeout)
-          :max-head (config-value cfg :max-head)
-          :max-body post-max
-          :refusal (canned 503) :timeout-reply (canned 408))))
+    (list* :max-connections (config-value cfg :max-connections)
+           :idle-ms (config-value cfg :keepalive-timeout)
+           :head-ms (config-value cfg :request-timeout)
+           :write-ms (config-value cfg :write-timeout)
+           :max-head (config-value cfg :max-head)
+           :max-body post-max
+           :refusal (canned 503) :timeout-reply (canned 408)
+           (and admit (list :admit admit)))))
 
-(defvar *servers* '() "The running event-servers (one per listen address).")
+(defvar *servers* '() "The event-servers started by start-httpd (in a live image).")
 
 (defun start-httpd (cfg &key (workers 1) addresses)
-  "Starts WORKERS event workers on each of ADDRESSES (address objects).  Returns the list of
-event-servers."
+  "Starts WORKERS event workers on each of ADDRESSES (address objects) with CFG's limits, in
+this process (for a live image or a test; the program itself runs under crow.server's
+privilege separation).  Returns the list of event-servers."
   (setf *max-headers* (config-value cfg :max-headers)
         *start-time* (unix-time))
   (let ((opts (ev-options cfg)))
@@ -129,26 +145,23 @@ event-servers."
                                                      :ev-options opts)))))
 
 (defun stop-httpd ()
-  "Stops every server.  Returns the number of units handled."
+  "Stops the servers start-httpd started.  Returns the number of units handled."
   (prog1 (loop for s in *servers* sum (stop-event-workers s))
     (setf *servers* '())))
 
-;;; The command line
-
-(defun usage (s)
-  (format s "usage: crow-httpd [-f CONFIG] [-n] [-l HOST:PORT] [-t WORKERS] [-r ROOT]
-                  [--foreground] [--swank PORT] [--repl]
-       crow-httpd --help | --version
-An HTTP/1.1 server for files and Lisp handlers: each worker thread runs a C epoll loop that
-frames requests and calls the Lisp handler CROW.HTTP:HANDLE once per request.  Without a
-config: 127.0.0.1:8080, one worker, a default vhost with /hello (and ROOT's files with -r).
---repl gives an ECL REPL on the terminal while serving; --swank PORT starts swank on
-127.0.0.1.  SIGTERM/SIGINT stop it; SIGHUP re-reads the vhosts and reopens the access log.
-
-Configuration keys:~%")
-  (describe-config-keys *httpd-keys* s))
+(defun configure (config)
+  "crow.server's configure step, in the parent after each read of CONFIG: builds the vhosts
+\(signals an error listing the problems), reads the media types and opens the access log
+\(before any chroot).  Returns NIL."
+  (let ((problems (configure-vhosts config :root (getf crow.server::*options* :root))))
+    (when problems (error "~{~a~^; ~}" problems)))
+  (load-mime-types (config-value config :mime-types))
+  (unless (getf crow.server::*options* :check)
+    (open-access-log (config-value config :access-log)))
+  nil)
 
 (defun repl ()
+  "An ECL REPL on the terminal, in package crow.http.  Returns at end of input."
   (let ((*package* (find-package :crow.http)))
     (format t "crow-httpd ~a on ECL ~a: serving; Ctrl-D stops.~%" *version*
             (lisp-implementation-version))
@@ -161,96 +174,69 @@ Configuration keys:~%")
         (handler-case (format t "~{~s~^~%~}~%" (multiple-value-list (eval form)))
           (error (e) (format t "~&error: ~a~%" e)))))))
 
-(defun wait-for-signals (sigfd reload)
-  "Waits until SIGTERM or SIGINT; calls RELOAD on SIGHUP.  Returns the stopping signal."
-  (let ((ep (epoll-create)) (events (make-epoll-events 1)))
-    (epoll-add ep sigfd +epollin+)
-    (unwind-protect
-         (loop (epoll-wait ep events 1000)
-               (dolist (s (read-signals))
-                 (if (eq s :hup)
-                     (funcall reload)
-                     (return-from wait-for-signals s))))
-      (close-fd ep))))
+(defun serve (context)
+  "crow.server's serve step, in the serving process: event workers on the listeners until
+told to stop, then drain.  With --repl a REPL runs on the terminal meanwhile; its end of
+input stops the server.  Returns 0."
+  (let* ((config (context-config context))
+         (nworkers (config-value config :workers))
+         (admit (make-admission config))
+         (server (progn
+                   (setf *max-headers* (config-value config :max-headers)
+                         *start-time* (unix-time))
+                   (start-event-workers 'handle :listeners (context-listeners context)
+                                                :workers nworkers :mode :http
+                                                :ev-options (ev-options config admit)))))
+    (log-info "serving http on ~{~a~^, ~} with ~d worker~:p"
+              (mapcar #'listener-description (context-listeners context)) nworkers)
+    (when (context-option context :repl)
+      (mp:process-run-function "crow-httpd repl"
+                               (lambda ()
+                                 (repl)
+                                 (ignore-errors (kill (getppid) :term)))))
+    (wait-for-stop context)
+    (drain-event-workers server (shutdown-timeout config))
+    (log-info "stopped after ~d requests" (stop-event-workers server))
+    (when admit (admit-destroy admit))
+    0))
 
-(defun main ()
-  "crow-httpd's entry point.  Returns the exit status."
-  (let ((args (rest (ext:command-args))) config check listen workers swank repl root)
-    (flet ((need (opt) (or (second args)
-                           (progn (format *error-output* "crow-httpd: ~a needs a value~%" opt)
-                                  (return-from main 2)))))
-      (loop while args
-            do (let ((a (first args)))
-                 (cond ((member a '("-h" "--help") :test #'string=)
-                        (usage *standard-output*) (return-from main 0))
-                       ((string= a "--version")
-                        (format t "crow-httpd ~a~%" *version*) (return-from main 0))
-                       ((string= a "-f") (setf config (need a) args (cddr args)))
-                       ((string= a "-l") (push (need a) listen) (setf args (cddr args)))
-                       ((string= a "-r") (setf root (need a) args (cddr args)))
-                       ((string= a "-t") (setf workers (parse-integer (need a)) args (cddr args)))
-                       ((string= a "--swank") (setf swank (parse-integer (need a)) args (cddr args)))
-                       ((string= a "--repl") (setf repl t args (cdr args)))
-                       ((string= a "-n") (setf check t args (cdr args)))
-                       ((string= a "--foreground") (setf args (cdr args)))
-                       (t (format *error-output* "crow-httpd: unknown option ~a~%" a)
-                          (return-from main 2))))))
-    (open-log "crow-httpd" :stderr)
-    (handler-case
-        (let* ((cfg (if config
-                        (read-config config *httpd-keys* :check check)
-                        (config-from-string "" *httpd-keys* :name "command line")))
-               (addrs (mapcar (lambda (l) (first (config-value (config-from-string
-                                                                (format nil "listen ~a~%" l)
-                                                                *httpd-keys*) :listen)))
-                              (reverse listen)))
-               (addrs (or addrs (config-value cfg :listen)
-                          (config-value (config-from-string "listen 127.0.0.1:8080" *httpd-keys*)
-                                        :listen)))
-               (nworkers (or workers (config-value cfg :workers) 1))
-               (problems (configure-vhosts (and config cfg) :root root)))
-          (when problems
-            (format *error-output* "~{crow-httpd: ~a~%~}" problems)
-            (return-from main 1))
-          (when check
-            (format t "crow-httpd: configuration ok~%")
-            (return-from main 0))
-          (load-mime-types (config-value cfg :mime-types))
-          (open-access-log (config-value cfg :access-log))
-          (ignore-sigpipe)
-          (let ((sigfd (watch-signals '(:term :int :hup))))
-            (start-httpd cfg :workers nworkers :addresses addrs)
-            (when swank (crow.sh:start-swank swank))
-            (loop for s in *servers* for a in addrs
-                  do (log-info "listening on http://~a:~d/ with ~d worker~:p"
-                               (if (eq (address-family a) :inet6)
-                                   (format nil "[~a]" (address-host a))
-                                   (address-host a))
-                               (event-server-port s) nworkers))
-            (flet ((reload ()
-                     (handler-case
-                         (let* ((cfg (if config (read-config config *httpd-keys*) cfg))
-                                (p (configure-vhosts (and config cfg) :root root)))
-                           (open-access-log (config-value cfg :access-log))
-                           (if p
-                               (log-warn "reload refused: ~{~a~^; ~}" p)
-                               (log-info "configuration reloaded")))
-                       (error (e) (log-warn "reload refused: ~a" e)))))
-              (if repl
-                  (progn
-                    (mp:process-run-function
-                     "crow-httpd signals"
-                     (lambda ()
-                       (let ((s (wait-for-signals sigfd #'reload)))
-                         (log-info "~(~a~): stopping" s)
-                         (log-info "stopped after ~d requests" (stop-httpd))
-                         (close-access-log)
-                         (finish-output *error-output*)
-                         (exit-process 0))))
-                    (repl))
-                  (log-info "~(~a~): stopping" (wait-for-signals sigfd #'reload))))
-            (log-info "stopped after ~d requests" (stop-httpd))
-            (close-access-log)
-            0))
-      (unix-error (e) (log-warn "~a" e) 1)
-      (config-error (e) (format *error-output* "~a~%" e) 1))))
+(define-server "crow-httpd"
+  :version *version*
+  :keys-table *httpd-keys*
+  :summary "An HTTP/1.1 server for files and Lisp handlers: each worker thread runs a C epoll
+loop that frames requests and calls the Lisp handler CROW.HTTP:HANDLE once per request.
+Without a config: 127.0.0.1:8080, one worker, a default vhost with /hello (and ROOT's files
+with -r).  --repl gives an ECL REPL on the terminal while serving."
+  :options '(("-l" :listen "HOST:PORT" "listen there (replaces the config's listen keys)" :listen)
+             ("-t" :workers "WORKERS" "worker threads (replaces the config's workers)" :workers)
+             ("-r" :root "ROOT" "without vhosts in the config: serve ROOT's files")
+             ("--repl" :repl nil "an ECL REPL on the terminal while serving (with --foreground)"))
+  :default-listen "127.0.0.1:8080"
+  :framing :http
+  :configure 'configure
+  :serve 'serve)
+
+;;; Diagnostic handlers (tests and benchmarks route to them from a config)
+
+(define-handler echo (req)
+  "Answers with the request's method, path, query, Host, body length and then the body."
+  (respond req (list (format nil "~a ~a~%query: ~a~%host: ~a~%length: ~d~%"
+                             (request-method req) (request-path req) (request-query-string req)
+                             (request-host req) (length (or (request-body req) #())))
+                     (or (request-body req) ""))
+           :content-type "text/plain; charset=utf-8"))
+
+(define-handler stream-lines (req)
+  "Answers with a chunked body of N lines (query n=N, default 3), one chunk each."
+  (let* ((q (request-query-string req))
+         (n (or (and q (> (length q) 2) (string= "n=" q :end2 2)
+                     (parse-integer q :start 2 :junk-allowed t))
+                3)))
+    (with-chunked-response (s req :content-type "text/plain")
+      (dotimes (i (min n 10000))
+        (send-chunk s (format nil "line ~d~%" i))))))
+
+(define-handler hello-count (req)
+  "Answers with the number of /hello requests answered so far (the benchmark compares it with
+wrk's total)."
+  (respond req (format nil "~d~%" *hello-count*) :content-type "text/plain"))

@@ -16,4 +16,4 @@
    #:*vhosts* #:add-route #:define-handler #:find-vhost #:vhost #:vhost-aliases
    #:vhost-charset #:vhost-mode #:vhost-name #:vhost-post-max #:vhost-root
    ;; the program
-   #:*version* #:handle #:hello #:main #:start-httpd #:stop-httpd #:status-reason))
+   #:*version* #:echo #:handle #:hello #:hello-count #:main #:start-httpd #:stop-httpd #:status-reason #:stream-lines))

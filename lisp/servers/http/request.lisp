@@ -3,7 +3,12 @@
 
 (in-package :crow.http)
 
-(defstruct (request (:constructor %make-request))
+;;; The hot path: checked arguments, but inlined structure access.
+(declaim (optimize (speed 3) (safety 1) (debug 0)))
+
+(defstruct (request (:constructor %make-request)
+                    (:constructor %new-request (ev unit conn method target version keep-alive
+                                                head-length body-length host)))
   "One HTTP request, valid during the handler call only (its bytes live in the C loop's
 buffer until the response finishes the unit)."
   ev unit (conn 0)
@@ -69,7 +74,7 @@ a bad %-escape, invalid UTF-8, a NUL byte, or (with PATH) an encoded slash `%2F`
 would let one segment pose as two."
   (if (and (null (position #\% string :start start :end end))
            (loop for i from start below end always (< 0 (char-code (char string i)) 128)))
-      (subseq string start end)
+      (if (and (= start 0) (= end (length string))) string (subseq string start end))
       (let ((out (make-array (- end start) :element-type '(unsigned-byte 8) :fill-pointer 0))
             (i start))
         (loop while (< i end)
@@ -123,3 +128,5 @@ root however the file system resolves it."
           (return nil))
         (unless slash (return t))
         (setf start (1+ slash))))))
+
+(declaim (optimize (speed 3) (safety 2) (debug 0)))

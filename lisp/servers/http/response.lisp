@@ -3,6 +3,8 @@
 
 (in-package :crow.http)
 
+(declaim (optimize (speed 3) (safety 1) (debug 0)))
+
 (defparameter +crlf+ (crlf ""))
 (defparameter +ct+ (base (format nil "~c~cContent-Type: " #\Return #\Linefeed)))
 (defparameter +cl+ (base (format nil "~c~cContent-Length: " #\Return #\Linefeed)))
@@ -31,7 +33,8 @@ a string with characters beyond ASCII is encoded as UTF-8."
         ((typep x '(simple-array (unsigned-byte 8) (*))) x)
         ((typep x 'octets) (coerce x '(simple-array (unsigned-byte 8) (*))))
         ((stringp x)
-         (if (every (lambda (c) (< (char-code c) 128)) x)
+         (if (loop for i of-type fixnum from 0 below (length x)
+                   always (< (char-code (char x i)) 128))
              (coerce x 'simple-base-string)
              (utf8-encode x)))
         ((null x) +empty+)
@@ -55,25 +58,34 @@ VALUE."
 (defun %close-p (req status)
   (or (not (request-keep-alive req)) (request-close req) (= status 400)))
 
-(defun %head (req status content-type length headers close &key chunked)
-  "Returns the list of head pieces for a response (the final blank line included)."
-  (let ((parts (list* (status-line status) (ev-date (request-ev req))
-                      (nconc (when content-type (list +ct+ (bytes-of content-type)))
-                             (cond (chunked (list +te-chunked+))
-                                   (length (list +cl+ (digits length))))
-                             (list +crlf+)))))
-    (setf parts (nconc parts
-                       (mapcar (lambda (h) (header-bytes (car h) (cdr h))) (request-out-headers req))
-                       (mapcar (lambda (h) (header-bytes (car h) (cdr h))) headers)
-                       (list (cond (close +conn-close+)
-                                   ((= (request-version req) 10) +conn-keep+)
-                                   (t +empty+))
-                             +crlf+)))
-    parts))
+(defun %head (req status content-type length headers close chunked body)
+  "Returns the simple-vector of pieces of a response: the head (blank line included), then
+the byte chunks BODY."
+  (let* ((extra (request-out-headers req))
+         (n (+ 5 (if content-type 2 0) (cond (chunked 1) (length 2) (t 0))
+               (length extra) (length headers) (length body)))
+         (v (make-array n))
+         (i 0))
+    (declare (fixnum i n) (simple-vector v))
+    (macrolet ((put (x) `(progn (setf (svref v i) ,x) (incf i))))
+      (put (status-line status))
+      (put (ev-date (request-ev req)))
+      (when content-type (put +ct+) (put (bytes-of content-type)))
+      (cond (chunked (put +te-chunked+))
+            (length (put +cl+) (put (digits length))))
+      (put +crlf+)
+      (dolist (h extra) (put (header-bytes (car h) (cdr h))))
+      (dolist (h headers) (put (header-bytes (car h) (cdr h))))
+      (put (cond (close +conn-close+)
+                 ((eql (request-version req) 10) +conn-keep+)
+                 (t +empty+)))
+      (put +crlf+)
+      (dolist (b body) (put b)))
+    (unless (= i n) (error "crow.http: response head has ~d pieces, not ~d" i n))
+    v))
 
 (defun %finish (req status sent close)
   (setf (request-responded req) t (request-status req) status (request-sent req) sent)
-  (mp:atomic-incf (symbol-value (quote *requests*)))
   close)
 
 (defun send-response (req status content-type chunks headers)
@@ -85,12 +97,10 @@ when the client has gone."
   (let* ((length (loop for c in chunks sum (length c)))
          (close (%close-p req status))
          (nobody (or (eq (request-method req) :head) (= status 204) (= status 304)))
-         (head (%head req status content-type (if (or (= status 204) (= status 304)) nil length)
-                      headers close)))
+         (parts (%head req status content-type (if (or (= status 204) (= status 304)) nil length)
+                       headers close nil (if nobody nil chunks))))
     (%finish req status (if nobody 0 length) close)
-    (ev-reply (request-ev req) (request-conn req)
-              (coerce (if nobody head (nconc head chunks)) 'simple-vector)
-              :close close)))
+    (ev-reply (request-ev req) (request-conn req) parts :close close)))
 
 (defun respond (req body &key (status 200) content-type headers)
   "Answers REQ with BODY (octets, a string — encoded as UTF-8 — or a list of those, all
@@ -142,14 +152,12 @@ values."
          (ok nil))
     (when (request-responded req) (error "crow.http: ~a answered twice" (request-target req)))
     (setf (request-responded req) t (request-status req) status)
-    (ev-reply ev conn (coerce (%head req status (or content-type (default-content-type req)) nil
-                                     headers close :chunked framed)
-                              'simple-vector)
+    (ev-reply ev conn (%head req status (or content-type (default-content-type req)) nil
+                             headers close framed nil)
               :more (not head-only) :close (and head-only close))
     (unwind-protect
          (multiple-value-prog1 (funcall fn stream) (setf ok t))
       (setf (request-sent req) (chunk-stream-sent stream))
-      (mp:atomic-incf (symbol-value (quote *requests*)))
       (unless head-only
         (if ok
             (ev-reply ev conn (if framed (vector +last-chunk+) (vector +empty+)) :close close)
@@ -161,3 +169,5 @@ it is produced; the response ends when BODY returns."
   `(call-with-chunked-response ,req (lambda (,var) ,@body) :status ,status
                                                           :content-type ,content-type
                                                           :headers ,headers))
+
+(declaim (optimize (speed 3) (safety 2) (debug 0)))

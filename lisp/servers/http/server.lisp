@@ -3,6 +3,8 @@
 
 (in-package :crow.http)
 
+(declaim (optimize (speed 3) (safety 1) (debug 0)))
+
 (defvar *max-headers* 64 "Header fields allowed in a request head (431 beyond).")
 (defvar *allow-static* "GET, HEAD, OPTIONS")
 
@@ -67,34 +69,42 @@ not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, els
           (t (respond-error req 405 :headers (list (cons "Allow" *allow-static*)))))))
 
 (defun handle-request (ev unit)
-  (multiple-value-bind (mcode version keep chunked clen hlen blen toff tlen hoff hlen2 hcount clcount nheaders)
+  (multiple-value-bind (mcode version keep chunked clen hlen blen toff tlen hoff hlen2 hcount
+                        clcount nheaders plen plain hname)
       (ev-unit-request unit)
-    (declare (ignore chunked clen))
+    (declare (ignore chunked clen) (fixnum mcode version hlen blen toff tlen hoff hlen2 hcount
+                                           clcount nheaders plen hname))
     (let* ((target (ev-unit-string unit toff tlen))
-           (req (%make-request :ev ev :unit unit :conn (ev-unit-conn unit)
-                               :method (if (>= mcode 0) (svref *http-methods* mcode) :other)
-                               :target target :version version :keep-alive keep
-                               :head-length hlen :body-length blen
-                               :host (and (>= hoff 0) (ev-unit-string unit hoff hlen2)))))
+           (host (and (>= hoff 0) (ev-unit-string unit hoff hlen2)))
+           (req (%new-request ev unit (ev-unit-conn unit)
+                              (if (>= mcode 0) (svref *http-methods* mcode) :other)
+                              target version keep hlen blen host)))
       (handler-case
-          (multiple-value-bind (path query authority) (split-target target)
+          (multiple-value-bind (path query authority)
+              (if plain
+                  (if (= plen tlen)
+                      (values target nil nil)
+                      (values (subseq target 0 plen) (subseq target (1+ plen)) nil))
+                  (split-target target))
             (setf (request-query-string req) query)
             (when authority (setf (request-host req) authority))
-            (let ((vhost (find-vhost (request-host req))))
+            (let ((vhost (if (or authority (null host) (< hname 1))
+                             (find-vhost (request-host req))
+                             (find-vhost-name (if (= hname hlen2) host (subseq host 0 hname))))))
               (setf (request-vhost req) vhost)
               (cond ((or (> hcount 1) (and (= version 11) (zerop hcount)) (> clcount 1))
                      (setf (request-close req) t)
                      (respond-error req 400))
-                    ((> nheaders *max-headers*)
+                    ((> nheaders (the fixnum *max-headers*))
                      (setf (request-close req) t)
                      (respond-error req 431))
-                    ((member mcode '(-1 7 8)) ; another token, TRACE, CONNECT
+                    ((or (< mcode 0) (= mcode 7) (= mcode 8)) ; another token, TRACE, CONNECT
                      (respond-error req 501))
-                    ((or (null path) (not (path-segments-safe-p path)))
+                    ((or (null path) (and (not plain) (not (path-segments-safe-p path))))
                      (setf (request-close req) t)
                      (respond-error req 400))
                     ((null vhost) (respond-error req 404))
-                    ((> blen (vhost-post-max vhost))
+                    ((> blen (the fixnum (vhost-post-max vhost)))
                      (setf (request-close req) t)
                      (respond-error req 413))
                     (t (setf (request-path req) path)
@@ -113,3 +123,5 @@ not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, els
   (if (eq kind :request)
       (handle-request ev unit)
       (framing-error ev unit kind)))
+
+(declaim (optimize (speed 3) (safety 2) (debug 0)))

@@ -35,18 +35,18 @@ for characters beyond Latin-1."
   "Returns the reason phrase of STATUS (\"Unknown\" for a code not in the table)."
   (or (cdr (assoc status +reasons+)) "Unknown"))
 
-(defvar *status-lines* (make-hash-table)
-  "Status -> \"HTTP/1.1 NNN Reason\\r\\nServer: Crow/V\\r\\nDate: \", built on first use.")
+(defvar *status-lines* (make-array 500 :initial-element nil)
+  "Status - 100 -> \"HTTP/1.1 NNN Reason\\r\\nServer: Crow/V\\r\\nDate: \", built on first use.")
 (defvar *status-lock* (mp:make-lock :name "crow.http status lines"))
 
 (defun status-line (status)
-  "Returns the response's first bytes up to the Date value for STATUS (cached)."
-  (or (gethash status *status-lines*)
-      (mp:with-lock (*status-lock*)
-        (setf (gethash status *status-lines*)
-              (base (format nil "HTTP/1.1 ~d ~a~c~cServer: Crow/~a~c~cDate: " status
-                            (status-reason status) #\Return #\Linefeed *version*
-                            #\Return #\Linefeed))))))
+  "Returns the response's first bytes up to the Date value for STATUS (100-599, cached)."
+  (declare (type (integer 100 599) status))
+  (or (svref *status-lines* (- status 100))
+      (setf (svref *status-lines* (- status 100))
+            (base (format nil "HTTP/1.1 ~d ~a~c~cServer: Crow/~a~c~cDate: " status
+                          (status-reason status) #\Return #\Linefeed *version*
+                          #\Return #\Linefeed)))))
 
 (defvar *error-pages* (make-hash-table))
 

@@ -147,7 +147,7 @@ ignored (not bytes=, malformed, too many ranges)."
 Returns (values OK CLOSE)."
   (let ((close (%close-p req status)))
     (values (ev-reply (request-ev req) (request-conn req)
-                      (coerce (%head req status type length headers close) 'simple-vector)
+                      (%head req status type length headers close nil nil)
                       :more more :close (and (not more) close))
             close)))
 

@@ -17,6 +17,9 @@ METHODS a list of method keywords (NIL: any); EXACT: the path must equal PREFIX.
 (defvar *vhosts* (make-hash-table :test 'equalp)
   "Host name or alias (any case) -> vhost.")
 (defvar *default-vhost* nil "The vhost for requests whose Host matches no name.")
+(defvar *last-host* (cons "" nil)
+  "(NAME . VHOST) of the last lookup: most connections repeat their Host.")
+
 
 (defun make-vhost (&rest args &key charset root &allow-other-keys)
   "Returns a vhost (not yet registered; see register-vhost).  ROOT is resolved with realpath."
@@ -33,6 +36,7 @@ the first).  Returns V."
     (setf (gethash n *vhosts*) v))
   (when (or (vhost-default v) (null *default-vhost*))
     (setf *default-vhost* v))
+  (setf *last-host* (cons "" nil))
   v)
 
 (defun clear-vhosts ()
@@ -54,6 +58,22 @@ the default vhost."
         (or (gethash (if (= end (length host)) host (subseq host 0 end)) *vhosts*)
             *default-vhost*))))
 
+(defun find-vhost-name (name)
+  "Returns the vhost named NAME (a host name without port, any case), or the default vhost."
+  (declare (string name))
+  (let ((last *last-host*))
+    (if (and (cdr last) (string= (the string (car last)) name))
+        (cdr last)
+        (let ((v (%find-vhost-name name)))
+          (setf *last-host* (cons name v))
+          v))))
+
+(defun %find-vhost-name (name)
+  (or (gethash name *vhosts*)
+      (and (plusp (length name)) (char= (char name (1- (length name))) #\.)
+           (gethash (subseq name 0 (1- (length name))) *vhosts*))
+      *default-vhost*))
+
 (defun add-route (vhost-name prefix symbol &key methods exact)
   "Routes requests to VHOST-NAME (a name, or NIL for the default vhost) whose path starts
 with PREFIX (equals it with EXACT) to the handler SYMBOL, called with the request; METHODS
@@ -67,15 +87,26 @@ route.  Signals an error for an unknown vhost."
                 #'> :key (lambda (x) (length (route-prefix x)))))
     r))
 
+(declaim (inline %prefix-p))
+(defun %prefix-p (prefix string)
+  "True when STRING starts with PREFIX."
+  (declare (string prefix string) (optimize (speed 3) (safety 0)))
+  (let ((n (length prefix)))
+    (and (<= n (length string))
+         (loop for i of-type fixnum from 0 below n
+               always (char= (char prefix i) (char string i))))))
+
 (defun find-route (vhost path)
   "Returns the longest route of VHOST matching PATH, or NIL."
+  (declare (string path))
   (dolist (r (vhost-routes vhost))
     (let* ((p (route-prefix r)) (n (length p)))
+      (declare (string p) (fixnum n))
       (when (if (route-exact r)
-                (string= p path)
-                (and (<= n (length path)) (string= p path :end2 n)
+                (and (= n (length path)) (%prefix-p p path))
+                (and (%prefix-p p path)
                      (or (= n (length path)) (char= (char p (1- n)) #\/)
-                         (char= (char path n) #\/) (char= (char path n) #\?))))
+                         (char= (char path n) #\/))))
         (return r)))))
 
 (defmacro define-handler (name (req) &body body)

@@ -638,6 +638,8 @@ follow it, indented.  Returns NIL.  Can't fail (but for STREAM's errors)."
   (listen :address :repeatable t
           :doc "Plain listener: HOST:PORT, *:PORT (all IPv4), [IPV6]:PORT, [::]:PORT, unix:PATH.")
   (listen-tls :address :repeatable t :doc "TLS listener, addresses as for listen.")
+  (listen-udp :address :repeatable t
+              :doc "UDP socket, HOST:PORT or [IPV6]:PORT (for servers with a datagram service).")
   (tls-cert :path :exists :file :doc "TLS certificate chain (PEM).")
   (tls-key :path :exists :file :doc "TLS private key (PEM).")
   (user :user :doc "User the serving processes run as.")
@@ -656,5 +658,7 @@ follow it, indented.  Returns NIL.  Can't fail (but for STREAM's errors)."
   (bandwidth-out :size :min 1
                  :doc "Bytes/s written per connection, K/M/G allowed (no limit when absent).")
   (timeout :duration :min 1 :default "5m" :doc "Idle time after which a connection is closed.")
+  (shutdown-timeout :duration :min 0 :default "10s"
+                    :doc "How long a stopping or replaced process may take to finish its connections.")
   (stat-dir :path :exists :directory
             :doc "mmstatd's socket directory (no statistics when absent)."))

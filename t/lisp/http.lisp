@@ -1,0 +1,96 @@
+;;;; http.lisp — crow.http's decisions that need no socket: target splitting and decoding, the
+;;;; root's boundary, ranges, conditional headers, dates, routes, vhosts, media types
+;;;; (goldens written from RFC 9110/9112/3986).
+
+(in-package :crow.test)
+
+(def-suite http :in crow)
+(in-suite http)
+
+(test split-target
+  (is (equal '("/a/b" "x=1&y" nil) (multiple-value-list (crow.http::split-target "/a/b?x=1&y"))))
+  (is (equal '("/a b/é" nil nil) (multiple-value-list (crow.http::split-target "/a%20b/%C3%A9"))))
+  (is (equal '("/p" "q" "h.test:81") (multiple-value-list (crow.http::split-target "http://h.test:81/p?q"))))
+  (is (equal '("/" nil "h") (multiple-value-list (crow.http::split-target "http://h"))))
+  (is (equal "*" (crow.http::split-target "*")))
+  ;; refused: no leading slash, bad escapes, NUL, encoded slash, invalid UTF-8
+  (dolist (bad '("a/b" "/a%zz" "/a%2" "/a%00b" "/a%2fb" "/a%2Fb" "/%ff%fe" ""))
+    (is (null (crow.http::split-target bad)) "~s must be refused" bad)))
+
+(test dot-segments
+  (is-true (crow.http::path-segments-safe-p "/a/b.c/.d/..e/"))
+  (dolist (bad '("/.." "/../x" "/a/../b" "/a/." "/./a" "/a/.."))
+    (is-false (crow.http::path-segments-safe-p bad) "~s" bad))
+  ;; an encoded dot-dot decodes to one and is then refused
+  (is-false (crow.http::path-segments-safe-p (crow.http::split-target "/%2e%2E/etc"))))
+
+(test ranges
+  (is (equal '((0 . 9)) (crow.http::parse-ranges "bytes=0-9" 100)))
+  (is (equal '((90 . 99)) (crow.http::parse-ranges "bytes=-10" 100)))
+  (is (equal '((0 . 99)) (crow.http::parse-ranges "bytes=-1000" 100)))
+  (is (equal '((95 . 99)) (crow.http::parse-ranges "bytes=95-" 100)))
+  (is (equal '((0 . 99)) (crow.http::parse-ranges "bytes=0-500" 100)))
+  (is (equal '((0 . 1) (5 . 6)) (crow.http::parse-ranges "bytes=0-1, 5-6" 100)))
+  (is (equal '((0 . 1)) (crow.http::parse-ranges "bytes=0-1,200-300" 100)))
+  (is (eq :unsatisfiable (crow.http::parse-ranges "bytes=100-200" 100)))
+  (is (eq :unsatisfiable (crow.http::parse-ranges "bytes=-0" 100)))
+  ;; ignored (serve the whole file): not bytes, malformed, reversed, too many
+  (dolist (h '("items=0-1" "bytes=" "bytes=a-b" "bytes=5-1" "bytes=-" "bytes=1"))
+    (is (null (crow.http::parse-ranges h 100)) "~s" h))
+  (is (null (crow.http::parse-ranges
+             (format nil "bytes=~{~d-~d~^,~}" (loop for i below 40 append (list i i))) 100))))
+
+(test conditionals
+  (is-true (crow.http::etag-matches-p "\"a\"" "\"a\""))
+  (is-true (crow.http::etag-matches-p "\"x\", W/\"a\"" "\"a\""))
+  (is-true (crow.http::etag-matches-p "*" "\"a\""))
+  (is-false (crow.http::etag-matches-p "\"b\"" "\"a\""))
+  (is (= 784111777 (crow.http::parse-http-date "Sun, 06 Nov 1994 08:49:37 GMT")))
+  (is (null (crow.http::parse-http-date "Sunday, 06-Nov-94 08:49:37 GMT")))
+  (is (null (crow.http::parse-http-date "garbage"))))
+
+(test routes-and-vhosts
+  (let ((crow.http:*vhosts* (make-hash-table :test 'equalp))
+        (crow.http::*default-vhost* nil)
+        (crow.http::*last-host* (cons "" nil)))
+    (let ((a (crow.http::register-vhost (crow.http::make-vhost :name "a.test" :aliases '("www.a.test"))))
+          (b (crow.http::register-vhost (crow.http::make-vhost :name "b.test" :default t))))
+      (is (eq a (crow.http:find-vhost "A.Test:8080")))
+      (is (eq a (crow.http:find-vhost "www.a.test.")))
+      (is (eq b (crow.http:find-vhost "nowhere")))
+      (is (eq b (crow.http:find-vhost nil)))
+      (is (eq a (crow.http::find-vhost-name "A.TEST")))
+      (crow.http:add-route "a.test" "/app" 'app)
+      (crow.http:add-route "a.test" "/app/admin" 'admin)
+      (crow.http:add-route "a.test" "/x" 'x :exact t)
+      (flet ((r (p) (let ((r (crow.http::find-route a p))) (and r (crow.http::route-symbol r)))))
+        (is (eq 'app (r "/app")))
+        (is (eq 'app (r "/app/page")))
+        (is (eq 'admin (r "/app/admin/users")))
+        (is (null (r "/application")))
+        (is (eq 'x (r "/x")))
+        (is (null (r "/x/y")))))))
+
+(test media-types
+  (crow.http::load-mime-types "/nonexistent/mime.types")
+  (is (equal "text/html; charset=utf-8" (crow.http::mime-type "/a/index.html")))
+  (is (equal "text/css; charset=latin1" (crow.http::mime-type "s.CSS" "latin1")))
+  (is (equal "image/png" (crow.http::mime-type "p.png")))
+  (is (equal "application/octet-stream" (crow.http::mime-type "/a.dir/noext")))
+  (with-temp-dir (d)
+    (let ((f (concatenate 'string d "mime.types")))
+      (with-fd (fd (open-fd f :direction :output))
+        (write-all fd (octets-of (format nil "# comment~%application/x-crow  crow cr~%image/png png~%"))))
+      (crow.http::load-mime-types f)
+      (is (equal "application/x-crow" (crow.http::mime-type "a.cr")))
+      (is (equal "text/css; charset=utf-8" (crow.http::mime-type "a.css"))))))
+
+(test html-escape
+  (is (equal "&lt;b&gt;&amp;&quot;&#39;x" (crow.http::html-escape "<b>&\"'x")))
+  (is (equal "/a%20b/%C3%A9%3C" (crow.http::url-encode-path "/a b/é<"))))
+
+(test status-pages
+  (is (equal "Range Not Satisfiable" (crow.http:status-reason 416)))
+  (is (search "431 Request Header Fields Too Large" (crow.http::error-page 431)))
+  (is (equal "0" (crow.http::digits 0)))
+  (is (equal "1234567890123" (crow.http::digits 1234567890123))))
