@@ -99,7 +99,11 @@ size_t crow_html_form_decode(const uint8_t *in, size_t n, uint8_t *out, int plus
 
     for (size_t i = 0; i < n; i++) {
         uint8_t c = in[i];
+#ifdef CROW_PLANTED_BUG
+        if (c == '%' && i + 2 <= n) { /* planted: reads one byte past a final "%X" */
+#else
         if (c == '%' && i + 2 < n) {
+#endif
             int h = hexval(in[i + 1]), l = hexval(in[i + 2]);
             if (h >= 0 && l >= 0) {
                 out[k++] = (uint8_t)(h << 4 | l);
