@@ -2,11 +2,12 @@
  *
  * Design: templates expand at compile time into constant octet chunks, so what is left at run
  * time is the dynamic text, which must be escaped and encoded in one pass straight into the
- * page's output buffer.  The escapers scan for the five special characters with a 256-entry
- * table and hand every run between them to the UTF-8 codec (crow_utf8_encode, REPLACE mode)
- * or to memcpy (Latin-1 ASCII runs, UTF-8 input), so the codec stays the one place that knows
- * UTF-8.  Form decoding is a single forward pass that may work in place.  Nothing here
- * allocates or fails: callers size OUT from the documented worst case. */
+ * page's output buffer.  The escapers look up each ASCII unit in a 256-entry entity table and
+ * copy the others as they are; runs of non-ASCII code points go to the UTF-8 codec
+ * (crow_utf8_encode, REPLACE mode), so the codec stays the one place that knows UTF-8
+ * (Latin-1 input only ever needs its two-byte form, written inline).  Form decoding is a
+ * single forward pass that may work in place.  Nothing here allocates or fails: callers size
+ * OUT from the documented worst case. */
 #include <string.h>
 
 #include "crow.h"
@@ -29,21 +30,23 @@ static inline size_t put_entity(uint8_t *out, unsigned c)
 
 size_t crow_html_escape_utf32(const uint32_t *in, size_t n, uint8_t *out)
 {
-    size_t k = 0, i = 0, run = 0;
+    size_t k = 0, i = 0;
 
     while (i < n) {
         uint32_t c = in[i];
-        if (c < 256 && entity_len[c]) {
-            if (i > run)
-                k += crow_utf8_encode(in + run, i - run, out + k, NULL, CROW_UTF8_REPLACE);
-            k += put_entity(out + k, c);
-            run = ++i;
-        } else {
+        if (c < 0x80) {
+            if (CROW_UNLIKELY(entity_len[c]))
+                k += put_entity(out + k, c);
+            else
+                out[k++] = (uint8_t)c;
             i++;
+        } else {
+            size_t run = i;
+            while (i < n && in[i] >= 0x80)
+                i++;
+            k += crow_utf8_encode(in + run, i - run, out + k, NULL, CROW_UTF8_REPLACE);
         }
     }
-    if (n > run)
-        k += crow_utf8_encode(in + run, n - run, out + k, NULL, CROW_UTF8_REPLACE);
     return k;
 }
 

@@ -45,11 +45,17 @@ type-error for another SOURCE or bad bounds."
               "(ECL_VECTORP(#0) && #0->vector.elttype == ecl_aet_b8) || ecl_t_of(#0) == t_base_string"
               :one-liner t)
       (error 'type-error :datum source :expected-type '(or simple-base-string octets)))
-    ;; One C block: percent-decode into a scratch buffer, then make the string (8-bit when
-    ;; ASCII, else UCS-4 through the codec).  Query values are short: the scratch is on the
-    ;; stack up to 1 KiB.
-    (ffi:c-inline (source start end (if plus 1 0)) (:object :fixnum :fixnum :int) :object
-      "{ const uint8_t *in = ecl_t_of(#0) == t_base_string ? (const uint8_t *)#0->base_string.self
+    (%form-decode source start end plus)))
+
+(defun %form-decode (source start end plus)
+  "form-decode without checks: SOURCE a simple-base-string or octet vector, 0 <= START <= END
+<= its length (the caller's promise)."
+  (declare (optimize (speed 3) (safety 0)) (fixnum start end))
+  ;; One C block: percent-decode into a scratch buffer, then make the string (8-bit when
+  ;; ASCII, else UCS-4 through the codec).  Query values are short: the scratch is on the
+  ;; stack up to 1 KiB.
+  (ffi:c-inline (source start end (if plus 1 0)) (:object :fixnum :fixnum :int) :object
+        "{ const uint8_t *in = ecl_t_of(#0) == t_base_string ? (const uint8_t *)#0->base_string.self
                                                           : #0->vector.self.b8;
          size_t n = (size_t)(#2 - #1), k, i, count;
          uint8_t stackbuf[1024], *tmp = n <= sizeof stackbuf ? stackbuf : (uint8_t *)ecl_alloc_atomic(n);
@@ -65,7 +71,7 @@ type-error for another SOURCE or bad bounds."
            s = ecl_alloc_simple_extended_string(count);
            crow_utf8_decode(tmp, k, (uint32_t *)s->string.self, NULL, CROW_UTF8_REPLACE);
          }
-         @(return) = s; }")))
+         @(return) = s; }"))
 
 (defun octets-search (needle hay &key (start 0) end)
   "Returns the index of the first occurrence of the octets NEEDLE in HAY[START,END), or NIL

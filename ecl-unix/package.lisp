@@ -64,7 +64,7 @@
    #:session-timeout-direction #:session-tls-error #:session-tls-p #:session-tls-version
    #:session-write #:with-session
    ;; HTML escaping and form decoding (c-core/html)
-   #:+html-escape-max+ #:form-decode #:html-escape #:html-escape-into
+   #:%form-decode #:+html-escape-max+ #:form-decode #:html-escape #:html-escape-into
    #:html-escape-octets-into #:octets-search
    ;; SHA-256 and HMAC (c-core/sha256)
    #:constant-time-equal #:hmac-sha256 #:octets-to-hex #:sha256 #:sha256-file

@@ -17,15 +17,16 @@ upload, or (START . END) into SOURCE, decoded on first lookup."
 (defun %decoded (fields entry)
   (let ((v (cdr entry)))
     (if (and (consp v) (integerp (car v)))
-        (setf (cdr entry) (form-decode (form-fields-source fields) :start (car v) :end (cdr v)))
+        (setf (cdr entry) (%form-decode (form-fields-source fields) (car v) (cdr v) t))
         v)))
 
 (defun form-value (fields name)
   "Returns the value of the first field NAME (a string) in FIELDS — a string or an upload — or
 NIL.  Only that field's value is decoded.  Can't fail."
   (when fields
-    (let ((e (assoc name (form-fields-entries fields) :test #'string=)))
-      (and e (%decoded fields e)))))
+    (dolist (e (form-fields-entries fields) nil)
+      (when (string= name (the string (car e)))
+        (return (%decoded fields e))))))
 
 (defun form-values (fields name)
   "Returns the values of every field NAME in FIELDS, in the order sent.  Can't fail."
@@ -75,8 +76,8 @@ MAX-FIELDS fields are kept (the rest ignored).  Signals type-error for another S
                (when (> stop i)
                  (incf count)
                  (push (if (< eq stop)
-                           (cons (form-decode src :start i :end eq) (cons (1+ eq) stop))
-                           (cons (form-decode src :start i :end stop) ""))
+                           (cons (%form-decode src i eq t) (cons (1+ eq) stop))
+                           (cons (%form-decode src i stop t) ""))
                        entries))
                (setf i (1+ stop))))
     (%make-form-fields src (nreverse entries))))
@@ -266,6 +267,18 @@ values are unquoted and percent-decoded (set-cookie encodes them).  Can't fail."
 
 ;;; ------------------------------------------------------------------ coercion
 
+(defun %parse-integer (s)
+  "Returns the decimal integer S spells (an optional sign, then digits, nothing else), or NIL."
+  (let ((n (length s)) (i 0) (neg nil) (v 0))
+    (when (and (plusp n) (member (char s 0) '(#\+ #\-)))
+      (setf neg (char= (char s 0) #\-) i 1))
+    (when (< i n)
+      (loop for k from i below n
+            for d = (digit-char-p (char s k))
+            unless d do (return-from %parse-integer nil)
+            do (setf v (+ (* v 10) d)))
+      (if neg (- v) v))))
+
 (defun coerce-param (value type)
   "Returns the string (or upload) VALUE converted to TYPE: :string (as it is), :integer (NIL
 when not an integer), :boolean (false for NIL, \"\", \"0\", \"false\", \"off\", \"no\"),
@@ -273,8 +286,7 @@ when not an integer), :boolean (false for NIL, \"\", \"0\", \"false\", \"off\", 
 with VALUE.  NIL stays NIL for every type but :boolean (which gives NIL)."
   (case type
     ((:string nil) (if (upload-p value) (upload-filename value) value))
-    (:integer (and (stringp value)
-                   (ignore-errors (parse-integer value))))
+    (:integer (and (stringp value) (%parse-integer value)))
     (:boolean (and value (not (member value '("" "0" "false" "off" "no") :test #'string-equal))))
     (:float (and (stringp value)
                  (let ((*read-default-float-format* 'double-float))

@@ -68,21 +68,25 @@ Returns VALUE."
 NIL when the client has gone."
   (respond-redirect req location :status status))
 
-(defvar *buffer-pool* '() "Idle html-out buffers that respond-html reuses.")
-(defvar *buffer-pool-lock* (mp:make-lock :name "crow.web buffers"))
-(defparameter +pool-max+ 32 "Buffers kept idle at most.")
+(defvar *buffer-pool* (make-array 16 :initial-element nil)
+  "Idle html-out buffers respond-html reuses: slots taken and filled with compare-and-swap,
+so no lock is held on the request path.")
 (defparameter +pool-max-size+ (* 1024 1024) "Buffers larger than this are not kept.")
 
 (defun %pool-get ()
-  (or (mp:with-lock (*buffer-pool-lock*) (pop *buffer-pool*))
-      (make-html-out 8192)))
+  (let ((pool *buffer-pool*))
+    (dotimes (i (length pool) (make-html-out 8192))
+      (let ((b (svref pool i)))
+        (when (and b (eq b (mp:compare-and-swap (svref pool i) b nil)))
+          (return b))))))
 
 (defun %pool-put (out)
   (setf (html-out-fill out) 0)
   (when (<= (length (html-out-octets out)) +pool-max-size+)
-    (mp:with-lock (*buffer-pool-lock*)
-      (when (< (length *buffer-pool*) +pool-max+)
-        (push out *buffer-pool*)))))
+    (let ((pool *buffer-pool*))
+      (dotimes (i (length pool))
+        (when (and (null (svref pool i)) (null (mp:compare-and-swap (svref pool i) nil out)))
+          (return))))))
 
 (defun respond-buffer (req out &key (status 200) headers (content-type "text/html; charset=utf-8"))
   "Answers REQ with the bytes written into the html-out OUT, without copying them: the

@@ -166,3 +166,10 @@
     (is (null (crow.web::%verify "short.sig")))
     (let ((*session-secret* (sha256 "another secret")))
       (is (null (crow.web::%verify v)) "another key refuses it"))))
+
+(test integer-coercion-edges
+  (is (= -17 (coerce-param "-17" :integer)))
+  (is (= 17 (coerce-param "+17" :integer)))
+  (is (= (expt 10 30) (coerce-param (format nil "~d" (expt 10 30)) :integer)))
+  (dolist (bad '("" "-" "+" " 1" "1 " "1.5" "0x10" "12a"))
+    (is (null (coerce-param bad :integer)) "~s is not an integer" bad)))
