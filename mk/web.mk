@@ -9,3 +9,6 @@ $(PLAYWRIGHT):
 	@mkdir -p $(B)/node
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --silent \
 	  --prefix $(B)/node playwright-core@$(PLAYWRIGHT_VERSION)
+
+# crow.site embeds the README and lisp/web/README.md (read when site.lisp compiles).
+$(B)/.programs: README.md lisp/web/README.md

@@ -16,6 +16,7 @@ executable carries it."
         (subseq text 0 (read-sequence text s))))))
 
 (defparameter *readme* (read-source-file "README.md"))
+(defparameter *web-guide* (read-source-file "lisp/web/README.md"))
 
 (defparameter *style* "
 body{font-family:sans-serif;margin:0;background:#f4f1ea;color:#222}
@@ -120,12 +121,17 @@ footer{margin-top:2em;font-size:.8em;color:#666}")
 ;;; ------------------------------------------------------------------ Documentation
 
 (defvar *readme-html* nil)
+(defvar *web-guide-html* nil)
 
 (define-handler docs (req)
-  (let ((html (or *readme-html* (setf *readme-html* (render-markdown *readme*)))))
+  (let ((readme (or *readme-html* (setf *readme-html* (render-markdown *readme*))))
+        (guide (or *web-guide-html* (setf *web-guide-html* (render-markdown *web-guide*)))))
     (site-page (req "Documentation")
-      (:p "crow's README, rendered by " (:code "crow.site:render-markdown") ".")
-      (:raw html))))
+      (:p "crow's README and the guide to " (:code "lisp/web") ", rendered by "
+          (:code "crow.site:render-markdown") ": " (:a :href "#readme" "README") ", "
+          (:a :href "#web" "crow.web") ".")
+      (:div :id "readme" (:raw readme))
+      (:div :id "web" (:raw guide)))))
 
 ;;; ------------------------------------------------------------------ Image Gallery
 
