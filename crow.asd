@@ -158,6 +158,9 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :serial t
   :components ((:file "package")
                (:file "markdown")
+               ;; site.lisp reads these at compile time: a change rebuilds it
+               (:static-file "README.md" :pathname "../../../README.md")
+               (:static-file "web-README.md" :pathname "../README.md")
                (:file "site")
                (:file "test")
                (:file "bench")))
