@@ -51,6 +51,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "conditions")
                (:file "ffi")
                (:file "utf8")
+               (:file "html")
                (:file "fd")
                (:file "fs")
                (:file "socket")
@@ -63,7 +64,8 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "tls")
                (:file "evloop")
                (:file "evhttp")
-               (:file "sess")))
+               (:file "sess")
+               (:file "sha256")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
@@ -148,11 +150,39 @@ pre-forked, chrooted, unprivileged children."
                (:file "server")
                (:file "main")))
 
+(defsystem "crow/web"
+  :description "crow.web: compile-time HTML templates, http-let, cookies and sessions."
+  :version "0.1.0"
+  :pathname "lisp/web/"
+  :depends-on ("crow/unix" "crow/server" "crow/http")
+  :serial t
+  :components ((:file "package")
+               (:file "html")
+               (:file "forms")
+               (:file "params")
+               (:file "response")
+               (:file "session")))
+
+(defsystem "crow/site"
+  :description "crow.site: crow's own web site, served by crow-httpd (make run)."
+  :version "0.1.0"
+  :pathname "lisp/web/site/"
+  :depends-on ("crow/web")
+  :serial t
+  :components ((:file "package")
+               (:file "markdown")
+               ;; site.lisp reads these at compile time: a change rebuilds it
+               (:static-file "README.md" :pathname "../../../README.md")
+               (:static-file "web-README.md" :pathname "../README.md")
+               (:file "site")
+               (:file "test")
+               (:file "bench")))
+
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -167,4 +197,6 @@ pre-forked, chrooted, unprivileged children."
                (:file "server-session")
                (:file "server-listen")
                (:file "server-prefork")
-               (:file "http")))
+               (:file "http")
+               (:file "web-html")
+               (:file "web-forms")))

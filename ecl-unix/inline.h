@@ -9,4 +9,5 @@
 #include <sys/stat.h>
 #include <sys/epoll.h>
 #include "evloop.h"
+#include "html-inline.h"
 #endif

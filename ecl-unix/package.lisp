@@ -63,6 +63,11 @@
    #:session-set-line-policy #:session-set-timeouts #:session-starttls #:session-timeout
    #:session-timeout-direction #:session-tls-error #:session-tls-p #:session-tls-version
    #:session-write #:with-session
+   ;; HTML escaping and form decoding (c-core/html)
+   #:%form-decode #:+html-escape-max+ #:form-decode #:html-escape #:html-escape-into
+   #:html-escape-octets-into #:octets-search
+   ;; SHA-256 and HMAC (c-core/sha256)
+   #:constant-time-equal #:hmac-sha256 #:octets-to-hex #:sha256 #:sha256-file
    ;; HTTP request facts (evhttp.lisp)
    #:*http-methods* #:ev-unit-header-base #:ev-unit-header-values #:ev-unit-request
    #:ev-unit-string #:realpath

@@ -1,0 +1,115 @@
+;;;; markdown.lisp — the small Markdown subset crow's README uses (headings, paragraphs,
+;;;; fenced code, lists, pipe tables, `code`, **bold**, [links](url)) parsed into blocks and
+;;;; written by templates, so every piece of text goes through the escaper.
+
+(in-package :crow.site)
+
+(defun %starts (prefix line)
+  (and (>= (length line) (length prefix)) (string= prefix line :end2 (length prefix))))
+
+(defun %table-cells (line)
+  (let* ((s (string-trim " |" line)))
+    (loop with start = 0 with n = (length s) with in-code = nil
+          for i from 0 to n
+          when (and (< i n) (char= (char s i) #\`)) do (setf in-code (not in-code))
+          when (or (= i n) (and (char= (char s i) #\|) (not in-code)))
+            collect (string-trim " " (subseq s start i)) and do (setf start (1+ i)))))
+
+(defun markdown-blocks (text)
+  "Returns TEXT's blocks: (:h LEVEL TEXT) (:p TEXT) (:pre TEXT) (:ul ITEMS) (:table ROWS)."
+  (let ((lines (loop with start = 0 for nl = (position #\Newline text :start start)
+                     collect (subseq text start (or nl (length text)))
+                     while nl do (setf start (1+ nl))))
+        (blocks '()) (para '()))
+    (flet ((flush () (when para
+                       (push (list :p (format nil "~{~a~^ ~}" (reverse para))) blocks)
+                       (setf para '()))))
+      (loop while lines
+            do (let ((l (pop lines)))
+                 (cond ((%starts "```" l)
+                        (flush)
+                        (push (list :pre (format nil "~{~a~^~%~}"
+                                                 (loop while (and lines (not (%starts "```" (first lines))))
+                                                       collect (pop lines))))
+                              blocks)
+                        (pop lines))
+                       ((%starts "#" l)
+                        (flush)
+                        (let ((level (or (position #\# l :test-not #'char=) (length l))))
+                          (push (list :h (min level 4) (string-trim " " (subseq l level))) blocks)))
+                       ((%starts "|" l)
+                        (flush)
+                        (push (list :table
+                                    (cons (%table-cells l)
+                                          (loop while (and lines (%starts "|" (first lines)))
+                                                for row = (pop lines)
+                                                unless (every (lambda (c) (find c "|-: ")) row)
+                                                  collect (%table-cells row))))
+                              blocks))
+                       ((or (%starts "- " l) (%starts "* " l))
+                        (flush)
+                        (let ((items (list (subseq l 2))))
+                          (loop while (and lines (or (%starts "- " (first lines)) (%starts "* " (first lines))
+                                                     (%starts "  " (first lines))))
+                                do (let ((x (pop lines)))
+                                     (if (%starts "  " x)
+                                         (setf (first items) (concatenate 'string (first items) " "
+                                                                          (string-trim " " x)))
+                                         (push (subseq x 2) items))))
+                          (push (list :ul (nreverse items)) blocks)))
+                       ((string= (string-trim " " l) "") (flush))
+                       (t (push (string-trim " " l) para)))))
+      (flush))
+    (nreverse blocks)))
+
+(defun inline-segments (text)
+  "Returns TEXT split into (:text S) (:code S) (:b S) (:a LABEL URL) segments."
+  (let ((out '()) (i 0) (n (length text)) (start 0))
+    (flet ((emit-text (end) (when (> end start) (push (list :text (subseq text start end)) out))))
+      (loop while (< i n)
+            do (let ((c (char text i)))
+                 (cond ((and (char= c #\`) (position #\` text :start (1+ i)))
+                        (let ((e (position #\` text :start (1+ i))))
+                          (emit-text i) (push (list :code (subseq text (1+ i) e)) out)
+                          (setf i (1+ e) start i)))
+                       ((and (char= c #\*) (< (1+ i) n) (char= (char text (1+ i)) #\*)
+                             (search "**" text :start2 (+ i 2)))
+                        (let ((e (search "**" text :start2 (+ i 2))))
+                          (emit-text i) (push (list :b (subseq text (+ i 2) e)) out)
+                          (setf i (+ e 2) start i)))
+                       ((and (char= c #\[) (search "](" text :start2 i)
+                             (position #\) text :start (search "](" text :start2 i)))
+                        (let* ((m (search "](" text :start2 i)) (e (position #\) text :start m)))
+                          (emit-text i) (push (list :a (subseq text (1+ i) m) (subseq text (+ m 2) e)) out)
+                          (setf i (1+ e) start i)))
+                       (t (incf i)))))
+      (emit-text n))
+    (nreverse out)))
+
+(define-template inline-html (text)
+  (:dolist (seg (inline-segments text))
+    (:cond ((eq (first seg) :code) (:code (second seg)))
+           ((eq (first seg) :b) (:b (second seg)))
+           ((eq (first seg) :a) (:a :href (third seg) (second seg)))
+           (t (second seg)))))
+
+(define-template markdown-html (blocks)
+  (:dolist (b blocks)
+    (:cond ((eq (first b) :h)
+            (:cond ((= (second b) 1) (:h2 (:call inline-html (third b))))
+                   ((= (second b) 2) (:h3 (:call inline-html (third b))))
+                   (t (:h4 (:call inline-html (third b))))))
+           ((eq (first b) :p) (:p (:call inline-html (second b))))
+           ((eq (first b) :pre) (:pre (:code (second b))))
+           ((eq (first b) :ul) (:ul (:dolist (item (second b)) (:li (:call inline-html item)))))
+           ((eq (first b) :table)
+            (:table :class "grid"
+              (:tr (:dolist (h (first (second b))) (:th (:call inline-html h))))
+              (:dolist (row (rest (second b)))
+                (:tr (:dolist (cell row) (:td (:call inline-html cell))))))))))
+
+(defun render-markdown (text)
+  "Returns TEXT (Markdown) rendered as HTML octets."
+  (let ((out (make-html-out 16384)))
+    (markdown-html out (markdown-blocks text))
+    (html-out-result out)))
