@@ -1241,7 +1241,8 @@ static void expire(struct crow_ev *ev)
             struct conn *c = crow_list_entry(ev->tl[tc].first, struct conn, tnode);
             if (c->deadline > ev->now)
                 break;
-            if (tc != TC_WRITE && !c->tls) /* plaintext inside TLS would be garbage */
+            if (tc != TC_WRITE && !c->tls && /* plaintext inside TLS would be garbage */
+                (tc == TC_HEAD || !ev->cfg.timeout_started_only))
                 best_effort_send(c->fd, ev->timeout_reply, ev->cfg.timeout_reply_len);
             ev->st.timeouts++;
             conn_close(ev, c);

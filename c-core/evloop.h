@@ -94,6 +94,9 @@ struct crow_ev_config {
     size_t refusal_len;
     const char *timeout_reply; /* written (best effort) before an expired connection closes */
     size_t timeout_reply_len;
+    int timeout_started_only; /* write timeout_reply only when some bytes of a unit arrived
+                                 (the head deadline); an idle connection that began no unit
+                                 is closed silently (HTTP: RFC 9112 section 9.5) */
     unsigned idle_ms;         /* no input awaited for this long: close (0 = never) */
     unsigned head_ms;         /* a unit started arriving and is not complete after this */
     unsigned write_ms;        /* queued output made no progress for this long */

@@ -34,19 +34,21 @@
                        (head-ms 30000) (write-ms 60000) (read-size 4096) (max-line 8192)
                        (max-head 8192) (max-body (* 1024 1024)) (max-raw 65536)
                        notify-open notify-close (nodelay t) admit (bandwidth-in 0)
-                       (bandwidth-out 0))
+                       (bandwidth-out 0) timeout-started-only)
   "Returns a new event loop.  REFUSAL (octets or a base-string) is written to connections
 refused beyond MAX-CONNECTIONS or by ADMIT; TIMEOUT-REPLY before a timed-out connection closes.
 ADMIT (see make-admit) is an admission table the loop's connections enter at accept and leave
 when they close; several loops may share it, and it must outlive them; its per-address
-bandwidth totals apply to the loop's connections.  BANDWIDTH-IN/-OUT limit each connection's
+bandwidth totals apply to the loop's connections.  With TIMEOUT-STARTED-ONLY the timeout
+reply goes only to a connection on which a unit had begun (an idle one closes silently).  BANDWIDTH-IN/-OUT limit each connection's
 reads/writes to that many bytes/s (0 = unlimited).  Signals unix-error."
   (let ((refusal (%ev-octets (or refusal (make-octets 0))))
         (tmo (%ev-octets (or timeout-reply (make-octets 0))))
         (ap (if admit (%admit-live admit) (ffi:make-null-pointer :void)))
         (sizes (vector max-connections idle-ms head-ms write-ms read-size max-line max-head
                        max-body max-raw (if notify-open 1 0) (if notify-close 1 0)
-                       (if nodelay 1 0) bandwidth-in bandwidth-out)))
+                       (if nodelay 1 0) bandwidth-in bandwidth-out
+                       (if timeout-started-only 1 0))))
     (check-type refusal octets)
     (check-type tmo octets)
     (check-type bandwidth-in (integer 0 #.(expt 2 62)))
@@ -63,6 +65,7 @@ reads/writes to that many bytes/s (0 = unlimited).  Signals unix-error."
              c.max_raw = ecl_to_size(v[8]); c.notify_open = ecl_to_int(v[9]);
              c.notify_close = ecl_to_int(v[10]); c.nodelay = ecl_to_int(v[11]);
              c.bandwidth_in = ecl_to_uint64_t(v[12]); c.bandwidth_out = ecl_to_uint64_t(v[13]);
+             c.timeout_started_only = ecl_to_int(v[14]);
              c.admit = (struct crow_admit *)#3;
              c.refusal = (const char *)#0->vector.self.b8; c.refusal_len = #0->vector.fillp;
              c.timeout_reply = (const char *)#1->vector.self.b8; c.timeout_reply_len = #1->vector.fillp;

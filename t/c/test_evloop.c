@@ -685,6 +685,42 @@ static void test_limits(void)
     server_stop(s);
 }
 
+/* timeout_started_only: an idle keep-alive connection (or one that never sent a byte) closes
+ * without the timeout reply; a stalled unit still gets it */
+static void test_idle_silent(void)
+{
+    struct crow_ev_config cfg;
+    crow_ev_config_init(&cfg);
+    cfg.idle_ms = 200;
+    cfg.head_ms = 300;
+    cfg.timeout_reply = "TIMEOUT\n";
+    cfg.timeout_reply_len = 8;
+    cfg.timeout_started_only = 1;
+    struct server *s = server_start(&cfg);
+    char line[128], body[64];
+    int a = dial(s->port[1]), b = dial(s->port[1]), d = dial(s->port[1]);
+    int st = roundtrip(a, "GET /x HTTP/1.1\r\nHost: h\r\n\r\n", body, sizeof body);
+    ok(st == 200, "a request is answered before the idle time (%d)", st);
+    puts_(d, "GET / HTTP/1.1\r\n");
+    int64_t t0 = now_ms();
+    size_t n = get_line(a, line, sizeof line);
+    int64_t dt = now_ms() - t0;
+    ok(n == 0 && dt >= 150 && dt < 5000,
+       "idle keep-alive connection closed silently after the idle time (%zu bytes, %lld ms)", n,
+       (long long)dt);
+    n = get_line(b, line, sizeof line);
+    ok(n == 0, "a connection that never sent a byte is closed silently (%zu bytes)", n);
+    get_line(d, line, sizeof line);
+    ok(!strcmp(line, "TIMEOUT\n") && at_eof(d), "a begun, stalled request still gets the timeout reply");
+    close(a);
+    close(b);
+    close(d);
+    struct crow_ev_stats st2;
+    crow_ev_stats(s->ev, &st2);
+    ok(st2.timeouts == 3, "three timeouts counted (%llu)", (unsigned long long)st2.timeouts);
+    server_stop(s);
+}
+
 static void on_usr1(int sig) { (void)sig; }
 
 struct killer {
@@ -861,6 +897,7 @@ int main(void)
     server_stop(s);
 
     test_limits();
+    test_idle_silent();
     close(file_fd);
     free(big);
     return tap_done();

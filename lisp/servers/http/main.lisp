@@ -130,6 +130,7 @@ ADMIT)."
            :max-head (config-value cfg :max-head)
            :max-body post-max
            :refusal (canned 503) :timeout-reply (canned 408)
+           :timeout-started-only t     ; an idle keep-alive connection closes silently
            (and admit (list :admit admit)))))
 
 (defvar *servers* '() "The event-servers started by start-httpd (in a live image).")

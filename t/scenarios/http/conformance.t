@@ -149,7 +149,13 @@ try:
          "an unfinished head gets 408 and a close (request-timeout 2s)", out)
     t0 = time.time()
     out, closed = exchange(srv.port, b"", timeout=10)
-    t.ok(closed and time.time() - t0 < 8, "an idle connection is closed (keepalive-timeout 2s)", out)
+    t.ok(closed and out == b"" and time.time() - t0 < 8,
+         "an idle connection is closed silently, no 408 (keepalive-timeout 2s)", out)
+    t0 = time.time()
+    out, closed = exchange(srv.port, b"GET /hello HTTP/1.1\r\n" + H + b"\r\n", timeout=10)
+    t.ok(closed and out.startswith(b"HTTP/1.1 200") and out.count(b"HTTP/1.1") == 1
+         and b"408" not in out and time.time() - t0 < 8,
+         "an idle keep-alive connection after a request closes without a 408 (RFC 9112 9.5)", out)
     out, closed = exchange(srv.port, b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\nabc", timeout=10)
     t.ok(closed and out.startswith(b"HTTP/1.1 408"), "a body that stops arriving gets 408", out)
     # After all that, it still answers.
