@@ -855,6 +855,39 @@ static void test_local(void)
     r = crow_ev_next(ev, &u, 2000);
     ok(r == 1 && u.kind == CROW_EV_LINE_UNIT && u.len == 2, "then the next connection works");
     close(cfd);
+    /* idle connections hold no input buffer: 40 answered, now idle, cost their struct only */
+    crow_ev_done(ev, u.conn, 0);
+    crow_ev_next(ev, &u, 50);
+    long long before = fa.bytes;
+    enum { NIDLE = 40 };
+    int idle[NIDLE], served = 0;
+    for (int i = 0; i < NIDLE; i++) {
+        idle[i] = dial(local_port(lfd));
+        puts_(idle[i], "hi\n");
+    }
+    int64_t t1 = now_ms();
+    while (served < NIDLE && now_ms() - t1 < 5000)
+        if (crow_ev_next(ev, &u, 100) == 1 && u.kind == CROW_EV_LINE_UNIT) {
+            crow_ev_done(ev, u.conn, 0);
+            served++;
+        }
+    crow_ev_next(ev, &u, 20);
+    long long grew = fa.bytes - before;
+    ok(served == NIDLE && grew < (long long)NIDLE * (long long)cfg.read_size / 2,
+       "%d idle keep-alive connections hold no input buffers (%lld bytes for all, read_size %zu)",
+       served, grew, cfg.read_size);
+    for (int i = 0; i < NIDLE; i++)
+        puts_(idle[i], "again\n");
+    served = 0;
+    t1 = now_ms();
+    while (served < NIDLE && now_ms() - t1 < 5000)
+        if (crow_ev_next(ev, &u, 100) == 1 && u.kind == CROW_EV_LINE_UNIT && u.len == 5) {
+            crow_ev_done(ev, u.conn, 0);
+            served++;
+        }
+    is_int(served, NIDLE, "and each of them frames its next line (a buffer taken again)");
+    for (int i = 0; i < NIDLE; i++)
+        close(idle[i]);
     crow_ev_destroy(ev);
     close(lfd);
     ok(fa.live == 0, "everything given back (%ld blocks live)", fa.live);

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# cpu-per-request.sh — server CPU time per request (utime+stime of the server's process tree
+# from /proc, over a wrk run), crow-httpd against nginx, one worker each.  Robust to other
+# load on the machine, unlike req/s.  Usage: bench/cpu-per-request.sh [SECONDS] [CONNS]
+set -u
+cd "$(dirname "$0")/.."
+secs=${1:-4}; conns=${2:-50}
+work=$(mktemp -d /tmp/crow-cpureq-XXXXXX); chmod 755 "$work"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+mkdir -p "$work/root" "$work/nginx"
+head -c 4096 /dev/urandom > "$work/root/4k.bin"
+head -c 1048576 /dev/urandom > "$work/root/1m.bin"
+pn=$(free_port); pc=$(free_port)
+cat > "$work/nginx/nginx.conf" <<NGX
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4000; }
+http {
+  access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$pn; root $work/root;
+    location = /hello { default_type text/plain; return 200 "hello\n"; } }
+}
+NGX
+/usr/sbin/nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx.err" & pids+=($!)
+cat > "$work/crow.conf" <<CONF
+listen 127.0.0.1:$pc
+workers 1
+vhost bench {
+  default yes
+  root $work/root
+  route /hello crow.http:hello exact
+}
+CONF
+build/bin/crow-httpd --foreground -f "$work/crow.conf" 2>"$work/crow.err" & pids+=($!)
+wait_port $pn && wait_port $pc || { echo "a server did not start"; cat "$work"/*.err; exit 1; }
+tree() { local p=$1; echo "$p"; for c in $(pgrep -P "$p"); do tree "$c"; done; }
+ticks() { local t=0; for p in $(tree "$1"); do t=$(( t + $(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0) )); done; echo $t; }
+hz=$(getconf CLK_TCK)
+printf "%-8s %-10s %10s %10s %12s\n" path server requests req/s "cpu us/req"
+for path in /hello /4k.bin /1m.bin; do
+  for s in nginx crow; do
+    if [ $s = nginx ]; then port=$pn; pid=${pids[0]}; else port=$pc; pid=${pids[1]}; fi
+    c=$conns; [ $path = /1m.bin ] && c=10
+    wrk -t1 -c$c -d1s "http://127.0.0.1:$port$path" >/dev/null 2>&1
+    t0=$(ticks $pid)
+    out=$(wrk -t1 -c$c -d${secs}s "http://127.0.0.1:$port$path" 2>&1)
+    grep -q Non-2xx <<<"$out" && echo "# $s $path: non-2xx answers"
+    t1=$(ticks $pid)
+    n=$(awk '/requests in/ {print $1}' <<<"$out"); rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    printf "%-8s %-10s %10s %10s %12.2f\n" $path $s $n $rps "$(echo "($t1-$t0)*1000000/$hz/$n" | bc -l)"
+  done
+done
+echo "# load: $(cut -d' ' -f1-3 /proc/loadavg)"
