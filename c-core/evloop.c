@@ -95,7 +95,8 @@ struct conn {
     uint8_t mode, tclass, hstate, cstate;
     unsigned busy : 1, ready : 1, can_read : 1, can_write : 1, eof : 1, hup : 1,
         close_after : 1, zombie : 1, discarding : 1, open_pending : 1, chunked : 1,
-        expect : 1, sent_continue : 1, admitted : 1, rthr : 1, wthr : 1;
+        expect : 1, sent_continue : 1, admitted : 1, rthr : 1, wthr : 1, head_unit : 1;
+    size_t max_body;              /* this request's body limit (config, or crow_ev_continue) */
     char peer[CROW_EV_PEER_MAX];
     struct crow_admit_peer *apeer; /* its entry in cfg.admit while admitted */
     struct crow_throttle tin, tout; /* bandwidth_in/_out (parents: the address's buckets) */
@@ -797,6 +798,11 @@ static int conn_send(struct crow_ev *ev, struct conn *c, const struct iovec *iov
 static void unit_finish(struct crow_ev *ev, struct conn *c)
 {
     c->busy = 0;
+    if (c->head_unit) { /* answered without its body: the input can't be re-synchronised */
+        c->head_unit = 0;
+        c->close_after = 1;
+        c->eof = 1;
+    }
     if (c->ulen) {
         memmove(c->buf, c->buf + c->ulen, c->len - c->ulen);
         c->len -= c->ulen;
@@ -989,7 +995,7 @@ static size_t find_head_end(struct conn *c)
 /* De-chunks C's body in place from c->cdst.  Returns 1 when the body is complete (the unit is
  * buf[0..cdst), what follows it moved down to cdst), 0 for more input, CROW_EV_BAD or
  * CROW_EV_TOO_LARGE. */
-static int dechunk(struct crow_ev *ev, struct conn *c)
+static int dechunk(struct conn *c)
 {
     char *b = c->buf;
     size_t src = c->cdst, dst = c->cdst, len = c->len;
@@ -1048,7 +1054,7 @@ static int dechunk(struct crow_ev *ev, struct conn *c)
         if (k == src || (k < e && b[k] != ';' && b[k] != ' ' && b[k] != '\t'))
             return CROW_EV_BAD;
         src = nl + 1;
-        if (size > ev->cfg.max_body - (dst - c->head_len))
+        if (size > c->max_body - (dst - c->head_len))
             return CROW_EV_TOO_LARGE;
         if (size == 0) {
             c->cstate = CS_TRAILER;
@@ -1116,13 +1122,30 @@ static int frame_http(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u
         c->head_len = end;
         c->expect = ev->http.expect_continue && ev->http.version == 11;
         c->sent_continue = 0;
+        c->max_body = ev->cfg.max_body;
+        if (ev->cfg.head_first && (ev->http.chunked || ev->http.content_length > 0) &&
+            (c->expect || ev->http.chunked ||
+             (uint64_t)ev->http.content_length > ev->cfg.head_first_over)) {
+            /* the caller picks the limit first; nothing of the body is framed yet */
+            c->head_unit = 1;
+            c->hstate = ev->http.chunked ? HS_CHUNKED : HS_LENGTH;
+            c->cdst = end;
+            c->cstate = CS_SIZE;
+            c->chunk_left = 0;
+            c->need = ev->http.chunked ? 0 : end + (size_t)ev->http.content_length;
+            fill_unit(c, u, CROW_EV_HEAD, c->buf, end);
+            u->http = ev->http;
+            u->http.body_len = 0;
+            c->ulen = 0; /* the head stays in the buffer: the REQUEST unit starts with it */
+            return 1;
+        }
         if (ev->http.chunked) {
             c->hstate = HS_CHUNKED;
             c->cdst = end;
             c->cstate = CS_SIZE;
             c->chunk_left = 0;
         } else if (ev->http.content_length > 0) {
-            if ((uint64_t)ev->http.content_length > ev->cfg.max_body)
+            if ((uint64_t)ev->http.content_length > c->max_body)
                 return frame_error(c, u, CROW_EV_TOO_LARGE, end);
             c->hstate = HS_LENGTH;
             c->need = end + (size_t)ev->http.content_length;
@@ -1135,10 +1158,12 @@ static int frame_http(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u
     }
     int r;
     if (c->hstate == HS_LENGTH) {
+        if (c->need - c->head_len > c->max_body) /* beyond crow_ev_continue's limit */
+            return frame_error(c, u, CROW_EV_TOO_LARGE, c->head_len);
         r = c->len >= c->need;
         ulen = c->need;
     } else {
-        r = dechunk(ev, c);
+        r = dechunk(c);
         ulen = c->cdst;
         if (r > 1)
             return frame_error(c, u, r, c->head_len);
@@ -1512,6 +1537,25 @@ int crow_ev_close(struct crow_ev *ev, uint64_t id)
         return -1;
     }
     conn_close(ev, c);
+    return 0;
+}
+
+int crow_ev_continue(struct crow_ev *ev, uint64_t id, size_t max_body)
+{
+    struct conn *c = lookup(ev, id);
+    if (!c) {
+        errno = EBADF;
+        return -1;
+    }
+    if (!c->busy || !c->head_unit) {
+        errno = EINVAL;
+        return -1;
+    }
+    c->head_unit = 0;
+    c->busy = 0;
+    c->max_body = max_body < ev->cfg.max_body ? max_body : ev->cfg.max_body;
+    make_ready(ev, c);
+    conn_timer(ev, c, 0);
     return 0;
 }
 

@@ -32,7 +32,12 @@ enum crow_ev_kind {
     CROW_EV_BAD = 5,       /* HTTP: malformed head or chunked body (answer 400) */
     CROW_EV_TOO_LARGE = 6, /* HTTP: body beyond max_body (answer 413) */
     CROW_EV_OPEN = 7,      /* a new connection (config notify_open), e.g. to send a greeting */
-    CROW_EV_CLOSED = 8     /* a connection has gone (config notify_close); its id is stale */
+    CROW_EV_CLOSED = 8,    /* a connection has gone (config notify_close); its id is stale */
+    CROW_EV_HEAD = 9       /* HTTP with config head_first: a request head whose body has not
+                              been read (DATA is the head, HTTP describes it, body_len 0).  The
+                              caller decides before any 100 Continue: crow_ev_continue lets the
+                              body come under a limit (the REQUEST unit follows), or any reply
+                              or crow_ev_done finishes it and the connection closes after. */
 };
 
 /* After an HTTP error unit (TOO_LONG, BAD, TOO_LARGE) the input can't be re-synchronised:
@@ -94,6 +99,10 @@ struct crow_ev_config {
     size_t refusal_len;
     const char *timeout_reply; /* written (best effort) before an expired connection closes */
     size_t timeout_reply_len;
+    int head_first;           /* HTTP: a head with Expect: 100-continue, a chunked body, or a
+                                 Content-Length above head_first_over is handed out as a HEAD
+                                 unit first (the caller picks the body limit) */
+    size_t head_first_over;
     int timeout_started_only; /* write timeout_reply only when some bytes of a unit arrived
                                  (the head deadline); an idle connection that began no unit
                                  is closed silently (HTTP: RFC 9112 section 9.5) */
@@ -191,6 +200,12 @@ int crow_ev_sendfile(struct crow_ev *ev, uint64_t conn, int fd, off_t off, size_
 /* Finishes the connection's unit without output (FLAGS: CROW_EV_CLOSE_AFTER).  Returns 0, or
  * -1 with errno EBADF for a closed or unknown id. */
 int crow_ev_done(struct crow_ev *ev, uint64_t conn, int flags);
+
+/* Lets CONN's HEAD unit's body come, at most MAX_BODY bytes (capped at the config's max_body;
+ * a larger Content-Length or de-chunked body gives a TOO_LARGE unit): the 100 Continue is sent
+ * when the client asked for it, and the REQUEST unit (head + body) follows.  Returns 0, or -1
+ * with errno EBADF (stale connection) or EINVAL (its unit is not a HEAD unit). */
+int crow_ev_continue(struct crow_ev *ev, uint64_t conn, size_t max_body);
 
 /* Closes connection CONN now, dropping queued output.  Returns 0, or -1 with errno EBADF. */
 int crow_ev_close(struct crow_ev *ev, uint64_t conn);

@@ -60,6 +60,17 @@ length without a `:port`.  Can't fail."
 per byte).  The caller keeps OFFSET and LENGTH within the unit.  Can't fail."
   (%unit-base-string unit offset length))
 
+(defun ev-unit-string-reusing (unit offset length old)
+  "Returns OLD when it is a base-string of exactly the LENGTH bytes of the unit's data from
+OFFSET, else those bytes as a fresh base-string (as ev-unit-string): a server that sees the
+same target or Host again and again makes no string for it.  Can't fail."
+  (ffi:c-inline ((ev-unit-pointer unit) offset length old) (:pointer-void :fixnum :fixnum :object)
+                :object
+    "{ const char *p = ((const struct crow_ev_unit *)#0)->data + #1; cl_fixnum n = #2; cl_object o = #3;
+       @(return) = (ECL_BASE_STRING_P(o) && (cl_fixnum)o->base_string.fillp == n
+                    && !memcmp(o->base_string.self, p, (size_t)n))
+                   ? o : ecl_make_simple_base_string(p, n); }"))
+
 (defun ev-unit-header-values (unit name)
   "Returns the values of every header field NAME (ASCII case ignored) of a :request unit, in
 order, as base-strings.  Can't fail."

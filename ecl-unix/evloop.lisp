@@ -12,7 +12,7 @@
   (+ev-exclusive+ "CROW_EV_EXCLUSIVE") (+ev-reuseport+ "CROW_EV_REUSEPORT"))
 
 (defparameter *ev-kinds*
-  #(nil :data :line :request :too-long :bad :too-large :open :closed)
+  #(nil :data :line :request :too-long :bad :too-large :open :closed :head)
   "crow_ev_unit.kind number -> keyword.")
 
 (defstruct (ev (:constructor %make-ev (pointer)))
@@ -34,13 +34,17 @@
                        (head-ms 30000) (write-ms 60000) (read-size 4096) (max-line 8192)
                        (max-head 8192) (max-body (* 1024 1024)) (max-raw 65536)
                        notify-open notify-close (nodelay t) admit (bandwidth-in 0)
-                       (bandwidth-out 0) timeout-started-only)
+                       (bandwidth-out 0) timeout-started-only head-first
+                       (head-first-over 0))
   "Returns a new event loop.  REFUSAL (octets or a base-string) is written to connections
 refused beyond MAX-CONNECTIONS or by ADMIT; TIMEOUT-REPLY before a timed-out connection closes.
 ADMIT (see make-admit) is an admission table the loop's connections enter at accept and leave
 when they close; several loops may share it, and it must outlive them; its per-address
 bandwidth totals apply to the loop's connections.  With TIMEOUT-STARTED-ONLY the timeout
-reply goes only to a connection on which a unit had begun (an idle one closes silently).  BANDWIDTH-IN/-OUT limit each connection's
+reply goes only to a connection on which a unit had begun (an idle one closes silently).
+With HEAD-FIRST an HTTP head announcing a body (Expect: 100-continue, chunked, or a
+Content-Length above HEAD-FIRST-OVER) comes first as a :head unit: answer it with
+ev-continue (and a per-request body limit) or with a closing reply.  BANDWIDTH-IN/-OUT limit each connection's
 reads/writes to that many bytes/s (0 = unlimited).  Signals unix-error."
   (let ((refusal (%ev-octets (or refusal (make-octets 0))))
         (tmo (%ev-octets (or timeout-reply (make-octets 0))))
@@ -48,7 +52,7 @@ reads/writes to that many bytes/s (0 = unlimited).  Signals unix-error."
         (sizes (vector max-connections idle-ms head-ms write-ms read-size max-line max-head
                        max-body max-raw (if notify-open 1 0) (if notify-close 1 0)
                        (if nodelay 1 0) bandwidth-in bandwidth-out
-                       (if timeout-started-only 1 0))))
+                       (if timeout-started-only 1 0) (if head-first 1 0) head-first-over)))
     (check-type refusal octets)
     (check-type tmo octets)
     (check-type bandwidth-in (integer 0 #.(expt 2 62)))
@@ -66,6 +70,7 @@ reads/writes to that many bytes/s (0 = unlimited).  Signals unix-error."
              c.notify_close = ecl_to_int(v[10]); c.nodelay = ecl_to_int(v[11]);
              c.bandwidth_in = ecl_to_uint64_t(v[12]); c.bandwidth_out = ecl_to_uint64_t(v[13]);
              c.timeout_started_only = ecl_to_int(v[14]);
+             c.head_first = ecl_to_int(v[15]); c.head_first_over = ecl_to_size(v[16]);
              c.admit = (struct crow_admit *)#3;
              c.refusal = (const char *)#0->vector.self.b8; c.refusal_len = #0->vector.fillp;
              c.timeout_reply = (const char *)#1->vector.self.b8; c.timeout_reply_len = #1->vector.fillp;
@@ -237,6 +242,24 @@ peer or stale).  Signals unix-error for other failures."
             ((member errno (list +ebadf+ +epipe+ +econnreset+)) nil)
             (t (unix-error errno "crow_ev_reply"))))))
 
+(defun ev-reply* (ev conn parts close more)
+  "ev-reply with positional arguments (no keyword parsing on a per-response path)."
+  (declare (simple-vector parts))
+  (let ((p (ev-pointer ev))
+        (flags (logior (if close +ev-close-after+ 0) (if more +ev-more+ 0))))
+    (multiple-value-bind (r errno)
+        (ffi:c-inline (p conn parts flags) (:pointer-void :uint64-t :object :int) (values :int :int)
+          "{ cl_index n = #2->vector.dim, i; struct iovec stackv[16], *iov = stackv;
+             if (n > 16) iov = (struct iovec *)ecl_alloc_atomic(n * sizeof *iov);
+             for (i = 0; i < n; i++) { cl_object x = #2->vector.self.t[i];
+               if (ECL_BASE_STRING_P(x)) { iov[i].iov_base = x->base_string.self; iov[i].iov_len = x->base_string.fillp; }
+               else { iov[i].iov_base = x->vector.self.b8; iov[i].iov_len = x->vector.fillp; } }
+             int r = crow_ev_reply((struct crow_ev *)#0, #1, iov, (int)n, #3);
+             @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }")
+      (cond ((zerop r) t)
+            ((or (= errno +ebadf+) (= errno +epipe+) (= errno +econnreset+)) nil)
+            (t (unix-error errno "crow_ev_reply"))))))
+
 (defun ev-sendfile (ev conn fd offset length &key close more)
   "Queues LENGTH bytes of file FD from OFFSET to CONN (sent with sendfile).  Returns T, or NIL
 when the connection has gone.  Signals unix-error."
@@ -256,6 +279,20 @@ when the connection has gone.  Signals unix-error."
   (let ((p (ev-pointer ev)) (f (if close +ev-close-after+ 0)))
     (zerop (ffi:c-inline (p conn f) (:pointer-void :uint64-t :int) :int
              "crow_ev_done((struct crow_ev *)#0, #1, #2)" :one-liner t))))
+
+(defun ev-continue (ev conn max-body)
+  "Lets the body of CONN's :head unit come, at most MAX-BODY bytes (a larger one gives a
+:too-large unit); the client gets its 100 Continue if it asked, then the :request unit
+follows.  Returns T, or NIL for a stale connection.  Signals unix-error (EINVAL: the unit is
+not a :head unit)."
+  (let ((p (ev-pointer ev)))
+    (multiple-value-bind (r errno)
+        (ffi:c-inline (p conn max-body) (:pointer-void :uint64-t :int64-t) (values :int :int)
+          "{ int r = crow_ev_continue((struct crow_ev *)#0, #1, (size_t)#2);
+             @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }")
+      (cond ((zerop r) t)
+            ((= errno +ebadf+) nil)
+            (t (unix-error errno "crow_ev_continue"))))))
 
 (defun ev-close (ev conn)
   "Closes CONN now.  Returns T, or NIL for a stale connection."

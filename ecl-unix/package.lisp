@@ -45,7 +45,7 @@
    #:utf8-decode #:utf8-encode #:utf8-error #:utf8-error-offset #:utf8-length #:utf8-validate
    ;; event loops (c-core/evloop)
    #:ev #:ev-close #:ev-date #:ev-destroy #:ev-done #:ev-listen #:ev-next #:ev-pointer
-   #:ev-reply #:ev-sendfile #:ev-stats #:ev-tcp-listener #:ev-unit #:ev-unit-conn
+   #:ev-continue #:ev-reply #:ev-reply* #:ev-sendfile #:ev-stats #:ev-tcp-listener #:ev-unit #:ev-unit-conn
    #:ev-unit-free #:ev-unit-header #:ev-unit-headers #:ev-unit-http #:ev-unit-keep-alive
    #:ev-unit-length #:ev-unit-line #:ev-unit-method #:ev-unit-method-p #:ev-unit-octets #:ev-unit-peer
    #:ev-unit-listener #:ev-unit-target #:ev-unlisten #:make-ev-loop #:make-ev-unit #:ev-wake #:+ev-exclusive+
@@ -70,6 +70,6 @@
    #:constant-time-equal #:hmac-sha256 #:octets-to-hex #:sha256 #:sha256-file
    ;; HTTP request facts (evhttp.lisp)
    #:*http-methods* #:ev-unit-header-base #:ev-unit-header-values #:ev-unit-request
-   #:ev-unit-string #:realpath
+   #:ev-unit-string #:ev-unit-string-reusing #:realpath
    ;; the C core
    #:core-version))

@@ -28,7 +28,7 @@
 struct server {
     struct crow_ev *ev;
     pthread_t th;
-    atomic_int stop, wakes, closed_notices, opens;
+    atomic_int stop, wakes, closed_notices, opens, heads;
     int port[3]; /* LINE, HTTP, RAW */
     int lfd[3];
     /* stale-id probes */
@@ -126,6 +126,13 @@ static void handle(struct server *s, const struct crow_ev_unit *u)
         return;
     case CROW_EV_TOO_LARGE:
         http_reply(ev, u, 413, "", 0, 0);
+        return;
+    case CROW_EV_HEAD: /* head_first: /small refuses any body, others take up to 64 bytes */
+        atomic_fetch_add(&s->heads, 1);
+        if (u->http.target_len >= 6 && !memcmp(u->data + u->http.target_off, "/small", 6))
+            http_reply(ev, u, 413, "", 0, CROW_EV_CLOSE_AFTER);
+        else if (crow_ev_continue(ev, u->conn, 64) != 0)
+            http_reply(ev, u, 500, "", 0, CROW_EV_CLOSE_AFTER);
         return;
     case CROW_EV_REQUEST:
         break;
@@ -721,6 +728,54 @@ static void test_idle_silent(void)
     server_stop(s);
 }
 
+/* head_first: the caller sees the head before the body and picks its limit, so a small
+ * limit refuses without a 100 Continue and a larger one lets the body come */
+static void test_head_first(void)
+{
+    struct crow_ev_config cfg;
+    crow_ev_config_init(&cfg);
+    cfg.head_first = 1;
+    cfg.head_first_over = 16;
+    struct server *s = server_start(&cfg);
+    char buf[512], body[256];
+    int fd = dial(s->port[1]);
+    puts_(fd, "POST /small HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n");
+    size_t n = get(fd, buf, sizeof buf - 1);
+    buf[n] = 0;
+    ok(!strncmp(buf, "HTTP/1.1 413", 12) && !strstr(buf, "100 Continue"),
+       "a refused head gets 413 and no 100 Continue: %.20s", buf);
+    close(fd);
+    fd = dial(s->port[1]);
+    puts_(fd, "POST /ok HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n");
+    get_line(fd, buf, sizeof buf);
+    ok(!strcmp(buf, "HTTP/1.1 100 Continue\r\n") && get_line(fd, buf, sizeof buf) == 2,
+       "crow_ev_continue sends the 100 Continue");
+    int st = roundtrip(fd, "0123456789", body, sizeof body);
+    ok(st == 200 && strstr(body, "body=10") && strstr(body, "|0123456789"),
+       "then the body comes in the REQUEST unit (%d %s)", st, body);
+    st = roundtrip(fd, "POST /ok HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nabcde", body, sizeof body);
+    ok(st == 200 && strstr(body, "|abcde"), "a small body (<= head_first_over) comes directly (%d)", st);
+    is_int(atomic_load(&s->heads), 2, "HEAD units only for Expect/large bodies");
+    st = roundtrip(fd, "POST /ok HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "5\r\nhello\r\n0\r\n\r\n", body, sizeof body);
+    ok(st == 200 && strstr(body, "|hello"), "a chunked body within the limit (%d)", st);
+    st = roundtrip(fd, "POST /ok HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n", body, sizeof body);
+    ok(st == 413 && at_eof(fd), "a Content-Length beyond the continue limit: 413 and close (%d)", st);
+    close(fd);
+    fd = dial(s->port[1]);
+    char chunked[600];
+    snprintf(chunked, sizeof chunked, "POST /ok HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "50\r\n%080d\r\n0\r\n\r\n", 0);
+    st = roundtrip(fd, chunked, body, sizeof body);
+    ok(st == 413, "a chunked body beyond the continue limit: 413 (%d)", st);
+    close(fd);
+    fd = dial(s->port[1]);
+    st = roundtrip(fd, "GET /after HTTP/1.1\r\nHost: h\r\n\r\n", body, sizeof body);
+    ok(st == 200, "the loop goes on (%d)", st);
+    close(fd);
+    server_stop(s);
+}
+
 static void on_usr1(int sig) { (void)sig; }
 
 struct killer {
@@ -931,6 +986,7 @@ int main(void)
 
     test_limits();
     test_idle_silent();
+    test_head_first();
     close(file_fd);
     free(big);
     return tap_done();

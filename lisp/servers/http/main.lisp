@@ -122,8 +122,13 @@ neither is set."
   "Returns make-ev-loop's keywords from CFG's limits and timeouts (and the admission table
 ADMIT)."
   (let ((post-max (max (* 4 1024 1024)
-                       (loop for v being the hash-values of *vhosts* maximize (vhost-post-max v)))))
+                       (loop for v being the hash-values of *vhosts* maximize (vhost-post-max v))))
+        (post-min (loop for v being the hash-values of *vhosts* minimize (vhost-post-max v))))
+    (setf *max-post* post-max)
     (list* :max-connections (config-value cfg :max-connections)
+           ;; a body beyond the smallest vhost limit, chunked or awaiting 100 Continue comes
+           ;; as a :head unit first, so the request's own vhost limit decides (handle-head)
+           :head-first t :head-first-over (or post-min post-max)
            :idle-ms (config-value cfg :keepalive-timeout)
            :head-ms (config-value cfg :request-timeout)
            :write-ms (config-value cfg :write-timeout)

@@ -44,9 +44,13 @@
   "(UNIX-SECOND . IMF-fixdate) of the last Date header made: one string per second, not per
 response.")
 
+(ffi:clines "#include <time.h>")
+
 (defun http-date (ev)
   "Returns the Date header value for now (from the C loop's cached date)."
-  (let ((now (unix-time)) (d *date*))
+  (let ((now (ffi:c-inline () () :fixnum
+               "{ struct timespec t; clock_gettime(CLOCK_REALTIME_COARSE, &t); @(return) = (cl_fixnum)t.tv_sec; }"))
+        (d *date*))
     (if (eql now (car d))
         (cdr d)
         (let ((s (ev-date ev)))
@@ -159,7 +163,7 @@ when the client has gone."
          (parts (%head req status content-type (if (or (= status 204) (= status 304)) nil length)
                        headers close nil (if nobody nil chunks))))
     (%finish req status (if nobody 0 length) close)
-    (ev-reply (%rq-ev req) (%rq-conn req) parts :close close)))
+    (ev-reply* (%rq-ev req) (%rq-conn req) parts close nil)))
 
 (defun respond (req body &key (status 200) content-type headers)
   "Answers REQ with BODY (octets, a string — encoded as UTF-8 — or a list of those, all

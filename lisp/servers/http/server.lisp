@@ -7,6 +7,7 @@
 
 (defvar *max-headers* 64 "Header fields allowed in a request head (431 beyond).")
 (defvar *allow-static* "GET, HEAD, OPTIONS")
+(defvar *max-post* (* 4 1024 1024) "The largest post-max over the vhosts (the C loop's limit).")
 
 ;;; Framing errors (the C loop could not make a request of the input: it closes after this)
 
@@ -46,6 +47,11 @@ not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, els
 
 ;;; Requests
 
+(defvar *last-strings* (vector nil nil)
+  "#(TARGET HOST) of the last request: the next one with the same bytes gets these very strings
+instead of fresh ones (request strings are shared between requests, so never modified).")
+(declaim (simple-vector *last-strings*))
+
 (defun call-route (req route)
   (let ((methods (%rt-methods route)))
     (if (and methods (not (member (%rq-method req) methods)))
@@ -74,11 +80,14 @@ not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, els
       (ev-unit-request unit)
     (declare (ignore chunked clen) (fixnum mcode version hlen blen toff tlen hoff hlen2 hcount
                                            clcount nheaders plen hname))
-    (let* ((target (ev-unit-string unit toff tlen))
-           (host (and (>= hoff 0) (ev-unit-string unit hoff hlen2)))
+    (let* ((seen *last-strings*)
+           (target (ev-unit-string-reusing unit toff tlen (svref seen 0)))
+           (host (and (>= hoff 0) (ev-unit-string-reusing unit hoff hlen2 (svref seen 1))))
            (req (%new-request ev unit (ev-unit-conn unit)
                               (if (>= mcode 0) (svref *http-methods* mcode) :other)
                               target version keep hlen blen host)))
+      (unless (and (eq target (svref seen 0)) (eq host (svref seen 1)))
+        (setf *last-strings* (vector target host)))
       (handler-case
           (multiple-value-bind (path query authority)
               (if plain
@@ -118,10 +127,26 @@ not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, els
       (unless (%rq-responded req) (ev-done ev (%rq-conn req) :close t))
       (when *access-log* (log-access req)))))
 
+(defun handle-head (ev unit)
+  "A head announcing a body the C loop has not read (Expect: 100-continue, chunked, or longer
+than the smallest vhost's post-max): the request's vhost decides its limit before any
+100 Continue goes out — ev-continue with its post-max, or 413 and a close."
+  (multiple-value-bind (mcode version keep chunked clen hlen blen toff tlen hoff hlen2 hcount)
+      (ev-unit-request unit)
+    (declare (ignore mcode version keep hlen blen toff tlen hcount))
+    (let* ((conn (ev-unit-conn unit))
+           (host (and (>= hoff 0) (ev-unit-string unit hoff hlen2)))
+           (vhost (find-vhost host))
+           (limit (if vhost (%vh-post-max vhost) (the fixnum *max-post*))))
+      (if (or chunked (<= clen limit))
+          (ev-continue ev conn limit)
+          (raw-error ev conn 413)))))
+
 (defun handle (ev unit kind)
   "The event workers' handler: one call per unit the C loop frames."
-  (if (eq kind :request)
-      (handle-request ev unit)
-      (framing-error ev unit kind)))
+  (case kind
+    (:request (handle-request ev unit))
+    (:head (handle-head ev unit))
+    (t (framing-error ev unit kind))))
 
 (declaim (optimize (speed 3) (safety 2) (debug 0)))

@@ -116,6 +116,14 @@ try:
     out, _ = exchange(srv.port, None, chunks=[b"POST /echo HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 4\r\nConnection: close\r\n\r\n", b"wxyz"])
     t.eq(statuses(out), [100, 200], "Expect: 100-continue gets 100 then 200")
     t.ok(out.endswith(b"wxyz"), "the body sent after 100 arrives", out[-100:])
+    # The request's own vhost limit decides before any 100 Continue: a.test (post-max 64K)
+    # refuses 70000 bytes at once; other.test (4M) asks for them and takes them.
+    out, closed = exchange(srv.port, b"POST /echo HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 70000\r\n\r\n", timeout=6)
+    t.ok(statuses(out) == [413] and closed, "a small vhost refuses a large Expect body with 413, no 100 Continue", out[:300])
+    out, closed = exchange(srv.port, None, chunks=[b"POST /echo HTTP/1.1\r\nHost: other.test\r\nExpect: 100-continue\r\nContent-Length: 70000\r\nConnection: close\r\n\r\n", b"y" * 70000], timeout=10)
+    t.ok(statuses(out) == [100, 200] and b"length: 70000\n" in out, "a large vhost sends 100 Continue and takes the body", out[:300])
+    out, closed = exchange(srv.port, b"POST /echo HTTP/1.1\r\nHost: other.test\r\nContent-Length: 70000\r\nConnection: close\r\n\r\n" + b"z" * 70000, timeout=10)
+    t.ok(statuses(out) == [200] and b"length: 70000\n" in out, "a body over the small vhost's limit is fine for the large one", out[:300])
     # HEAD: the length of the GET, no body.
     out, closed = exchange(srv.port, b"HEAD /hello HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
     t.ok(out.startswith(b"HTTP/1.1 200") and b"Content-Length: 6\r\n" in out and out.endswith(b"\r\n\r\n"),
