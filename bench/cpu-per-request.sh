@@ -43,7 +43,7 @@ tree() { local p=$1; echo "$p"; for c in $(pgrep -P "$p"); do tree "$c"; done; }
 ticks() { local t=0; for p in $(tree "$1"); do t=$(( t + $(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0) )); done; echo $t; }
 hz=$(getconf CLK_TCK)
 printf "%-8s %-10s %10s %10s %12s\n" path server requests req/s "cpu us/req"
-for path in /hello /4k.bin /1m.bin; do
+for path in ${PATHS:-/hello /4k.bin /1m.bin}; do
   for s in nginx crow; do
     if [ $s = nginx ]; then port=$pn; pid=${pids[0]}; else port=$pc; pid=${pids[1]}; fi
     c=$conns; [ $path = /1m.bin ] && c=10
