@@ -31,6 +31,9 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "crow.h"
 #include "hash.h"
@@ -72,7 +75,7 @@ struct table {
 struct crow_hash {
     struct table t[2]; /* t[0] main (old while resizing), t[1] new */
     int state, kind;
-    size_t zeroed, moved;
+    size_t zeroed, moved, mig_from, run_from; /* old slots done, counted from slot MIG_FROM on */
     size_t min_size, step, grow_at, shrink_at;
     double max_load;
     crow_hash_fn hash;
@@ -164,7 +167,7 @@ uint64_t crow_hash_bytes(const void *key, size_t len, uint64_t seed)
     return mix(a ^ wy0 ^ len, b ^ wy1);
 }
 
-uint64_t crow_hash_u64(uint64_t key, uint64_t seed)
+static inline uint64_t splitmix(uint64_t key, uint64_t seed)
 {
     uint64_t z = key ^ seed;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -172,11 +175,16 @@ uint64_t crow_hash_u64(uint64_t key, uint64_t seed)
     return z ^ (z >> 31);
 }
 
+uint64_t crow_hash_u64(uint64_t key, uint64_t seed)
+{
+    return splitmix(key, seed);
+}
+
 /* ------------------------------------------------------------------ helpers */
 
 static inline uint64_t hash_u64(const struct crow_hash *h, uint64_t k)
 {
-    uint64_t v = h->hash ? h->hash(&k, 8, h->ctx) : crow_hash_u64(k, h->seed);
+    uint64_t v = h->hash ? h->hash(&k, 8, h->ctx) : splitmix(k, h->seed);
     return v * GOLDEN;
 }
 
@@ -360,11 +368,60 @@ static void maybe_shrink(struct crow_hash *h)
     }
 }
 
+/* Probing a U64 table looks at a line of 4 slots at once (one cache line when the table is
+ * 64-byte aligned) without a branch per slot: a hit or miss in the home line then costs one
+ * well-predicted branch, so the CPU runs on into the next operation while this one's cache
+ * miss is outstanding (a mispredicted branch on the loaded key would stall it for the whole
+ * memory latency).  The masks have bit 2J set for slot J; bit 2J+1 is clear. */
+#if defined(__SSE2__)
+static inline unsigned group_match(const struct slot64 *q, uint64_t k, uint64_t ignore)
+{
+    __m128i kk = _mm_set1_epi64x((long long)k), ig = _mm_set1_epi64x((long long)~ignore);
+    __m128i a = _mm_unpacklo_epi64(_mm_loadu_si128((const __m128i *)(const void *)&q[0]),
+                                   _mm_loadu_si128((const __m128i *)(const void *)&q[1]));
+    __m128i b = _mm_unpacklo_epi64(_mm_loadu_si128((const __m128i *)(const void *)&q[2]),
+                                   _mm_loadu_si128((const __m128i *)(const void *)&q[3]));
+    a = _mm_and_si128(a, ig);
+    b = _mm_and_si128(b, ig);
+    unsigned m = (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(a, kk))) |
+                 (unsigned)_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(b, kk))) << 4;
+    return m & (m >> 1) & 0x55u;
+}
+#else
+static inline unsigned group_match(const struct slot64 *q, uint64_t k, uint64_t ignore)
+{
+    unsigned m = 0;
+    for (int j = 0; j < 4; j++)
+        m |= (unsigned)((q[j].key & ~ignore) == k) << (2 * j);
+    return m;
+}
+#endif
+
+/* Slot J of the line holds K. */
+static inline unsigned group_eq(const struct slot64 *q, uint64_t k) { return group_match(q, k, 0); }
+
+/* Slot J is empty, or (REUSE) a tombstone. */
+static inline unsigned group_free(const struct slot64 *q, int reuse)
+{
+    return group_match(q, K_EMPTY, reuse ? K_TOMB : 0); /* K_TOMB == 1: key & ~1 == 0 */
+}
+
 /* First slot from M's home that is empty (or a tombstone, when REUSE).  One always exists:
  * tables stay below 15/16 full counting tombstones. */
 static inline size_t free_slot(const struct crow_hash *h, const struct table *t, uint64_t m, int reuse)
 {
     size_t i = (size_t)(m >> t->shift);
+    if (h->kind == CROW_HASH_U64) {
+        /* Tables have at least MIN_SLOTS (a multiple of 4) slots, aligned to 64 bytes. */
+        const struct slot64 *s = s64(t);
+        size_t g = i & ~(size_t)3;
+        unsigned c = group_free(s + g, reuse) & (~0u << 2 * (i & 3));
+        while (CROW_UNLIKELY(!c)) {
+            g = (g + 4) & t->mask;
+            c = group_free(s + g, reuse);
+        }
+        return g + (size_t)(__builtin_ctz(c) >> 1);
+    }
     for (;;) {
         if (slot_empty(h, t, i) || (reuse && !slot_full(h, t, i)))
             return i;
@@ -379,21 +436,46 @@ static inline void move_slot(const struct crow_hash *h, struct table *dst, size_
     memcpy(dst->slots + j * st, src->slots + i * st, st);
 }
 
+/* The old slot N places on from MIG_FROM. */
+static inline size_t old_slot(const struct crow_hash *h, size_t n) { return (h->mig_from + n) & h->t[0].mask; }
+
+/* Moves WORK old slots across in probe order from MIG_FROM (an empty slot), leaving
+ * tombstones so the probe run in progress stays intact, and empties each run's slots once
+ * the run's end is reached: the old table then holds only tombstones of the current run, so
+ * a lookup there for a key already moved stops at an empty slot rather than crossing a
+ * stretch of tombstones as long as the part already moved. */
 static void migrate(struct crow_hash *h, size_t work)
 {
     struct table *a = &h->t[0], *b = &h->t[1];
     size_t start = h->moved, end = a->size - start > work ? start + work : a->size;
-    for (size_t i = start; i < end; i++) {
-        if (!slot_full(h, a, i))
-            continue;
-        size_t j = free_slot(h, b, slot_mixed(h, a, i), 1);
-        if (!slot_empty(h, b, j))
-            b->tombs--;
-        move_slot(h, b, j, a, i);
-        b->count++;
-        slot_set_tomb(h, a, i);
-        a->count--;
-        a->tombs++;
+    int u64 = h->kind == CROW_HASH_U64;
+    for (size_t n = start; n < end; n++) {
+        size_t i = old_slot(h, n);
+        if (u64) {
+            /* The destination lines are random: ask for one a few entries ahead. */
+            size_t ahead = old_slot(h, n + 8);
+            if (s64(a)[ahead].key > K_TOMB)
+                __builtin_prefetch(&s64(b)[slot_mixed(h, a, ahead) >> b->shift], 1);
+        }
+        if (slot_full(h, a, i)) {
+            size_t j = free_slot(h, b, slot_mixed(h, a, i), 1);
+            if (!slot_empty(h, b, j))
+                b->tombs--;
+            move_slot(h, b, j, a, i);
+            b->count++;
+            slot_set_tomb(h, a, i);
+            a->count--;
+            a->tombs++;
+        } else if (slot_empty(h, a, i)) {
+            for (size_t r = h->run_from; r < n; r++) {
+                size_t k = old_slot(h, r);
+                if (!slot_empty(h, a, k)) {
+                    slot_set_empty(h, a, k);
+                    a->tombs--;
+                }
+            }
+            h->run_from = n + 1;
+        }
     }
     h->moved = end;
     h->last_moved += end - start;
@@ -426,6 +508,9 @@ static void resize_step(struct crow_hash *h, size_t step)
         if (h->zeroed == b->size) {
             h->state = MIGRATING;
             h->moved = 0;
+            h->mig_from = h->run_from = 0;
+            while (!slot_empty(h, &h->t[0], h->mig_from))
+                h->mig_from++; /* one exists: tables stay below 15/16 full */
         }
     } else if (h->state == MIGRATING) {
         size_t rem = h->t[0].size - h->moved;
@@ -473,15 +558,20 @@ static void prework(struct crow_hash *h, int inserting)
 
 static inline size_t find64(const struct table *t, uint64_t m, uint64_t k)
 {
-    size_t i = (size_t)(m >> t->shift);
+    size_t i = (size_t)(m >> t->shift), g = i & ~(size_t)3;
     const struct slot64 *s = s64(t);
+    /* A key sits at most once in a table, so a match anywhere in the line is the entry; an
+     * empty slot at or after the home slot ends the probe run. */
+    unsigned from = ~0u << 2 * (i & 3);
     for (;;) {
-        uint64_t sk = s[i].key;
-        if (sk == k)
-            return i;
-        if (sk == K_EMPTY)
+        const struct slot64 *q = s + g;
+        unsigned eq = group_eq(q, k);
+        if (CROW_LIKELY(eq))
+            return g + (size_t)(__builtin_ctz(eq) >> 1);
+        if (CROW_LIKELY(group_eq(q, K_EMPTY) & from))
             return NOT_FOUND;
-        i = (i + 1) & t->mask;
+        g = (g + 4) & t->mask;
+        from = ~0u;
     }
 }
 
