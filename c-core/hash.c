@@ -66,6 +66,7 @@ static const char tomb_key[1], empty_key[1];
 
 struct table {
     char *slots;
+    uint64_t *occ; /* U64: bit I set when slot I is not empty (full or a tombstone) */
     void *block;
     size_t block_size;
     size_t size, mask, count, tombs;
@@ -75,6 +76,8 @@ struct table {
 struct crow_hash {
     struct table t[2]; /* t[0] main (old while resizing), t[1] new */
     int state, kind;
+    int plain_u64; /* a U64 table with the default hash: the inline fast paths apply */
+    size_t fast_cap; /* put's fast path applies while t[0].count < fast_cap (see fast_update) */
     size_t zeroed, moved, mig_from, run_from; /* old slots done, counted from slot MIG_FROM on */
     size_t min_size, step, grow_at, shrink_at;
     double max_load;
@@ -180,12 +183,21 @@ uint64_t crow_hash_u64(uint64_t key, uint64_t seed)
     return splitmix(key, seed);
 }
 
+/* What U64 tables use by default: one 128-bit multiply of the seeded key, folded (wyhash's
+ * mixer).  Half the latency and instructions of splitmix, which matters when a caller's loop
+ * overlaps many lookups' cache misses; every output bit depends on every key bit. */
+static inline uint64_t mix_u64(uint64_t key, uint64_t seed)
+{
+    return mix(key ^ seed, wy1);
+}
+
 /* ------------------------------------------------------------------ helpers */
 
 static inline uint64_t hash_u64(const struct crow_hash *h, uint64_t k)
 {
-    uint64_t v = h->hash ? h->hash(&k, 8, h->ctx) : splitmix(k, h->seed);
-    return v * GOLDEN;
+    /* splitmix's output is already mixed through all 64 bits; a caller's hash may be 32
+     * bits or weak, so it is spread by the multiply. */
+    return h->hash ? h->hash(&k, 8, h->ctx) * GOLDEN : mix_u64(k, h->seed);
 }
 
 static inline uint64_t hash_bytes_raw(const struct crow_hash *h, const void *k, size_t len)
@@ -222,12 +234,17 @@ static inline void slot_set_tomb(const struct crow_hash *h, struct table *t, siz
         sb(t)[i].key = tomb_key;
 }
 
+static inline void occ_set(struct table *t, size_t i) { t->occ[i >> 6] |= (uint64_t)1 << (i & 63); }
+static inline void occ_clear(struct table *t, size_t i) { t->occ[i >> 6] &= ~((uint64_t)1 << (i & 63)); }
+
 static inline void slot_set_empty(const struct crow_hash *h, struct table *t, size_t i)
 {
-    if (h->kind == CROW_HASH_U64)
+    if (h->kind == CROW_HASH_U64) {
         s64(t)[i].key = K_EMPTY;
-    else
+        occ_clear(t, i);
+    } else {
         sb(t)[i].key = NULL;
+    }
 }
 
 /* The mixed hash of the full slot I (recomputed for integer keys). */
@@ -255,14 +272,17 @@ static void set_limits(struct crow_hash *h)
     h->shrink_at = s > h->min_size ? (size_t)((double)s * h->max_load / 8) : 0;
 }
 
+/* Bytes of a U64 table's occupancy bitmap (whole words, at least one). */
+static inline size_t occ_bytes(size_t size) { return size < 64 ? 8 : size / 8; }
+
 static int table_alloc(struct crow_hash *h, struct table *t, size_t size)
 {
     size_t stride = slot_stride(h->kind);
-    if (size > SIZE_MAX / stride) {
+    if (size > SIZE_MAX / stride - 1) {
         errno = ENOMEM;
         return -1;
     }
-    size_t bytes = size * stride;
+    size_t bytes = size * stride + (h->kind == CROW_HASH_U64 ? occ_bytes(size) : 0);
     void *p = crow_alloc(&h->a, bytes, 64);
     if (!p)
         return -1;
@@ -270,6 +290,8 @@ static int table_alloc(struct crow_hash *h, struct table *t, size_t size)
     t->block = p;
     t->block_size = bytes;
     t->slots = p;
+    if (h->kind == CROW_HASH_U64)
+        t->occ = (uint64_t *)(void *)(t->slots + size * stride);
     t->size = size;
     t->mask = size - 1;
     t->shift = 64 - (unsigned)__builtin_ctzll(size);
@@ -408,7 +430,7 @@ static inline unsigned group_free(const struct slot64 *q, int reuse)
 
 /* First slot from M's home that is empty (or a tombstone, when REUSE).  One always exists:
  * tables stay below 15/16 full counting tombstones. */
-static inline size_t free_slot(const struct crow_hash *h, const struct table *t, uint64_t m, int reuse)
+static inline __attribute__((always_inline)) size_t free_slot(const struct crow_hash *h, const struct table *t, uint64_t m, int reuse)
 {
     size_t i = (size_t)(m >> t->shift);
     if (h->kind == CROW_HASH_U64) {
@@ -434,6 +456,8 @@ static inline void move_slot(const struct crow_hash *h, struct table *dst, size_
 {
     size_t st = slot_stride(h->kind);
     memcpy(dst->slots + j * st, src->slots + i * st, st);
+    if (h->kind == CROW_HASH_U64)
+        occ_set(dst, j);
 }
 
 /* The old slot N places on from MIG_FROM. */
@@ -503,6 +527,12 @@ static void resize_step(struct crow_hash *h, size_t step)
             w = rem;
         size_t st = slot_stride(h->kind);
         memset(b->slots + h->zeroed * st, 0, w * st);
+        if (b->occ) { /* and the bitmap's bytes for these slots */
+            size_t from = h->zeroed / 8, to = (h->zeroed + w + 7) / 8;
+            if (to > occ_bytes(b->size) || h->zeroed + w == b->size)
+                to = occ_bytes(b->size);
+            memset((char *)b->occ + from, 0, to - from);
+        }
         h->zeroed += w;
         h->last_zeroed += w;
         if (h->zeroed == b->size) {
@@ -556,22 +586,24 @@ static void prework(struct crow_hash *h, int inserting)
 
 /* ------------------------------------------------------------------ lookup */
 
-static inline size_t find64(const struct table *t, uint64_t m, uint64_t k)
+static inline __attribute__((always_inline)) size_t find64(const struct table *t, uint64_t m, uint64_t k)
 {
     size_t i = (size_t)(m >> t->shift), g = i & ~(size_t)3;
     const struct slot64 *s = s64(t);
     /* A key sits at most once in a table, so a match anywhere in the line is the entry; an
      * empty slot at or after the home slot ends the probe run. */
-    unsigned from = ~0u << 2 * (i & 3);
+    unsigned eq = group_eq(s + g, k);
+    if (CROW_LIKELY(eq))
+        return g + (size_t)(__builtin_ctz(eq) >> 1);
+    if (CROW_LIKELY(group_eq(s + g, K_EMPTY) & (~0u << 2 * (i & 3))))
+        return NOT_FOUND;
     for (;;) {
-        const struct slot64 *q = s + g;
-        unsigned eq = group_eq(q, k);
-        if (CROW_LIKELY(eq))
-            return g + (size_t)(__builtin_ctz(eq) >> 1);
-        if (CROW_LIKELY(group_eq(q, K_EMPTY) & from))
-            return NOT_FOUND;
         g = (g + 4) & t->mask;
-        from = ~0u;
+        eq = group_eq(s + g, k);
+        if (eq)
+            return g + (size_t)(__builtin_ctz(eq) >> 1);
+        if (group_eq(s + g, K_EMPTY))
+            return NOT_FOUND;
     }
 }
 
@@ -690,7 +722,17 @@ static size_t insert_slot(struct crow_hash *h, uint64_t m, struct table **tp)
     return i;
 }
 
-int crow_hash_put_u64(struct crow_hash *h, uint64_t key, void *value, void **old)
+/* Sets FAST_CAP: the count below which crow_hash_put_u64's fast path may insert, 0 when it
+ * must not (not a plain U64 table, resizing, retiring, iterators live, tombstones, or a table
+ * too small for the bitmap test).  Called after every operation that may change any of these. */
+static void fast_update(struct crow_hash *h)
+{
+    const struct table *t = &h->t[0];
+    int ok = h->plain_u64 && h->state == STABLE && !h->retire_p && !h->iterators && !t->tombs && t->size >= 64;
+    h->fast_cap = ok ? h->grow_at : 0;
+}
+
+static int put_u64_general(struct crow_hash *h, uint64_t key, void *value, void **old)
 {
     if (CROW_UNLIKELY(h->kind != CROW_HASH_U64)) {
         errno = EINVAL;
@@ -721,7 +763,96 @@ int crow_hash_put_u64(struct crow_hash *h, uint64_t key, void *value, void **old
         return -1;
     s64(t)[i].key = key;
     s64(t)[i].value = value;
+    occ_set(t, i);
     return 1;
+}
+
+static int get_u64_slow(const struct crow_hash *h, uint64_t key, void **value);
+
+/* The common case of a U64 table with the default hash, kept small so a caller's loop of
+ * independent operations overlaps their cache misses: a stable table with no resize,
+ * retirement or iterator pending and room below the growth limit.  Everything else takes
+ * the general path, which does the same plus the resize work. */
+static __attribute__((noinline)) int put_u64_slow(struct crow_hash *h, uint64_t key, void *value, void **old)
+{
+    int r = put_u64_general(h, key, value, old);
+    fast_update(h);
+    return r;
+}
+
+/* The end of the probe run from slot I, from the occupancy bitmap alone (which stays in
+ * cache when the slots do not): the first empty slot at or after I, or NOT_FOUND when it is
+ * not within I's 64-slot word.  Deciding from the bitmap how many lines to look at means no
+ * branch waits for a slot's cache miss.  Needs a table of at least 64 slots. */
+static inline size_t run_end(const struct table *t, size_t i)
+{
+    uint64_t empty = ~(t->occ[i >> 6] >> (i & 63));
+    size_t d = empty ? (size_t)__builtin_ctzll(empty) : 64;
+    return d < 64 - (i & 63) ? i + d : NOT_FOUND;
+}
+
+/* The common case of a U64 table with the default hash, kept small so a caller's loop of
+ * independent operations overlaps their cache misses: a stable table of 64 slots or more
+ * with no tombstone, and no resize, retirement or iterator pending, and room below the growth
+ * limit.  Everything else takes the general path, which does the same plus the resize work. */
+int crow_hash_put_u64(struct crow_hash *h, uint64_t key, void *value, void **old)
+{
+    struct table *t = &h->t[0];
+    if (CROW_LIKELY(key > K_TOMB && t->count < h->fast_cap)) {
+        size_t i = (size_t)(mix_u64(key, h->seed) >> t->shift), g = i & ~(size_t)3;
+        size_t end = run_end(t, i);
+        struct slot64 *s = s64(t);
+        unsigned eq = group_eq(s + g, key);
+        if (CROW_LIKELY(end != NOT_FOUND)) {
+            for (size_t l = g + 4; !eq && l < end; l += 4) {
+                eq = group_eq(s + l, key);
+                g = l;
+            }
+            h->last_zeroed = h->last_moved = 0;
+            if (eq) {
+                struct slot64 *q = s + g + (__builtin_ctz(eq) >> 1);
+                if (old)
+                    *old = q->value;
+                q->value = value;
+                return 0;
+            }
+            /* No tombstones: the run's end is the first free slot. */
+            s[end].key = key;
+            s[end].value = value;
+            occ_set(t, end);
+            t->count++;
+            return 1;
+        }
+    }
+    return put_u64_slow(h, key, value, old);
+}
+
+int crow_hash_get_u64(const struct crow_hash *h, uint64_t key, void **value)
+{
+    if (CROW_LIKELY(h->plain_u64 && key > K_TOMB)) {
+        const struct table *t = &h->t[0];
+        size_t i = (size_t)(mix_u64(key, h->seed) >> t->shift), g = i & ~(size_t)3;
+        const struct slot64 *s = s64(t);
+        unsigned eq = group_eq(s + g, key);
+        if (CROW_LIKELY(eq)) {
+            if (value)
+                *value = s[g + (__builtin_ctz(eq) >> 1)].value;
+            return 1;
+        }
+        size_t end;
+        if (CROW_LIKELY(h->state != MIGRATING && t->size >= 64 && (end = run_end(t, i)) != NOT_FOUND)) {
+            for (size_t l = g + 4; l < end; l += 4) {
+                eq = group_eq(s + l, key);
+                if (eq) {
+                    if (value)
+                        *value = s[l + (__builtin_ctz(eq) >> 1)].value;
+                    return 1;
+                }
+            }
+            return 0;
+        }
+    }
+    return get_u64_slow(h, key, value);
 }
 
 int crow_hash_put(struct crow_hash *h, const void *key, size_t len, void *value, void **old)
@@ -767,7 +898,7 @@ int crow_hash_put(struct crow_hash *h, const void *key, size_t len, void *value,
     return 1;
 }
 
-int crow_hash_get_u64(const struct crow_hash *h, uint64_t key, void **value)
+static __attribute__((noinline)) int get_u64_slow(const struct crow_hash *h, uint64_t key, void **value)
 {
     if (CROW_UNLIKELY(h->kind != CROW_HASH_U64)) {
         errno = EINVAL;
@@ -812,7 +943,7 @@ static void after_delete(struct crow_hash *h)
     note_work(h);
 }
 
-int crow_hash_del_u64(struct crow_hash *h, uint64_t key, void **value)
+static int del_u64_general(struct crow_hash *h, uint64_t key, void **value)
 {
     if (CROW_UNLIKELY(h->kind != CROW_HASH_U64)) {
         errno = EINVAL;
@@ -837,7 +968,7 @@ int crow_hash_del_u64(struct crow_hash *h, uint64_t key, void **value)
     return 1;
 }
 
-int crow_hash_del(struct crow_hash *h, const void *key, size_t len, void **value)
+static int del_bytes_general(struct crow_hash *h, const void *key, size_t len, void **value)
 {
     if (CROW_UNLIKELY(h->kind != CROW_HASH_BYTES)) {
         errno = EINVAL;
@@ -853,6 +984,20 @@ int crow_hash_del(struct crow_hash *h, const void *key, size_t len, void **value
     remove_at(h, tab, i);
     after_delete(h);
     return 1;
+}
+
+int crow_hash_del_u64(struct crow_hash *h, uint64_t key, void **value)
+{
+    int r = del_u64_general(h, key, value);
+    fast_update(h);
+    return r;
+}
+
+int crow_hash_del(struct crow_hash *h, const void *key, size_t len, void **value)
+{
+    int r = del_bytes_general(h, key, len, value);
+    fast_update(h);
+    return r;
 }
 
 /* ------------------------------------------------------------------ table */
@@ -894,6 +1039,7 @@ struct crow_hash *crow_hash_new(const struct crow_hash_options *opt)
     h->kind = opt->kind;
     h->max_load = load;
     h->hash = opt->hash;
+    h->plain_u64 = opt->kind == CROW_HASH_U64 && !opt->hash;
     h->eq = opt->eq;
     h->ctx = opt->ctx;
     h->flags = opt->flags;
@@ -906,6 +1052,7 @@ struct crow_hash *crow_hash_new(const struct crow_hash_options *opt)
     }
     memset(h->t[0].slots, 0, h->t[0].block_size);
     set_limits(h);
+    fast_update(h);
     return h;
 }
 
@@ -950,6 +1097,7 @@ int crow_hash_rehash(struct crow_hash *h, size_t work)
     if (h->state != STABLE && work)
         resize_step(h, work);
     note_work(h);
+    fast_update(h);
     return h->state != STABLE || h->retire_p != NULL;
 }
 
@@ -981,6 +1129,7 @@ void crow_hash_iter_init(struct crow_hash *h, struct crow_hash_iter *it)
     it->cur_tab = -1;
     it->live = 1;
     h->iterators++;
+    fast_update(h);
 }
 
 void crow_hash_iter_end(struct crow_hash_iter *it)
@@ -991,6 +1140,7 @@ void crow_hash_iter_end(struct crow_hash_iter *it)
     it->cur_tab = -1;
     it->tab = 4;
     it->h->iterators--;
+    fast_update(it->h);
 }
 
 int crow_hash_iter_next(struct crow_hash_iter *it, struct crow_hash_entry *e)
