@@ -477,7 +477,7 @@ static void migrate(struct crow_hash *h, size_t work)
         size_t i = old_slot(h, n);
         if (u64) {
             /* The destination lines are random: ask for one a few entries ahead. */
-            size_t ahead = old_slot(h, n + 8);
+            size_t ahead = old_slot(h, n + 16);
             if (s64(a)[ahead].key > K_TOMB)
                 __builtin_prefetch(&s64(b)[slot_mixed(h, a, ahead) >> b->shift], 1);
         }
@@ -586,6 +586,8 @@ static void prework(struct crow_hash *h, int inserting)
 
 /* ------------------------------------------------------------------ lookup */
 
+static inline size_t run_end(const struct table *t, size_t i);
+
 static inline __attribute__((always_inline)) size_t find64(const struct table *t, uint64_t m, uint64_t k)
 {
     size_t i = (size_t)(m >> t->shift), g = i & ~(size_t)3;
@@ -595,7 +597,14 @@ static inline __attribute__((always_inline)) size_t find64(const struct table *t
     unsigned eq = group_eq(s + g, k);
     if (CROW_LIKELY(eq))
         return g + (size_t)(__builtin_ctz(eq) >> 1);
-    if (CROW_LIKELY(group_eq(s + g, K_EMPTY) & (~0u << 2 * (i & 3))))
+    size_t end = t->size >= 64 ? run_end(t, i) : NOT_FOUND;
+    if (CROW_LIKELY(end != NOT_FOUND)) {
+        for (g += 4; g < end; g += 4)
+            if ((eq = group_eq(s + g, k)))
+                return g + (size_t)(__builtin_ctz(eq) >> 1);
+        return NOT_FOUND;
+    }
+    if (group_eq(s + g, K_EMPTY) & (~0u << 2 * (i & 3)))
         return NOT_FOUND;
     for (;;) {
         g = (g + 4) & t->mask;
