@@ -1,25 +1,38 @@
 /* hash.c — open-addressing hash table with incremental growth and shrink.
  *
- * Design: linear probing over one array of slots, the state kept in the slot itself so a
- * probe touches one cache line.  U64 slots are {key, value} (16 bytes): key 0 marks an empty
- * slot and key 1 a tombstone, so the entries for keys 0 and 1 live in two side slots in the
- * table header.  BYTES slots are {hash, key pointer, length, value} (32 bytes): a NULL
- * pointer is empty, a pointer to a private static a tombstone; the stored 64-bit hash is
- * compared before the key bytes and spares rehashing on resize.  The caller's hash (32 or 64
- * bits) is multiplied by 2^64/phi and the top bits pick the slot.  Deletion shifts later
- * entries of the run back (no tombstones) except where entries must not move: in the old
- * table while resizing, and anywhere while an iterator is live.
+ * Design: linear probing over one array of slots, the state kept in the slot itself.  U64
+ * slots are {key, value} (16 bytes, four to a 64-byte line): key 0 marks an empty slot and
+ * key 1 a tombstone, so the entries for keys 0 and 1 live in two side slots in the table
+ * header.  BYTES slots are {hash, key pointer, length, value} (32 bytes): a NULL pointer is
+ * empty, a pointer to a private static a tombstone; the stored 64-bit hash is compared before
+ * the key bytes and spares rehashing on resize.  A caller's hash (32 or 64 bits) is
+ * multiplied by 2^64/phi and the top bits pick the slot; U64 tables by default mix the key
+ * with one folded 128-bit multiply.  Deletion shifts later entries of the run back (no
+ * tombstones) except where entries must not move: in the old table while resizing, and
+ * anywhere while an iterator is live.
+ *
+ * U64 lookups are shaped for memory latency, which dominates once a table outgrows the cache:
+ * a loop of independent lookups runs at the rate the CPU can overlap their cache misses, and
+ * a branch that waits on a missed slot (a mispredicted "is this the key?") stalls it for the
+ * whole latency.  So a probe compares the whole line of four slots without branching (SSE2),
+ * and a bitmap with one bit per slot (empty or not, 1/128 of the table, so it stays cached)
+ * says where the probe run ends: the number of lines to look at is known before the slots
+ * arrive.  The common cases (a stable plain U64 table, no tombstone, no iterator) take small
+ * fast paths in put and get that keep few instructions in flight per operation.
  *
  * Resizing is incremental, as in Redis' dict.c, but for open addressing: a new table is
  * allocated and cleared a chunk per operation (clearing 100s of MB at once would take 100s of
- * ms of page faults), then each put/del moves a run of old slots across, leaving tombstones
- * so old probe runs stay intact; lookups search both tables.  The work per operation is
- * `step` slots, raised to remaining/room when the table would otherwise run out of free slots
- * before the phase ends ("room" counts the inserts left before a table passes 15/16 full), so
- * no operation does more than a small multiple of `step`.  The old block is handed back to
- * the kernel 256 KiB per operation (madvise) before free(), as unmapping a large touched
- * block at once costs tens of ms.  A failed allocation defers the resize; inserts succeed
- * until the table reaches 15/16, then fail with ENOMEM.
+ * ms of page faults), then each put/del moves old slots across in probe order, starting at an
+ * empty slot, leaving tombstones behind only until the probe run in progress ends, whose
+ * slots are then emptied: a lookup of a key already moved stops at an empty old slot at once
+ * instead of crossing the part already moved.  Lookups search both tables.  The work per
+ * operation is `step` slots, raised to remaining/room when the table would otherwise run out
+ * of free slots before the phase ends ("room" counts the inserts left before a table passes
+ * 15/16 full), so no operation does more than a small multiple of `step`; the destination
+ * lines of the entries being moved are prefetched a few entries ahead.  The old block is
+ * handed back to the kernel 256 KiB per operation (madvise) before free(), as unmapping a
+ * large touched block at once costs tens of ms.  A failed allocation defers the resize;
+ * inserts succeed until the table reaches 15/16, then fail with ENOMEM.
  *
  * Iterators pause all resize work, so entries never move under them and deleting any entry
  * is safe; while one is live, inserts take only empty slots so a slot emptied during the
