@@ -56,7 +56,7 @@
 #define MIN_SLOTS 16
 #define GOLDEN    0x9E3779B97F4A7C15ull
 #define NOT_FOUND ((size_t)-1)
-#define DEFAULT_STEP 64
+#define DEFAULT_STEP 1024
 #define ZERO_FACTOR  8             /* slots cleared per slot of step */
 #define RETIRE_MIN   (1u << 20)    /* smaller blocks are freed at once */
 #define RETIRE_CHUNK (1u << 18)    /* bytes handed back per operation */

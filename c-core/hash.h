@@ -35,8 +35,8 @@ struct crow_hash_options {
     void *ctx;             /* passed to hash and eq */
     uint64_t seed;         /* with CROW_HASH_FIXED_SEED */
     unsigned flags;
-    size_t step;           /* resize work per put/del: slots moved (and 64x as many cleared);
-                            * 0 = 64.  Raised automatically when needed to finish in time. */
+    size_t step;           /* resize work per put/del: slots moved (and 8x as many cleared);
+                            * 0 = 1024.  Raised automatically when needed to finish in time. */
 };
 
 struct crow_hash;
