@@ -849,32 +849,42 @@ int crow_hash_put_u64(struct crow_hash *h, uint64_t key, void *value, void **old
     return put_u64_slow(h, key, value, old);
 }
 
-int crow_hash_get_u64(const struct crow_hash *h, uint64_t key, void **value)
+/* crow_hash_get_u64 when the key is not in its home line: the rest of the probe run, ended by
+ * the bitmap, in a stable (or preparing) table; everything else goes the general way. */
+static __attribute__((noinline)) int get_u64_rest(const struct crow_hash *h, uint64_t key, void **value)
 {
-    if (CROW_LIKELY(h->plain_u64 && key > K_TOMB)) {
-        const struct table *t = &h->t[0];
-        size_t i = (size_t)(mix_u64(key, h->seed) >> t->shift), g = i & ~(size_t)3;
+    const struct table *t = &h->t[0];
+    size_t i = (size_t)(mix_u64(key, h->seed) >> t->shift), g = i & ~(size_t)3, end;
+    if (h->plain_u64 && key > K_TOMB && h->state != MIGRATING && t->size >= 64 &&
+        (end = run_end(t, i)) != NOT_FOUND) {
         const struct slot64 *s = s64(t);
-        unsigned eq = group_eq(s + g, key);
-        if (CROW_LIKELY(eq)) {
-            if (value)
-                *value = s[g + (__builtin_ctz(eq) >> 1)].value;
-            return 1;
-        }
-        size_t end;
-        if (CROW_LIKELY(h->state != MIGRATING && t->size >= 64 && (end = run_end(t, i)) != NOT_FOUND)) {
-            for (size_t l = g + 4; l < end; l += 4) {
-                eq = group_eq(s + l, key);
-                if (eq) {
-                    if (value)
-                        *value = s[l + (__builtin_ctz(eq) >> 1)].value;
-                    return 1;
-                }
+        for (size_t l = g + 4; l < end; l += 4) {
+            unsigned eq = group_eq(s + l, key);
+            if (eq) {
+                if (value)
+                    *value = s[l + (__builtin_ctz(eq) >> 1)].value;
+                return 1;
             }
-            return 0;
         }
+        return 0;
     }
     return get_u64_slow(h, key, value);
+}
+
+int crow_hash_get_u64(const struct crow_hash *h, uint64_t key, void **value)
+{
+    /* Only the home line here, so a hit runs few instructions; a key 0 or 1 (side slots)
+     * would match empty or deleted slots, so it never counts as found here. */
+    const struct table *t = &h->t[0];
+    size_t g = (size_t)(mix_u64(key, h->seed) >> t->shift) & ~(size_t)3;
+    const struct slot64 *q = s64(t) + g;
+    unsigned eq = group_eq(q, key);
+    if (CROW_LIKELY(eq && h->plain_u64 && key > K_TOMB)) {
+        if (value)
+            *value = q[__builtin_ctz(eq) >> 1].value;
+        return 1;
+    }
+    return get_u64_rest(h, key, value);
 }
 
 int crow_hash_put(struct crow_hash *h, const void *key, size_t len, void *value, void **old)
