@@ -481,37 +481,88 @@ static inline size_t old_slot(const struct crow_hash *h, size_t n) { return (h->
  * the run's end is reached: the old table then holds only tombstones of the current run, so
  * a lookup there for a key already moved stops at an empty slot rather than crossing a
  * stretch of tombstones as long as the part already moved. */
+/* migrate for U64 tables, written out: slots [START, END) of the walk.  The destination
+ * lines are random, so each is asked for AHEAD entries before it is needed, and its hash kept
+ * in a ring meanwhile rather than computed twice. */
+static void migrate64(struct crow_hash *h, size_t start, size_t end)
+{
+    enum { AHEAD = 16 };
+    struct table *a = &h->t[0], *b = &h->t[1];
+    struct slot64 *as = s64(a), *bs = s64(b);
+    size_t amask = a->mask, from = h->mig_from, moved = 0, freed = 0;
+    unsigned bshift = b->shift;
+    uint64_t ring[AHEAD] = {0};
+    for (size_t n = start; n < end && n < start + AHEAD; n++) {
+        uint64_t k = as[(from + n) & amask].key;
+        if (k > K_TOMB) {
+            ring[n % AHEAD] = hash_u64(h, k);
+            __builtin_prefetch(&bs[ring[n % AHEAD] >> bshift], 1);
+        }
+    }
+    for (size_t n = start; n < end; n++) {
+        size_t i = (from + n) & amask;
+        uint64_t k = as[i].key;
+        uint64_t m = ring[n % AHEAD]; /* set when slot N is full */
+        if (n + AHEAD < end) {
+            uint64_t k2 = as[(from + n + AHEAD) & amask].key;
+            if (k2 > K_TOMB) {
+                uint64_t m2 = hash_u64(h, k2);
+                ring[(n + AHEAD) % AHEAD] = m2;
+                __builtin_prefetch(&bs[m2 >> bshift], 1);
+            }
+        }
+        if (k > K_TOMB) {
+            size_t j = free_slot(h, b, m, 1);
+            b->tombs -= bs[j].key == K_TOMB;
+            bs[j] = as[i];
+            occ_set(b, j);
+            as[i].key = K_TOMB;
+            moved++;
+        } else if (k == K_EMPTY) {
+            for (size_t r = h->run_from; r < n; r++) {
+                size_t q = (from + r) & amask;
+                if (as[q].key != K_EMPTY) {
+                    as[q].key = K_EMPTY;
+                    occ_clear(a, q);
+                    freed++;
+                }
+            }
+            h->run_from = n + 1;
+        }
+    }
+    b->count += moved;
+    a->count -= moved;
+    a->tombs = a->tombs + moved - freed;
+}
+
 static void migrate(struct crow_hash *h, size_t work)
 {
     struct table *a = &h->t[0], *b = &h->t[1];
     size_t start = h->moved, end = a->size - start > work ? start + work : a->size;
-    int u64 = h->kind == CROW_HASH_U64;
-    for (size_t n = start; n < end; n++) {
-        size_t i = old_slot(h, n);
-        if (u64) {
-            /* The destination lines are random: ask for one a few entries ahead. */
-            size_t ahead = old_slot(h, n + 16);
-            if (s64(a)[ahead].key > K_TOMB)
-                __builtin_prefetch(&s64(b)[slot_mixed(h, a, ahead) >> b->shift], 1);
-        }
-        if (slot_full(h, a, i)) {
-            size_t j = free_slot(h, b, slot_mixed(h, a, i), 1);
-            if (!slot_empty(h, b, j))
-                b->tombs--;
-            move_slot(h, b, j, a, i);
-            b->count++;
-            slot_set_tomb(h, a, i);
-            a->count--;
-            a->tombs++;
-        } else if (slot_empty(h, a, i)) {
-            for (size_t r = h->run_from; r < n; r++) {
-                size_t k = old_slot(h, r);
-                if (!slot_empty(h, a, k)) {
-                    slot_set_empty(h, a, k);
-                    a->tombs--;
+    if (h->kind == CROW_HASH_U64) {
+        migrate64(h, start, end);
+    } else {
+        for (size_t n = start; n < end; n++) {
+            size_t i = old_slot(h, n);
+            if (slot_full(h, a, i)) {
+                size_t j = free_slot(h, b, slot_mixed(h, a, i), 1);
+                if (!slot_empty(h, b, j))
+                    b->tombs--;
+                move_slot(h, b, j, a, i);
+                b->count++;
+                slot_set_tomb(h, a, i);
+                a->count--;
+                a->tombs++;
+            } else if (slot_empty(h, a, i)) {
+                for (size_t r = h->run_from; r < n; r++) {
+                    size_t k = old_slot(h, r);
+                    if (!slot_empty(h, a, k)) {
+                        slot_set_empty(h, a, k);
+                        a->tombs--;
+                    }
                 }
+                h->run_from = n + 1;
             }
-            h->run_from = n + 1;
         }
     }
     h->moved = end;
