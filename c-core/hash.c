@@ -58,6 +58,7 @@
 #define NOT_FOUND ((size_t)-1)
 #define DEFAULT_STEP 1024
 #define ZERO_FACTOR  8             /* slots cleared per slot of step */
+#define ZERO_MAX     2048          /* but at most this many (a few fresh pages, each a fault) */
 #define RETIRE_MIN   (1u << 20)    /* smaller blocks are freed at once */
 #define RETIRE_CHUNK (1u << 18)    /* bytes handed back per operation */
 
@@ -585,8 +586,9 @@ static void resize_step(struct crow_hash *h, size_t step)
         struct table *b = &h->t[1];
         size_t rem = b->size - h->zeroed;
         size_t w = r < 1 ? rem : (rem + (size_t)r - 1) / (size_t)r;
-        if (w < step * ZERO_FACTOR)
-            w = step * ZERO_FACTOR;
+        size_t least = step * ZERO_FACTOR < ZERO_MAX ? step * ZERO_FACTOR : ZERO_MAX;
+        if (w < least)
+            w = least;
         if (w > rem)
             w = rem;
         size_t st = slot_stride(h->kind);
