@@ -50,27 +50,39 @@
 
 ;;; Listeners and privileges
 
-(defun open-listeners (plan)
-  "Binds every listen address of PLAN.  Returns a list of (FD KIND).  Signals config-error at
-the listen line when an address cannot be bound."
-  (let ((config (plan-config plan)) (out '()))
+(defun listener-key (plan address)
+  "The identity of a listener across configurations: the protocol and the address."
+  (format nil "~(~a~) ~a" (plan-protocol plan) (address-string address)))
+
+(defun open-listeners (plan &key reuse)
+  "Binds every listen address of PLAN, taking over those of REUSE (listeners of a previous
+plan, as returned here) with the same key.  Returns a list of (FD KIND KEY), KIND :tcp :tcp6
+:unix :udp.  Signals config-error at the listen line when an address cannot be bound (what
+it opened itself is closed again)."
+  (let ((config (plan-config plan)) (out '()) (opened '()))
     (handler-bind ((error (lambda (e) (declare (ignore e))
-                            (dolist (l out) (%close (first l))))))
+                            (dolist (fd opened) (%close fd)))))
       (dolist (a (plan-listen plan) (nreverse out))
-        (let ((fd (handler-case
-                      (ecase (plan-protocol plan)
-                        (:tcp (if (eq (address-family a) :unix)
-                                  (unix-listen (address-path a))
-                                  (tcp-listen (address-host a) (address-port a))))
-                        (:udp (udp-socket (address-host a) (address-port a))))
-                    (error (e)
-                      (%refuse config :listen "~a: ~a" (address-string a) e)))))
-          (when (eq (plan-protocol plan) :tcp) (set-nonblocking fd))
-          (push (list fd (cond ((eq (plan-protocol plan) :udp) :udp)
-                               ((eq (address-family a) :unix) :unix)
-                               ((find #\: (local-address fd)) :tcp6)
-                               (t :tcp)))
-                out))))))
+        (let* ((key (listener-key plan a))
+               (old (find key reuse :key #'third :test #'string=)))
+          (if old
+              (push old out)
+              (let ((fd (handler-case
+                            (ecase (plan-protocol plan)
+                              (:tcp (if (eq (address-family a) :unix)
+                                        (unix-listen (address-path a))
+                                        (tcp-listen (address-host a) (address-port a))))
+                              (:udp (udp-socket (address-host a) (address-port a))))
+                          (error (e)
+                            (%refuse config :listen "~a: ~a" (address-string a) e)))))
+                (push fd opened)
+                (when (eq (plan-protocol plan) :tcp) (set-nonblocking fd))
+                (push (list fd (cond ((eq (plan-protocol plan) :udp) :udp)
+                                     ((eq (address-family a) :unix) :unix)
+                                     ((find #\: (local-address fd)) :tcp6)
+                                     (t :tcp))
+                            key)
+                      out))))))))
 
 (defun drop-privileges (plan)
   "Enters PLAN's chroot and becomes its user and group (when root).  Raises first the hard
@@ -350,12 +362,14 @@ its status.  Returns NIL."
        (unless (server-stopping srv)
          (log-info "~(~a~): stopping" s))
        (setf (server-stopping srv) t))
-      (:hup (log-info "hup: the configuration is read at start only (restart mmspawnd)")))))
+      (:hup (log-debug "hup: the supervising parent re-reads the configuration")))))
 
-(defun serve (plan listeners &key devnull errfd spawner)
-  "Runs mmspawnd's loop for PLAN over LISTENERS ((FD KIND) ...) until SIGTERM or SIGINT.
+(defun serve (plan listeners &key devnull errfd spawner ready (drain-seconds 30))
+  "Runs mmspawnd's loop for PLAN over LISTENERS ((FD KIND ...) ...) until SIGTERM or SIGINT.
 DEVNULL and ERRFD are the children's /dev/null and stderr descriptors, SPAWNER the socket of
-the spawner (see start-spawner) or NIL.  Returns 0.  Signals unix-error when the first child
+the spawner (see start-spawner) or NIL.  READY, a function, is called once the first child is
+set up.  Stopping closes the listeners and waits up to DRAIN-SECONDS for the programs still
+serving a connection (reaping them).  Returns 0.  Signals unix-error when the first child
 cannot be set up."
   (let* ((srv (%make-server :plan plan :epfd (epoll-create) :listeners listeners
                             :devnull devnull :errfd errfd :spawner spawner
@@ -371,6 +385,7 @@ cannot be set up."
     (dolist (l listeners) (epoll-add epfd (first l) +epollin+))
     ;; The first child is waited for: a set-up that fails (rlimits, cwd) stops the start.
     (%spawn-child srv :wait-ready t)
+    (when ready (funcall ready))
     (when spawner (epoll-add epfd spawner +epollin+))
     (unwind-protect
          (loop until (server-stopping srv)
@@ -389,8 +404,12 @@ cannot be set up."
       (dolist (c (server-idle srv)) (%close (cdr c)))
       (setf (server-idle srv) '())
       (when (server-spawner srv) (%close (server-spawner srv)))
-      ;; Give children a moment to end, reaping them; those still serving are left to init.
-      (loop repeat 20
+      ;; Programs still serving a connection finish it (reaped here) until the deadline;
+      ;; those still running then are left to init.
+      (when (plusp (hash-table-count (server-busy srv)))
+        (log-info "stopping: waiting for ~d connection~:p to finish"
+                  (hash-table-count (server-busy srv))))
+      (loop repeat (* 20 drain-seconds)
             while (plusp (hash-table-count (server-busy srv)))
             do (reap srv) (sleep 0.05))
       (reap srv)
