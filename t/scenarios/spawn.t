@@ -554,6 +554,29 @@ spare 2
          "the UDP child's exit is reaped and logged", logtext(uconf)[-500:])
     u.close()
     stop(p)
+
+    # A UDP `wait' program that exits without reading: the datagram stays queued, so it would
+    # be respawned in a loop; after udp-respawn-limit quick exits in a row the service pauses.
+    lport = free_port()
+    lconf = conf("udploop.conf", "listen 127.0.0.1:%d\nprotocol udp\nprogram /bin/true\nlog stderr\n%s"
+                 "udp-respawn-limit 5\n" % (lport, user))
+    p = start(lconf, wait=False)
+    for _ in range(300):
+        if "listening on" in logtext(lconf) or p.poll() is not None:
+            break
+        time.sleep(0.1)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.sendto(b"never read", ("127.0.0.1", lport))
+    time.sleep(3.0)
+    runs = len(re.findall(r"udp 127\.0\.0\.1 port %d: pid" % lport, logtext(lconf)))
+    t.ok(5 <= runs <= 20, "a UDP program that never reads is not respawned in a loop (%d runs in 3 s)" % runs,
+         logtext(lconf)[-600:])
+    t.ok("5 programs in a row ended within a second: pausing 1 s" in logtext(lconf)
+         and "pausing 2 s" in logtext(lconf),
+         "the pause is logged and doubles while it goes on", logtext(lconf)[-600:])
+    u.close()
+    stop(p)
+    t.eq(p.returncode, 0, "and it still stops cleanly")
 finally:
     for p in procs:
         stop(p)

@@ -41,6 +41,8 @@
   (served 0) (refused 0) (direct 0) (handoffs 0) (window-start 0) (recent 0)
   (target 0) (last-shrink 0) (pause-until 0)
   (respawn-at nil)                      ; when to start a new spawner after losing one
+  (udp-quick (make-hash-table))         ; UDP listener fd -> (quick-exits-in-a-row . pause-ms)
+  (udp-paused '())                      ; (fd . resume-at-ms) of UDP listeners backing off
   (stopping nil))
 
 (defstruct (job (:constructor make-job (kind address port start listener ticket)))
@@ -328,6 +330,40 @@ at once, or, when none is idle but the spawner is making some, queued until one 
 
 ;;; Children's exits
 
+(defun %udp-rearm (srv job)
+  "Watches the UDP socket of JOB's finished program again, unless programs keep ending within
+a second (udp-respawn-limit in a row, as one that exits without reading its datagram would,
+respawned in a loop): then the service pauses, 1 s the first time, doubling up to 60 s while
+it goes on, and says so in the log."
+  (let* ((lfd (job-listener job))
+         (now (%ms))
+         (state (or (gethash lfd (server-udp-quick srv))
+                    (setf (gethash lfd (server-udp-quick srv)) (cons 0 0)))))
+    (if (< (- now (job-start job)) 1000)
+        (incf (car state))
+        (setf (car state) 0 (cdr state) 0))
+    (cond ((>= (car state) (plan-udp-respawn-limit (server-plan srv)))
+           (setf (cdr state) (min 60000 (max 1000 (* 2 (cdr state))))
+                 (car state) 0)
+           (log-warn "udp ~a port ~d: ~d programs in a row ended within a second: pausing ~d s"
+                     (job-address job) (job-port job)
+                     (plan-udp-respawn-limit (server-plan srv)) (floor (cdr state) 1000))
+           (push (cons lfd (+ now (cdr state))) (server-udp-paused srv)))
+          (t (epoll-add (server-epfd srv) lfd +epollin+)))))
+
+(defun %udp-resume (srv)
+  "Watches again the UDP sockets whose pause is over.  Returns NIL."
+  (when (server-udp-paused srv)
+    (let ((now (%ms)))
+      (setf (server-udp-paused srv)
+            (remove-if (lambda (p)
+                         (when (>= now (cdr p))
+                           (unless (server-stopping srv)
+                             (epoll-add (server-epfd srv) (car p) +epollin+))
+                           t))
+                       (server-udp-paused srv)))))
+  nil)
+
 (defun reap (srv)
   "Reaps every exited child: ends its job (admission, a UDP socket watched again) and logs
 its status.  Returns NIL."
@@ -340,8 +376,7 @@ its status.  Returns NIL."
         (cond (job
                (remhash pid (server-busy srv))
                (case (job-kind job)
-                 (:udp (unless (server-stopping srv)
-                         (epoll-add (server-epfd srv) (job-listener job) +epollin+)))
+                 (:udp (unless (server-stopping srv) (%udp-rearm srv job)))
                  (t (admission-leave (server-admission srv) (job-ticket job))))
                (when (plan-log-connections (server-plan srv))
                  (log-info "pid ~d (~a port ~a): ~(~a~) ~d after ~,3fs" pid (job-address job)
@@ -390,6 +425,7 @@ cannot be set up."
     (unwind-protect
          (loop until (server-stopping srv)
                do (maintain-pool srv)
+                  (%udp-resume srv)
                   (let ((n (epoll-wait epfd events 1000)))
                     (dotimes (i n)
                       (let* ((fd (epoll-event-data events i))
