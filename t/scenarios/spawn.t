@@ -516,6 +516,42 @@ spare 2
     rep = parse_report(fetch(hport)[0])
     t.eq(rep["env"].get("VERSION"), "2", "hup: and the running config goes on serving")
     t.eq([c for c in children(p.pid) if c[1] == "Z"], [], "hup: no zombie generation")
+    # SIGHUP under load: 3 reloads while 4 clients connect in a loop; no connection is lost.
+    conf("hup.conf", htext.replace("args echo", "args banner"))
+    os.kill(p.pid, signal.SIGHUP)
+    for _ in range(100):
+        time.sleep(0.1)
+        if fetch(hport)[0] == "220 crow banner\r\n":
+            break
+    load = {"ok": 0, "bad": []}
+    busy = [True]
+    hlock = threading.Lock()
+
+    def loader():
+        while busy[0]:
+            try:
+                out = fetch(hport)[0]
+            except OSError as e:
+                out = repr(e)
+            with hlock:
+                if out == "220 crow banner\r\n":
+                    load["ok"] += 1
+                else:
+                    load["bad"].append(out)
+
+    ths = [threading.Thread(target=loader) for _ in range(4)]
+    for x in ths:
+        x.start()
+    for i in range(3):
+        time.sleep(1.0)
+        conf("hup.conf", htext.replace("args echo", "args banner") + "env RELOAD=%d\n" % i)
+        os.kill(p.pid, signal.SIGHUP)
+    time.sleep(1.5)
+    busy[0] = False
+    for x in ths:
+        x.join(60)
+    t.ok(load["ok"] > 50 and not load["bad"],
+         "hup x3 under load: %d connections, none lost" % load["ok"], load["bad"][:5])
     stop(p)
     t.eq(p.returncode, 0, "hup: SIGTERM afterwards stops mmspawnd with status 0")
 

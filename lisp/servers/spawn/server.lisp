@@ -436,7 +436,10 @@ cannot be set up."
                               ((eq (second l) :udp) (%udp-ready srv fd))
                               (t (%accept-some srv fd (second l))))))))
       (dolist (l listeners) (%close (first l)))
-      (dolist (q (server-queue srv)) (%close (first q)))
+      ;; Connections admitted and waiting for a child are served, not dropped (a reload
+      ;; under load must lose none): the idle children and, past them, forked ones.
+      (loop while (server-queue srv)
+            do (ignore-errors (apply #'%dispatch srv (pop (server-queue srv)))))
       (dolist (c (server-idle srv)) (%close (cdr c)))
       (setf (server-idle srv) '())
       (when (server-spawner srv) (%close (server-spawner srv)))
