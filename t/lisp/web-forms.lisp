@@ -1,6 +1,6 @@
 ;;;; web-forms.lisp — crow.web request parsing over octets: urlencoded fields (lazy values),
 ;;;; multipart bodies with uploads in temporary files and limits, header parameters, cookies,
-;;;; coercion; and the c-core/html and sha256 bindings they rest on.
+;;;; coercion; and the c-core/html and digest bindings they rest on.
 
 (in-package :crow.test.web)
 
