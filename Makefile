@@ -38,9 +38,9 @@ LISP_SRC  := crow.asd build.lisp $(shell find ecl-unix lisp -name '*.lisp' 2>/de
 PROGRAMS  := $(shell grep -o 'program "[a-z0-9-]*"' build.lisp | cut -d\" -f2)
 PROG_BIN  := $(PROGRAMS:%=$(B)/bin/%)
 
-.PHONY: all lib programs ctests tools deps deps-check test run bench bench-bins fuzz fuzz-bins \
+.PHONY: all lib programs ctests tools swank-cache deps deps-check test run bench bench-bins fuzz fuzz-bins \
         install clean distclean
-all: lib programs ctests tools
+all: lib programs ctests tools swank-cache
 
 # ---------------------------------------------------------------- packages
 deps:
@@ -83,6 +83,14 @@ $(PROG_BIN): $(B)/.programs
 $(B)/.programs: $(LISP_SRC) $(B)/libcrowcore.a $(B)/libcrowcore.so
 	@mkdir -p $(B)/bin
 	$(ECL) --norc --shell build.lisp
+	@touch $@
+
+# swank (Debian's cl-swank) compiled once into build/swank-cache/, where make run and the tests
+# point CROW_CACHE, so no server pays the first compile (about a minute) at start-up.
+swank-cache: $(B)/swank-cache/.stamp
+$(B)/swank-cache/.stamp: $(B)/.programs
+	@mkdir -p $(@D)
+	CROW_CACHE=$(abspath $(B)/swank-cache) $(B)/bin/crow-sh -e '(crow.sh:load-swank)' >/dev/null
 	@touch $@
 
 # ---------------------------------------------------------------- test, run, bench

@@ -29,13 +29,14 @@ struct crow_hash_options {
     double max_load;       /* grow when (entries + tombstones) / slots passes this; 0 = 0.75;
                             * otherwise within [0.25, 0.875] */
     const struct crow_allocator *allocator; /* NULL = crow_allocator_default (copied) */
-    crow_hash_fn hash;     /* NULL = crow_hash_bytes / crow_hash_u64 with the table's seed */
+    crow_hash_fn hash;     /* NULL = crow_hash_bytes (BYTES) or wyhash's mixer (U64), with
+                            * the table's seed */
     crow_hash_eq_fn eq;    /* NULL = byte equality; BYTES only, and needs a custom hash */
     void *ctx;             /* passed to hash and eq */
     uint64_t seed;         /* with CROW_HASH_FIXED_SEED */
     unsigned flags;
-    size_t step;           /* resize work per put/del: slots moved (and 64x as many cleared);
-                            * 0 = 64.  Raised automatically when needed to finish in time. */
+    size_t step;           /* resize work per put/del: slots moved (and 8x as many cleared);
+                            * 0 = 1024.  Raised automatically when needed to finish in time. */
 };
 
 struct crow_hash;
@@ -127,8 +128,10 @@ int crow_hash_iter_del(struct crow_hash_iter *it);
 /* Releases an iterator early; harmless when already released.  Can't fail. */
 void crow_hash_iter_end(struct crow_hash_iter *it);
 
-/* The default hashes: seeded, 64-bit.  crow_hash_bytes follows wyhash (a 128-bit multiply
- * mix); crow_hash_u64 is the splitmix64 finalizer of KEY ^ SEED (a bijection).  Can't fail. */
+/* Seeded 64-bit hashes.  crow_hash_bytes follows wyhash (a 128-bit multiply mix) and is the
+ * BYTES tables' default; crow_hash_u64 is the splitmix64 finalizer of KEY ^ SEED (a
+ * bijection), for callers' own use (U64 tables default to wyhash's one-multiply mixer of
+ * KEY ^ seed, which costs half as much).  Can't fail. */
 uint64_t crow_hash_bytes(const void *key, size_t len, uint64_t seed);
 uint64_t crow_hash_u64(uint64_t key, uint64_t seed);
 

@@ -2,8 +2,8 @@
  *
  * Design: templates expand at compile time into constant octet chunks, so what is left at run
  * time is the dynamic text, which must be escaped and encoded in one pass straight into the
- * page's output buffer.  The escapers look up each ASCII unit in a 256-entry entity table and
- * copy the others as they are; runs of non-ASCII code points go to the UTF-8 codec
+ * page's output buffer.  The escapers store each ASCII unit's output (itself or its entity)
+ * from a table of 8-byte entries without branching on it; runs of non-ASCII code points go to the UTF-8 codec
  * (crow_utf8_encode, REPLACE mode), so the codec stays the one place that knows UTF-8
  * (Latin-1 input only ever needs its two-byte form, written inline).  Form decoding is a
  * single forward pass that may work in place.  Nothing here allocates or fails: callers size
@@ -14,18 +14,72 @@
 #include "html.h"
 #include "utf8.h"
 
-/* Entity for each special byte, NULL for the others. */
-static const char *const entity[256] = {
+/* Entity for each special byte (padded to 8 bytes), length 0 for the others. */
+static const char entity[256][8] = {
     ['&'] = "&amp;", ['<'] = "&lt;", ['>'] = "&gt;", ['"'] = "&quot;", ['\''] = "&#39;",
 };
 static const uint8_t entity_len[256] = {
     ['&'] = 5, ['<'] = 4, ['>'] = 4, ['"'] = 6, ['\''] = 5,
 };
 
+/* What each ASCII character becomes (itself, or its entity), padded to 8 bytes, and its
+ * length: the escapers store all 8 bytes and advance by the length, with no branch on the
+ * character.  Safe within the documented room: before input unit I at most 6 * I bytes were
+ * written, so an 8-byte store for any unit but the last ends by 6 * N - 4; the last unit is
+ * written exactly. */
+static const uint8_t ascii_out[128][8] = {
+    {0x00}, {0x01}, {0x02}, {0x03},
+    {0x04}, {0x05}, {0x06}, {0x07},
+    {0x08}, {0x09}, {0x0a}, {0x0b},
+    {0x0c}, {0x0d}, {0x0e}, {0x0f},
+    {0x10}, {0x11}, {0x12}, {0x13},
+    {0x14}, {0x15}, {0x16}, {0x17},
+    {0x18}, {0x19}, {0x1a}, {0x1b},
+    {0x1c}, {0x1d}, {0x1e}, {0x1f},
+    {0x20}, {0x21}, {0x26, 0x71, 0x75, 0x6f, 0x74, 0x3b}, {0x23},
+    {0x24}, {0x25}, {0x26, 0x61, 0x6d, 0x70, 0x3b}, {0x26, 0x23, 0x33, 0x39, 0x3b},
+    {0x28}, {0x29}, {0x2a}, {0x2b},
+    {0x2c}, {0x2d}, {0x2e}, {0x2f},
+    {0x30}, {0x31}, {0x32}, {0x33},
+    {0x34}, {0x35}, {0x36}, {0x37},
+    {0x38}, {0x39}, {0x3a}, {0x3b},
+    {0x26, 0x6c, 0x74, 0x3b}, {0x3d}, {0x26, 0x67, 0x74, 0x3b}, {0x3f},
+    {0x40}, {0x41}, {0x42}, {0x43},
+    {0x44}, {0x45}, {0x46}, {0x47},
+    {0x48}, {0x49}, {0x4a}, {0x4b},
+    {0x4c}, {0x4d}, {0x4e}, {0x4f},
+    {0x50}, {0x51}, {0x52}, {0x53},
+    {0x54}, {0x55}, {0x56}, {0x57},
+    {0x58}, {0x59}, {0x5a}, {0x5b},
+    {0x5c}, {0x5d}, {0x5e}, {0x5f},
+    {0x60}, {0x61}, {0x62}, {0x63},
+    {0x64}, {0x65}, {0x66}, {0x67},
+    {0x68}, {0x69}, {0x6a}, {0x6b},
+    {0x6c}, {0x6d}, {0x6e}, {0x6f},
+    {0x70}, {0x71}, {0x72}, {0x73},
+    {0x74}, {0x75}, {0x76}, {0x77},
+    {0x78}, {0x79}, {0x7a}, {0x7b},
+    {0x7c}, {0x7d}, {0x7e}, {0x7f},
+};
+static const uint8_t ascii_len[128] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 6, 1, 1, 1, 5, 5, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 1, 4, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/* Writes C's entity (4 to 6 bytes, never more) with two fixed-size copies, the second
+ * overlapping the first, instead of a variable-length memcpy call. */
 static inline size_t put_entity(uint8_t *out, unsigned c)
 {
-    memcpy(out, entity[c], entity_len[c]);
-    return entity_len[c];
+    size_t n = entity_len[c];
+    memcpy(out, entity[c], 4);
+    memcpy(out + n - 2, entity[c] + n - 2, 2);
+    return n;
 }
 
 size_t crow_html_escape_utf32(const uint32_t *in, size_t n, uint8_t *out)
@@ -35,7 +89,10 @@ size_t crow_html_escape_utf32(const uint32_t *in, size_t n, uint8_t *out)
     while (i < n) {
         uint32_t c = in[i];
         if (c < 0x80) {
-            if (CROW_UNLIKELY(entity_len[c]))
+            if (CROW_LIKELY(i + 1 < n)) {
+                memcpy(out + k, ascii_out[c], 8);
+                k += ascii_len[c];
+            } else if (CROW_UNLIKELY(entity_len[c]))
                 k += put_entity(out + k, c);
             else
                 out[k++] = (uint8_t)c;
@@ -52,9 +109,19 @@ size_t crow_html_escape_utf32(const uint32_t *in, size_t n, uint8_t *out)
 
 size_t crow_html_escape_latin1(const uint8_t *in, size_t n, uint8_t *out)
 {
-    size_t k = 0;
+    size_t k = 0, i = 0;
 
-    for (size_t i = 0; i < n; i++) {
+    for (; i + 1 < n; i++) {
+        uint8_t c = in[i];
+        if (CROW_LIKELY(c < 0x80)) {
+            memcpy(out + k, ascii_out[c], 8);
+            k += ascii_len[c];
+        } else {
+            out[k++] = (uint8_t)(0xC0 | c >> 6);
+            out[k++] = (uint8_t)(0x80 | (c & 0x3F));
+        }
+    }
+    if (i < n) {
         uint8_t c = in[i];
         if (c < 0x80) {
             if (CROW_UNLIKELY(entity_len[c]))

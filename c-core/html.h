@@ -13,11 +13,13 @@
 /* Escapes N code points at IN for HTML text and attribute values (& < > " ' become &amp;
  * &lt; &gt; &quot; &#39;) and encodes the result as UTF-8 into OUT, which must have room for
  * 6 * N bytes.  Surrogates and values above U+10FFFF become U+FFFD (through the UTF-8 codec's
- * REPLACE mode).  Returns the number of bytes written.  Can't fail. */
+ * REPLACE mode).  Returns the number of bytes written; bytes of OUT past them (within the
+ * 6 * N) may have been overwritten too.  Can't fail. */
 size_t crow_html_escape_utf32(const uint32_t *in, size_t n, uint8_t *out);
 
 /* The same for N Latin-1 bytes at IN (each byte is the code point of the same value); OUT
- * must have room for 6 * N bytes.  Returns the number of bytes written.  Can't fail. */
+ * must have room for 6 * N bytes.  Returns the number of bytes written (bytes past them within
+ * the room may have been overwritten).  Can't fail. */
 size_t crow_html_escape_latin1(const uint8_t *in, size_t n, uint8_t *out);
 
 /* Escapes N bytes of UTF-8 at IN (copied as they are, whatever their form, except the five

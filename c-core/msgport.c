@@ -1,20 +1,28 @@
 /* msgport.c — message ports between threads, after AmigaOS Exec's PutMsg/GetMsg/WaitPort.
  *
- * Design: a port is a mutex-protected intrusive FIFO (head/tail through crow_msg.next, so
- * putting never allocates) with two ways to be woken, used only on the queue's empty to
- * non-empty edge: a consumer that is behind costs producers nothing but the lock, and
- * get_all takes the whole backlog under one lock.  Threads blocked in crow_msgport_wait sleep
- * on a futex word (SEQ) and register under the lock (NWAITERS), so a put wakes them with one
- * FUTEX_WAKE and a put nobody waits for makes no system call at all.  Descriptor loops watch
- * the port's eventfd instead: it is written on the edge only while someone can be watching it
- * (a crow_msgport_poll in progress, counted in NPOLLERS, or for good once crow_msgport_fd has
- * handed it out).  Either way a waiter registers and reads SEQ (or the queue length) before
- * it sleeps and a producer queues before it signals, so no wake-up is lost; signals are hints
- * and the queue under the lock is the truth, so a stale eventfd count costs one extra loop.
- * Several waiters on one port are allowed (the thread pool uses that): FUTEX_WAKE wakes one,
- * and a waiter that takes a message and leaves others queued while someone else waits passes
- * the wake-up on.  COUNT is an atomic mirror of the queue length, so get/get_all on an empty
- * port and poll's readiness test never touch the lock. */
+ * Design: a port is an intrusive FIFO (linked through crow_msg.next, so putting never
+ * allocates) in two parts.  Producers never lock: a put pushes the message with one
+ * compare-and-swap on IN, a LIFO stack of the newest messages alone on its cache line.
+ * Consumers take messages under LOCK: when the outbox (HEAD..TAIL, the oldest messages in
+ * order) runs dry they swap the whole stack out and append it reversed, and get_all swaps it
+ * to NULL and returns outbox and stack together, so a consumer that is behind costs producers
+ * nothing but their one atomic operation.  IN also says whether the port is empty: NULL when
+ * both parts are, MARK (a stack of nothing) while only the outbox holds messages, so the put
+ * that replaces NULL is exactly the queue's empty to non-empty edge, the only put that
+ * signals.  There are two ways to be woken.  Threads blocked in crow_msgport_wait sleep on a
+ * futex word (SEQ) and count themselves in NWAITERS, so an edge wakes them with one FUTEX_WAKE
+ * and a put nobody waits for makes no system call at all.  Descriptor loops watch the port's
+ * eventfd instead: it is written on the edge only while someone can be watching it (a
+ * crow_msgport_poll in progress, counted in NPOLLERS, or for good once crow_msgport_fd has
+ * handed it out).  A waiter registers, then reads SEQ, then looks at IN; a producer pushes,
+ * then reads the registrations and bumps SEQ (all sequentially consistent): either the
+ * waiter sees the message or the producer sees the waiter, and a bump after the read makes
+ * the futex wait return at once, so no wake-up is lost.  Signals are hints and the queue is
+ * the truth, so a stale eventfd count costs one extra loop.  Several waiters on one port are
+ * allowed (the thread pool uses that): FUTEX_WAKE wakes one, and a waiter that takes a
+ * message and leaves others queued while someone else waits passes the wake-up on.  get and
+ * get_all on an empty port and poll's readiness test read IN and never touch the lock; the
+ * counters consumers keep are under the lock, and puts are counted as gets plus the queue. */
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -34,23 +42,34 @@
 #define STACK_POLL 32
 
 struct crow_msgport {
+    /* Producers' side, alone on its cache line: the newest message (the inbox is a LIFO
+     * stack linked through next), MARK when only the outbox holds messages, NULL when the
+     * port is empty. */
+    _Atomic(struct crow_msg *) in; /* the port is allocated 64-byte aligned */
+    char pad_[64 - sizeof(struct crow_msg *)];
+    /* Consumers' side, under LOCK: the oldest messages, in order. */
     pthread_mutex_t lock;
     struct crow_msg *head, *tail;
-    _Atomic size_t count;
-    unsigned nwaiters; /* threads inside crow_msgport_wait that found the queue empty */
-    unsigned npollers; /* threads inside crow_msgport_poll on this port */
-    int fd_exported;   /* crow_msgport_fd was called: write the eventfd on every edge */
-    _Atomic uint32_t seq; /* futex word: bumped whenever waiters are to be woken */
+    size_t nout;                /* messages in head..tail */
+    _Atomic unsigned nwaiters;  /* threads inside crow_msgport_wait that found the port empty */
+    _Atomic unsigned npollers;  /* threads inside crow_msgport_poll on this port */
+    _Atomic int fd_exported;    /* crow_msgport_fd was called: write the eventfd on every edge */
+    _Atomic uint32_t seq;       /* futex word: bumped whenever waiters are to be woken */
+    _Atomic uint64_t wakeups;   /* edges, counted by the producers that saw them */
+    uint64_t gets, drains;      /* under LOCK */
     int efd;
-    struct crow_msgport_stats st;
     struct crow_allocator alloc;
 };
+
+/* The inbox value meaning "empty, but the outbox is not" (never dereferenced). */
+static struct crow_msg mark_msg;
+#define MARK (&mark_msg)
 
 struct crow_msgport *crow_msgport_new(const struct crow_allocator *a)
 {
     if (!a)
         a = &crow_allocator_default;
-    struct crow_msgport *p = crow_alloc(a, sizeof *p, 0);
+    struct crow_msgport *p = crow_alloc(a, sizeof *p, 64);
     if (!p)
         return NULL;
     p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -60,13 +79,16 @@ struct crow_msgport *crow_msgport_new(const struct crow_allocator *a)
         errno = e;
         return NULL;
     }
+    atomic_init(&p->in, NULL);
     pthread_mutex_init(&p->lock, NULL);
     p->head = p->tail = NULL;
-    atomic_init(&p->count, 0);
-    p->nwaiters = p->npollers = 0;
-    p->fd_exported = 0;
+    p->nout = 0;
+    atomic_init(&p->nwaiters, 0);
+    atomic_init(&p->npollers, 0);
+    atomic_init(&p->fd_exported, 0);
     atomic_init(&p->seq, 0);
-    p->st = (struct crow_msgport_stats){0, 0, 0, 0};
+    atomic_init(&p->wakeups, 0);
+    p->gets = p->drains = 0;
     p->alloc = *a;
     return p;
 }
@@ -83,21 +105,45 @@ void crow_msgport_free(struct crow_msgport *p)
 
 int crow_msgport_fd(struct crow_msgport *p)
 {
-    pthread_mutex_lock(&p->lock);
-    p->fd_exported = 1;
-    pthread_mutex_unlock(&p->lock);
+    atomic_store(&p->fd_exported, 1);
     return p->efd;
+}
+
+/* Whether P holds a message (the inbox is MARK whenever only the outbox does). */
+static int nonempty(const struct crow_msgport *p)
+{
+    return atomic_load(&((struct crow_msgport *)p)->in) != NULL;
+}
+
+/* Messages in the inbox stack from X down; the caller holds the lock, so none is taken
+ * meanwhile (producers only push above X). */
+static size_t inbox_len(struct crow_msg *x)
+{
+    size_t n = 0;
+    for (; x && x != MARK; x = x->next)
+        n++;
+    return n;
 }
 
 size_t crow_msgport_count(const struct crow_msgport *p)
 {
-    return atomic_load_explicit(&((struct crow_msgport *)p)->count, memory_order_acquire);
+    struct crow_msgport *q = (struct crow_msgport *)p;
+    if (!nonempty(q))
+        return 0;
+    pthread_mutex_lock(&q->lock);
+    size_t n = q->nout + inbox_len(atomic_load(&q->in));
+    pthread_mutex_unlock(&q->lock);
+    return n;
 }
 
 void crow_msgport_stats(struct crow_msgport *p, struct crow_msgport_stats *out)
 {
     pthread_mutex_lock(&p->lock);
-    *out = p->st;
+    out->gets = p->gets;
+    out->drains = p->drains;
+    /* Every message put was either taken or is queued. */
+    out->puts = p->gets + p->nout + inbox_len(atomic_load(&p->in));
+    out->wakeups = atomic_load(&p->wakeups);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -120,64 +166,54 @@ static void wake_one(struct crow_msgport *p)
     syscall(SYS_futex, (uint32_t *)&p->seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-/* What a put must signal after unlocking; decided under the lock. */
-enum { SIG_FD = 1, SIG_WAITER = 2 };
-
-/* Appends FIRST..LAST (N messages, linked); the caller holds the lock. */
-static int append_locked(struct crow_msgport *p, struct crow_msg *first, struct crow_msg *last,
-                         size_t n)
+/* The put that made the port non-empty signals.  The push was a sequentially consistent
+ * read-modify-write, and waiters and pollers register (seq_cst) before they look at the
+ * inbox, so either they see the message or this sees them. */
+static __attribute__((noinline)) void edge(struct crow_msgport *p)
 {
-    int was_empty = p->head == NULL;
-    if (was_empty)
-        p->head = first;
-    else
-        p->tail->next = first;
-    p->tail = last;
-    atomic_store_explicit(&p->count, atomic_load_explicit(&p->count, memory_order_relaxed) + n,
-                          memory_order_release);
-    p->st.puts += n;
-    if (!was_empty)
-        return 0;
-    p->st.wakeups++;
-    int sig = (p->fd_exported || p->npollers) ? SIG_FD : 0;
-    if (p->nwaiters) {
-        atomic_fetch_add_explicit(&p->seq, 1, memory_order_relaxed);
-        sig |= SIG_WAITER;
+    atomic_fetch_add_explicit(&p->wakeups, 1, memory_order_relaxed);
+    if (atomic_load(&p->nwaiters)) {
+        atomic_fetch_add(&p->seq, 1);
+        wake_one(p);
     }
-    return sig;
+    if (atomic_load(&p->fd_exported) || atomic_load(&p->npollers))
+        signal_fd(p);
 }
 
-static void send_signals(struct crow_msgport *p, int sig)
+/* Pushes NEWEST..OLDEST (linked newest to oldest through next) on the inbox; returns whether
+ * the port was empty. */
+static inline int push(struct crow_msgport *p, struct crow_msg *newest, struct crow_msg *oldest)
 {
-    if (sig & SIG_WAITER)
-        wake_one(p);
-    if (sig & SIG_FD)
-        signal_fd(p);
+    struct crow_msg *old = atomic_load_explicit(&p->in, memory_order_relaxed);
+    do
+        oldest->next = old == MARK ? NULL : old;
+    while (!atomic_compare_exchange_weak_explicit(&p->in, &old, newest, memory_order_seq_cst,
+                                                  memory_order_relaxed));
+    return old == NULL;
 }
 
 void crow_msgport_put(struct crow_msgport *p, struct crow_msg *m)
 {
-    m->next = NULL;
-    pthread_mutex_lock(&p->lock);
-    int sig = append_locked(p, m, m, 1);
-    pthread_mutex_unlock(&p->lock);
-    if (CROW_UNLIKELY(sig))
-        send_signals(p, sig);
+    if (CROW_UNLIKELY(push(p, m, m)))
+        edge(p);
 }
 
 size_t crow_msgport_put_all(struct crow_msgport *p, struct crow_msg *list)
 {
     if (!list)
         return 0;
-    size_t n = 1;
-    struct crow_msg *last = list;
-    while (last->next)
-        last = last->next, n++;
-    pthread_mutex_lock(&p->lock);
-    int sig = append_locked(p, list, last, n);
-    pthread_mutex_unlock(&p->lock);
-    if (sig)
-        send_signals(p, sig);
+    /* The inbox holds the newest first: reverse the list before pushing it whole. */
+    size_t n = 0;
+    struct crow_msg *rev = NULL, *oldest = list;
+    while (list) {
+        struct crow_msg *next = list->next;
+        list->next = rev;
+        rev = list;
+        list = next;
+        n++;
+    }
+    if (push(p, rev, oldest))
+        edge(p);
     return n;
 }
 
@@ -191,26 +227,56 @@ int crow_msgport_reply(struct crow_msg *m)
     return 0;
 }
 
-/* Takes the head; the caller holds the lock. */
+/* Appends the inbox stack X (newest first, ending at NULL) to the outbox, oldest first; the
+ * caller holds the lock. */
+static void append_inbox(struct crow_msgport *p, struct crow_msg *x)
+{
+    struct crow_msg *first = NULL, *last = x;
+    size_t n = 0;
+    while (x) {
+        struct crow_msg *next = x->next;
+        x->next = first;
+        first = x;
+        x = next;
+        n++;
+    }
+    if (!n)
+        return;
+    if (p->tail)
+        p->tail->next = first;
+    else
+        p->head = first;
+    p->tail = last;
+    p->nout += n;
+}
+
+/* Takes the oldest message; the caller holds the lock. */
 static struct crow_msg *pop_locked(struct crow_msgport *p)
 {
+    if (!p->head) {
+        /* Move the inbox across, leaving MARK: the outbox is about to be non-empty. */
+        if (atomic_load_explicit(&p->in, memory_order_acquire) == NULL)
+            return NULL;
+        struct crow_msg *x = atomic_exchange(&p->in, MARK);
+        append_inbox(p, x == MARK ? NULL : x);
+    }
     struct crow_msg *m = p->head;
-    if (m) {
-        p->head = m->next;
-        if (!p->head)
-            p->tail = NULL;
-        m->next = NULL;
-        atomic_store_explicit(&p->count,
-                              atomic_load_explicit(&p->count, memory_order_relaxed) - 1,
-                              memory_order_release);
-        p->st.gets++;
+    p->head = m->next;
+    m->next = NULL;
+    p->nout--;
+    p->gets++;
+    if (!p->head) {
+        p->tail = NULL;
+        /* The outbox is empty: the port is empty unless producers pushed since. */
+        struct crow_msg *expect = MARK;
+        atomic_compare_exchange_strong(&p->in, &expect, NULL);
     }
     return m;
 }
 
 struct crow_msg *crow_msgport_get(struct crow_msgport *p)
 {
-    if (atomic_load_explicit(&p->count, memory_order_acquire) == 0)
+    if (!nonempty(p))
         return NULL;
     pthread_mutex_lock(&p->lock);
     struct crow_msg *m = pop_locked(p);
@@ -220,18 +286,20 @@ struct crow_msg *crow_msgport_get(struct crow_msgport *p)
 
 struct crow_msg *crow_msgport_get_all(struct crow_msgport *p, size_t *n)
 {
-    if (atomic_load_explicit(&p->count, memory_order_acquire) == 0) {
+    if (!nonempty(p)) {
         if (n)
             *n = 0;
         return NULL;
     }
     pthread_mutex_lock(&p->lock);
+    struct crow_msg *x = atomic_exchange(&p->in, NULL);
+    append_inbox(p, x == MARK ? NULL : x);
     struct crow_msg *m = p->head;
-    size_t k = atomic_load_explicit(&p->count, memory_order_relaxed);
+    size_t k = p->nout;
     p->head = p->tail = NULL;
-    atomic_store_explicit(&p->count, 0, memory_order_release);
-    p->st.gets += k;
-    p->st.drains += m != NULL;
+    p->nout = 0;
+    p->gets += k;
+    p->drains += m != NULL;
     pthread_mutex_unlock(&p->lock);
     if (n)
         *n = k;
@@ -260,10 +328,11 @@ static struct crow_msg *take_locked(struct crow_msgport *p, int registered, int 
 {
     struct crow_msg *m = pop_locked(p);
     if (m) {
-        p->nwaiters -= registered;
-        *pass_on = p->head && p->nwaiters;
+        if (registered)
+            atomic_fetch_sub(&p->nwaiters, 1);
+        *pass_on = nonempty(p) && atomic_load(&p->nwaiters);
         if (*pass_on)
-            atomic_fetch_add_explicit(&p->seq, 1, memory_order_relaxed);
+            atomic_fetch_add(&p->seq, 1);
     }
     return m;
 }
@@ -282,9 +351,14 @@ struct crow_msg *crow_msgport_wait(struct crow_msgport *p, int timeout_ms)
             return m;
         }
         if (!registered)
-            p->nwaiters++, registered = 1;
-        uint32_t seen = atomic_load_explicit(&p->seq, memory_order_relaxed);
+            atomic_fetch_add(&p->nwaiters, 1), registered = 1;
+        /* Registered, then SEQ read, then the inbox looked at again (all seq_cst): a put
+         * that the look missed sees us and bumps SEQ after we read it. */
+        uint32_t seen = atomic_load(&p->seq);
+        int again = nonempty(p);
         pthread_mutex_unlock(&p->lock);
+        if (again)
+            continue;
 
         int left = left_ms(deadline);
         long r = -1;
@@ -302,7 +376,7 @@ struct crow_msg *crow_msgport_wait(struct crow_msgport *p, int timeout_ms)
             pthread_mutex_lock(&p->lock);
             m = take_locked(p, registered, &pass_on);
             if (!m)
-                p->nwaiters--;
+                atomic_fetch_sub(&p->nwaiters, 1);
             pthread_mutex_unlock(&p->lock);
             if (pass_on)
                 wake_one(p);
@@ -328,16 +402,13 @@ int crow_msgport_poll(struct pollfd *fds, nfds_t nfds, struct crow_msgport *cons
     }
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     int result;
-    for (size_t i = 0; i < nports; i++) {
-        pthread_mutex_lock(&ports[i]->lock);
-        ports[i]->npollers++;
-        pthread_mutex_unlock(&ports[i]->lock);
-    }
+    for (size_t i = 0; i < nports; i++)
+        atomic_fetch_add(&ports[i]->npollers, 1); /* before any look at the inbox */
     for (;;) {
         /* Ports are level-triggered: a non-empty port is ready whatever its eventfd says. */
         int ready_ports = 0;
         for (size_t i = 0; i < nports; i++)
-            ready_ports += crow_msgport_count(ports[i]) > 0;
+            ready_ports += nonempty(ports[i]);
         for (size_t i = 0; i < nfds; i++)
             all[i] = fds[i], all[i].revents = 0;
         for (size_t i = 0; i < nports; i++)
@@ -360,18 +431,15 @@ int crow_msgport_poll(struct pollfd *fds, nfds_t nfds, struct crow_msgport *cons
             struct crow_msgport *p = ports[i];
             if (all[nfds + i].revents)
                 clear_signal(p);
-            ready_ports += crow_msgport_count(p) > 0;
+            ready_ports += nonempty(p);
         }
         result = ready_fds + ready_ports;
         if (result > 0 || left_ms(deadline) == 0)
             break;
     }
     int e = errno;
-    for (size_t i = 0; i < nports; i++) {
-        pthread_mutex_lock(&ports[i]->lock);
-        ports[i]->npollers--;
-        pthread_mutex_unlock(&ports[i]->lock);
-    }
+    for (size_t i = 0; i < nports; i++)
+        atomic_fetch_sub(&ports[i]->npollers, 1);
     if (all != stack)
         free(all);
     errno = e;

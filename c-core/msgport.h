@@ -42,12 +42,14 @@ void crow_msgport_free(struct crow_msgport *p);
  * drained: that is harmless).  Do not close it.  Can't fail. */
 int crow_msgport_fd(struct crow_msgport *p);
 
-/* Appends M to P (any thread).  Wakes a waiting thread / writes a watched eventfd only when
- * the queue goes from empty to non-empty; otherwise makes no system call.  Can't fail. */
+/* Appends M to P (any thread; lock-free: one compare-and-swap).  Wakes a waiting thread /
+ * writes a watched eventfd only when the queue goes from empty to non-empty; otherwise makes
+ * no system call.  Can't fail. */
 void crow_msgport_put(struct crow_msgport *p, struct crow_msg *m);
 
-/* Appends the NULL-terminated list LIST (linked through next, in order) under one lock and
- * with at most one signal.  Returns the number of messages put (0 for NULL).  Can't fail. */
+/* Appends the NULL-terminated list LIST (linked through next, in order) in one atomic step
+ * and with at most one signal.  Returns the number of messages put (0 for NULL).  Can't
+ * fail. */
 size_t crow_msgport_put_all(struct crow_msgport *p, struct crow_msg *list);
 
 /* Sends M back to its reply_port.  Returns 0, or -1 with errno EINVAL when M has no reply
@@ -80,7 +82,9 @@ int crow_msgport_poll(struct pollfd *fds, nfds_t nfds, struct crow_msgport *cons
  * with errno (EINVAL for MS < 0, or poll(2)'s).  Retries EINTR. */
 int crow_msgport_sleep(struct crow_msgport *p, int ms);
 
-/* The number of queued messages at the moment of the call.  Can't fail. */
+/* The number of queued messages at the moment of the call (0 without locking when the port
+ * is empty; otherwise counted under the consumers' lock, in time proportional to the count
+ * of messages put since the last get).  Can't fail. */
 size_t crow_msgport_count(const struct crow_msgport *p);
 
 /* Copies P's counters into *OUT.  Can't fail. */

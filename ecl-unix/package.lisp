@@ -33,6 +33,7 @@
    #:getpid #:getppid #:getpwnam #:getrlimit #:getuid #:initgroups #:kill #:run-program
    #:setgroups #:setresgid #:setresuid #:setrlimit #:setsid #:spawn #:umask #:waitpid
    #:getgroups #:getcwd #:spawn-waiting #:hand-off #:make-spawner #:spawner-request #:spawner-receive
+   #:reserve-lisp-threads
    ;; signals
    #:default-signal #:ignore-sigpipe #:read-signals #:reset-signal-pipe #:signal-fd
    #:signal-number #:watch-signals
@@ -66,7 +67,7 @@
    ;; HTML escaping and form decoding (c-core/html)
    #:%form-decode #:+html-escape-max+ #:form-decode #:html-escape #:html-escape-into
    #:html-escape-octets-into #:octets-search
-   ;; SHA-256 and HMAC (c-core/sha256)
+   ;; SHA-256 and HMAC (c-core/digest, over OpenSSL)
    #:constant-time-equal #:hmac-sha256 #:octets-to-hex #:sha256 #:sha256-file
    ;; HTTP request facts (evhttp.lisp)
    #:*http-methods* #:ev-unit-header-base #:ev-unit-header-values #:ev-unit-request

@@ -553,3 +553,42 @@ ECONNREFUSED when the child is gone)."
       (incf i (1+ (length u))))
     (unwind-protect (progn (send-fd control fd data) t)
       (%close control))))
+
+;;; ECL 21.2.1 keeps its Lisp threads in a vector, cl_core.processes (256 slots at start).
+;;; Its extend_process_vector() passes the old fill pointer as make-vector's ADJUSTABLE
+;;; argument and NIL as the fill pointer, so the grown vector is "full" (fill pointer = size)
+;;; and ecl_list_process grows it again, 1.5 times bigger each turn, until the heap limit:
+;;; thread 255 of a process fails with STORAGE-EXHAUSTED ("Memory limit reached") after
+;;; allocating gigabytes.  Replacing the vector once, early, by a bigger one with a correct
+;;; fill pointer (under ECL's own spinlock) means it is never extended.
+
+(ffi:clines "extern void ecl_get_spinlock(cl_env_ptr env, cl_object *lock);"
+            "extern void ecl_giveup_spinlock(cl_object *lock);")
+
+(defun reserve-lisp-threads (n)
+  "Makes room in ECL's process table for N Lisp threads in this process, so that creating
+them does not run into ECL 21's process-vector bug (see above); a no-op when the table is
+that big already.  Returns the table's size.  Call it before the 250th thread.  Can't fail
+(short of memory)."
+  (check-type n (integer 1 1000000))
+  (ffi:c-inline (n) (:int) :int "{
+  cl_env_ptr env = ecl_process_env();
+  cl_index want = (cl_index)#0, size;
+  /* Allocated outside the spinlock: an allocation may signal. */
+  cl_object v = want > cl_core.processes->vector.dim
+    ? si_make_vector(ECL_T, ecl_make_fixnum(want), ECL_NIL, ecl_make_fixnum(0), ECL_NIL, ECL_NIL)
+    : ECL_NIL;
+  ecl_disable_interrupts_env(env);
+  ecl_get_spinlock(env, &cl_core.processes_spinlock);
+  {
+    cl_object old = cl_core.processes;
+    if (v != ECL_NIL && want > old->vector.dim && old->vector.fillp <= want) {
+      memcpy(v->vector.self.t, old->vector.self.t, old->vector.fillp * sizeof(cl_object));
+      v->vector.fillp = old->vector.fillp;
+      cl_core.processes = v;
+    }
+    size = cl_core.processes->vector.dim;
+  }
+  ecl_giveup_spinlock(&cl_core.processes_spinlock);
+  ecl_enable_interrupts_env(env);
+  @(return) = (int)size; }" :one-liner nil))

@@ -35,6 +35,7 @@ struct tp {
     struct crow_msg *msgs;           /* WINDOW messages, reused round-robin */
     _Atomic long consumed;           /* published by the consumer after each batch */
     int mode;
+    double pcpu;                     /* producer's thread CPU seconds */
     long sum;                        /* consumer's checksum, so nothing is optimised away */
     /* the naive peer: one mutex, one condvar, signal on every put */
     pthread_mutex_t mu;
@@ -69,10 +70,18 @@ static void window_wait(struct tp *t, long i, long *seen)
     }
 }
 
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void *tp_producer(void *arg)
 {
     struct tp *t = arg;
     long seen = 0;
+    double c0 = cpu_s();
     for (long i = 0; i < messages;) {
         switch (t->mode) {
         case PUT_SPIN:
@@ -112,6 +121,7 @@ static void *tp_producer(void *arg)
         }
         }
     }
+    t->pcpu = cpu_s() - c0;
     return NULL;
 }
 
@@ -157,7 +167,7 @@ static void tp_consume(struct tp *t)
     }
 }
 
-static double throughput(int mode, uint64_t *wakeups)
+static double throughput(int mode, uint64_t *wakeups, double *put_ns)
 {
     struct tp t;
     memset(&t, 0, sizeof t);
@@ -180,6 +190,7 @@ static double throughput(int mode, uint64_t *wakeups)
     struct crow_msgport_stats st;
     crow_msgport_stats(t.port, &st);
     *wakeups = st.wakeups;
+    *put_ns = t.pcpu / (double)messages * 1e9;
     crow_msgport_free(t.port);
     crow_ring_free(t.ring);
     free(t.msgs);
@@ -263,36 +274,48 @@ int main(int argc, char **argv)
         messages /= 10, trips /= 10;
     enum { REPS = 3 };
 
+    double load[1] = {-1};
+    if (getloadavg(load, 1) < 0)
+        load[0] = -1;
     printf("## msgport\n\n");
     printf("Throughput: one producer thread, the main thread consuming in batches; %ld messages "
-           "per run, best of %d runs (msgs/s).  Messages are reused from a %d-slot window.\n\n",
-           messages, REPS, WINDOW);
-    printf("| queue | Mmsg/s | ns/msg | empty->non-empty wake-ups |\n|---|---:|---:|---:|\n");
-    double best[NMODES];
+           "per run, best of %d runs (msgs/s).  Messages are reused from a %d-slot window.  "
+           "The rate needs both threads running at once, so it only means something on an idle "
+           "machine (load average %.2f on %ld CPUs when this section started); the producer's "
+           "thread CPU time per message (best run) is the cost of the put itself, however the "
+           "threads were scheduled (50M msg/s needs at most 20 ns).\n\n",
+           messages, REPS, WINDOW, load[0], sysconf(_SC_NPROCESSORS_ONLN));
+    printf("| queue | Mmsg/s | ns/msg | producer CPU ns/msg | empty->non-empty wake-ups |\n"
+           "|---|---:|---:|---:|---:|\n");
+    double best[NMODES], put_ns[NMODES];
     for (int mode = 0; mode < NMODES; mode++) {
         best[mode] = 0;
+        put_ns[mode] = 1e30;
         uint64_t w = 0, wbest = 0;
         for (int rep = 0; rep < REPS; rep++) {
-            double x = throughput(mode, &w);
+            double pn = 0, x = throughput(mode, &w, &pn);
             if (x > best[mode])
                 best[mode] = x, wbest = w;
+            if (pn < put_ns[mode])
+                put_ns[mode] = pn;
         }
         char sig[32] = "-";
         if (mode <= PUTALL_SPIN)
             snprintf(sig, sizeof sig, "%llu", (unsigned long long)wbest);
-        printf("| %s | %.1f | %.1f | %s |\n", mode_name[mode], best[mode] / 1e6,
-               1e9 / best[mode], sig);
+        printf("| %s | %.1f | %.1f | %.1f | %s |\n", mode_name[mode], best[mode] / 1e6,
+               1e9 / best[mode], put_ns[mode], sig);
     }
     double target = 50e6;
     printf("\nTarget (issue): single-producer batched throughput >= 50M msg/s.  "
            "Port, producer putting one at a time, polling consumer: %.1fM/s (%.2fx target, "
            "**%s**); blocking consumer: %.1fM/s (**%s**); producer batching with put_all: "
-           "%.1fM/s (**%s**).  Peer mutex+condvar: %.1fM/s (port/peer %.2fx).\n\n",
+           "%.1fM/s (**%s**).  Peer mutex+condvar: %.1fM/s (port/peer %.2fx).  Producer CPU per "
+           "single put: %.1f ns (%s the 20 ns that 50M/s allows).\n\n",
            best[PUT_SPIN] / 1e6, best[PUT_SPIN] / target,
            best[PUT_SPIN] >= target ? "met" : "not met", best[PUT_WAIT] / 1e6,
            best[PUT_WAIT] >= target ? "met" : "not met", best[PUTALL_SPIN] / 1e6,
            best[PUTALL_SPIN] >= target ? "met" : "not met", best[NAIVE] / 1e6,
-           best[PUT_SPIN] / best[NAIVE]);
+           best[PUT_SPIN] / best[NAIVE], put_ns[PUT_SPIN], put_ns[PUT_SPIN] <= 20 ? "within" : "above");
 
     double port_us[2 * REPS], efd_us[2 * REPS];
     for (int rep = 0; rep < 2 * REPS; rep++) { /* interleaved, so drift hits both */

@@ -192,6 +192,7 @@ static void test_incremental(void)
         size_t step = pass ? 0 : 2;
         struct crow_hash *h = new_u64(step, NULL);
         size_t seen[3] = {0, 0, 0}, max_moved = 0, max_zeroed = 0, checks_bad = 0, mid_checks = 0;
+        int prev_state = 0;
         for (size_t i = 0; i < N; i++) {
             crow_hash_put_u64(h, keys[i], (void *)(uintptr_t)i, NULL);
             struct crow_hash_stats st;
@@ -201,8 +202,11 @@ static void test_incremental(void)
                 max_moved = st.last_moved;
             if (st.last_zeroed > max_zeroed)
                 max_zeroed = st.last_zeroed;
-            /* every so often mid-move: all earlier keys still reachable */
-            if (st.state == 2 && i % 997 == 0) {
+            /* at the first op of each move and every so often mid-move: all earlier keys
+             * still reachable */
+            int first = st.state == 2 && prev_state != 2;
+            prev_state = st.state;
+            if (st.state == 2 && (i % 997 == 0 || first)) {
                 mid_checks++;
                 for (size_t j = 0; j <= i; j++) {
                     void *v;
@@ -213,7 +217,7 @@ static void test_incremental(void)
                 }
             }
         }
-        size_t s = step ? step : 64;
+        size_t s = step ? step : 1024; /* the default */
         ok(seen[1] > 0 && seen[2] > 0, "step %zu: preparing seen %zu ops, moving %zu ops", s, seen[1], seen[2]);
         ok(max_moved <= 4 * s, "step %zu: no put moved more than 4x step slots (max %zu)", s, max_moved);
         ok(max_zeroed <= 4 * 8 * s, "step %zu: no put cleared more than 4x8x step slots (max %zu)", s, max_zeroed);

@@ -247,3 +247,21 @@
     (if (probe-file helper)
         (check-spawner helper)
         (fail "build/bin/crow-spawner is missing (make all)"))))
+
+(test reserve-lisp-threads-lifts-the-255-thread-limit
+  ;; ECL 21.2's process table cannot grow past 256 (see proc.lisp); once reserved, 400
+  ;; threads live at the same time in this process.
+  (is (>= (reserve-lisp-threads 1024) 1024))
+  (is (>= (reserve-lisp-threads 10) 1024) "never shrinks")
+  (let* ((lock (mp:make-lock)) (started 0) (go nil)
+         (threads (loop repeat 400
+                        collect (mp:process-run-function
+                                 "reserve-test"
+                                 (lambda ()
+                                   (mp:with-lock (lock) (incf started))
+                                   (loop repeat 3000 until go do (sleep 0.01)))))))
+    (loop repeat 1000 until (= 400 (mp:with-lock (lock) started)) do (sleep 0.01))
+    (is (= 400 started))
+    (is (>= (length (mp:all-processes)) 400))
+    (setf go t)
+    (mapc #'mp:process-join threads)))

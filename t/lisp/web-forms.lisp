@@ -1,6 +1,6 @@
 ;;;; web-forms.lisp — crow.web request parsing over octets: urlencoded fields (lazy values),
 ;;;; multipart bodies with uploads in temporary files and limits, header parameters, cookies,
-;;;; coercion; and the c-core/html and sha256 bindings they rest on.
+;;;; coercion; and the c-core/html and digest bindings they rest on.
 
 (in-package :crow.test.web)
 
@@ -173,3 +173,37 @@
   (is (= (expt 10 30) (coerce-param (format nil "~d" (expt 10 30)) :integer)))
   (dolist (bad '("" "-" "+" " 1" "1 " "1.5" "0x10" "12a"))
     (is (null (coerce-param bad :integer)) "~s is not an integer" bad)))
+
+(defun query-request (q)
+  (crow.http::%make-request :query-string q))
+
+(test http-let-query-fast-path
+  ;; http-let's :get :string / :integer bindings scan the raw query (crow.web::%get-string,
+  ;; %get-integer); they must answer exactly what the general path (http-param) answers.
+  (let ((queries (list "name=a&n=7" "n=1&n=2&name=x&name=y" "x=1&name=%41b&name=c" "na%6De=z&n%3D=5"
+                       "nam+e=q" "name" "name=&n=" "&&name=x&&n=3&" "n=+5" "n=%2B5" "n=-12" "n=-"
+                       "n=12a" "n=99999999999999999999999" "n=123456789012345678" "n=%31%32"
+                       "name=caf%C3%A9" "name=a+b%20c" "n+=3" "%6e=4&%6E=5" "name=%zz%4" "N=1&NAME=x"
+                       "%C3%A9=accent" "n=-0" "n=007" "=5&n"
+                       (format nil "~{~a~^&~}&name=late&n=9" (loop repeat 1000 collect "a=1"))))
+        (names '("name" "n" "N" "é" "name " "")))
+    (dolist (q queries)
+      (dolist (name names)
+        (let ((o (utf8-encode name)))
+          (dolist (form (list (coerce q 'simple-base-string) (coerce q '(vector character))))
+            (is (equal (http-param (query-request form) name :from :get :type :string :default :absent)
+                       (crow.web::%get-string (query-request form) name o :absent))
+                "string ~s in ~s" name (subseq q 0 (min 40 (length q))))
+            (is (eql (http-param (query-request form) name :from :get :type :integer :default :absent)
+                     (crow.web::%get-integer (query-request form) name o :absent))
+                "integer ~s in ~s" name (subseq q 0 (min 40 (length q))))))))
+    (is (eq :d (crow.web::%get-string (query-request nil) "name" (utf8-encode "name") :d)))
+    (is (eq :d (crow.web::%get-integer (query-request nil) "n" (utf8-encode "n") :d)))
+    (is (= 42 (crow.web::%get-integer (query-request (coerce "n=42" 'simple-base-string))
+                                      "n" (utf8-encode "n") 0)))
+    (let ((expansion (macroexpand-1 '(http-let (r (a :string "d" :from :get) (b :integer 1 :from :get)
+                                                  (c :integer 1) (d (:list :integer) nil :from :get))
+                                      (list a b c d)))))
+      (is (search "%GET-STRING" (prin1-to-string expansion)))
+      (is (search "%GET-INTEGER" (prin1-to-string expansion)))
+      (is (search "HTTP-PARAM" (prin1-to-string expansion)) "other kinds keep the general path"))))

@@ -138,6 +138,18 @@ def children(pid):
     return out
 
 
+def serving(p, timeout=30):
+    """The pid of mmspawnd P's serving process (its newest child: the supervising parent
+    keeps the config and listeners, the serving process runs the pool)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        kids = [c[0] for c in children(p.pid) if c[1] != "Z"]
+        if kids:
+            return max(kids, key=lambda k: os.stat("/proc/%d" % k).st_ctime if os.path.exists("/proc/%d" % k) else 0)
+        time.sleep(0.05)
+    return p.pid
+
+
 def nfds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -183,8 +195,11 @@ spare 2
         t.eq(rep.get("groups"), str(nogroup), "supplementary groups: only nogroup")
         t.eq(sorted(rep.get("root", "").split()), ["bin", "data"], "/ is the chroot (bin, data)")
         t.eq(rep.get("cwd"), "/data", "cwd inside the chroot")
-        t.eq(proc_status(p.pid, "Uid"), [str(nobody)] * 4, "mmspawnd itself runs as nobody")
-        t.eq(os.readlink("/proc/%d/root" % p.pid), chroot, "mmspawnd itself is chrooted")
+        spid = serving(p)
+        t.eq(proc_status(spid, "Uid"), [str(nobody)] * 4, "mmspawnd's serving process runs as nobody")
+        t.eq(os.readlink("/proc/%d/root" % spid), chroot, "mmspawnd's serving process is chrooted")
+        t.eq(len([c for c in children(p.pid) if c[1] != "Z"]), 1,
+             "the supervising parent has one child: the serving process")
     else:
         t.eq(rep.get("uid"), "%d %d" % (os.getuid(), os.geteuid()), "uid unchanged when unprivileged")
         t.eq(rep.get("cwd"), work, "cwd as configured")
@@ -222,7 +237,7 @@ spare 2
     t.ok(text.endswith("end\n") and rep2.get("uid") == rep.get("uid") and rep2.get("root") == rep.get("root")
          and rep2.get("fds") == "0 1 2" and rep2["rlimit"] == rep["rlimit"],
          "spawner builtin: the same ids, chroot, descriptors and rlimits", text[-400:])
-    kids = [c[0] for c in children(p.pid)]
+    kids = [c[0] for c in children(serving(p))]
     exes = set()
     for k in kids:
         try:
@@ -249,7 +264,7 @@ spare 2
                          "user nobody\n" % (low, probe))
             p = start(pconf, low)
             t.eq(fetch(low)[0], "220 crow banner\r\n", "a privileged port (%d) is served" % low)
-            t.eq(proc_status(p.pid, "Uid"), [str(nobody)] * 4, "by an mmspawnd that runs as nobody")
+            t.eq(proc_status(serving(p), "Uid"), [str(nobody)] * 4, "by an mmspawnd that serves as nobody")
             stop(p)
         else:
             t.ok(False, "a free privileged port in 940-999 for the test")
@@ -387,7 +402,8 @@ spare 2
     p = start(bconf, bport)
     fetch(bport)
     time.sleep(1.0)
-    fd0 = nfds(p.pid)
+    spid = serving(p)
+    fd0 = nfds(spid)
     counts = {"ok": 0, "bad": 0}
     lock = threading.Lock()
 
@@ -411,23 +427,23 @@ spare 2
     zombies = None
     for _ in range(50):
         time.sleep(0.1)
-        zombies = [c for c in children(p.pid) if c[1] == "Z"]
+        zombies = [c for c in children(spid) + children(p.pid) if c[1] == "Z"]
         if not zombies:
             break
     t.eq(zombies, [], "no zombie children afterwards")
     fd1 = None
     for _ in range(100):  # the idle pool grew under load: its surplus goes within seconds
-        fd1 = nfds(p.pid)
+        fd1 = nfds(spid)
         if fd1 <= fd0:
             break
         time.sleep(0.1)
     t.ok(fd1 <= fd0, "the descriptor count is flat (%d before, %d after)" % (fd0, fd1))
-    kids = children(p.pid)
+    kids = children(spid)
     t.ok(len(kids) <= 6, "the idle pool is back to its spare count (%d children, spare 4)" % len(kids), kids)
 
     def spawners():
         out = []
-        for k, _ in children(p.pid):
+        for k, _ in children(spid):
             try:
                 with open("/proc/%d/cmdline" % k, "rb") as f:
                     argv0 = f.read().split(b"\0")[0]
@@ -452,6 +468,92 @@ spare 2
         time.sleep(0.1)
     t.ok(again, "and starts a new spawner", logtext(bconf)[-400:])
     stop(p)
+
+    # ---------------------------------------------------------------- SIGHUP
+    # A connection in progress (echo) is finished by the old generation while new
+    # connections see the edited config; a broken config is logged with file:line and the
+    # running one goes on.
+    hport = free_port()
+    htext = "listen 127.0.0.1:%d\nprogram %s\nargs echo\nlog stderr\n%s" % (hport, probe, user)
+    hconf = conf("hup.conf", htext)
+    p = start(hconf, hport)
+    gen1 = serving(p)
+    held = socket.create_connection(("127.0.0.1", hport), timeout=10)
+    held.sendall(b"before\n")
+    t.eq(held.recv(100), b"before\n", "hup: a connection in progress (echo)")
+    conf("hup.conf", htext.replace("args echo", "args report") + "env VERSION=2\n")
+    os.kill(p.pid, signal.SIGHUP)
+    rep = {}
+    for _ in range(100):
+        time.sleep(0.1)
+        text, _ = fetch(hport)
+        rep = parse_report(text)
+        if rep["env"].get("VERSION") == "2":
+            break
+    t.eq(rep["env"].get("VERSION"), "2", "hup: new connections run the edited config (args, env)")
+    held.sendall(b"after\n")
+    t.eq(held.recv(100), b"after\n", "hup: the connection in progress is still served by the old program")
+    t.ok(os.path.exists("/proc/%d" % gen1) and serving(p) != gen1,
+         "hup: the old serving process waits for its connection, beside the new one")
+    held.close()
+    gone = False
+    for _ in range(100):
+        time.sleep(0.1)
+        if "generation 1 (pid %d) finished" % gen1 in logtext(hconf):
+            gone = True
+            break
+    t.ok(gone, "hup: once its connection ends, the old serving process exits (reaped)", logtext(hconf)[-800:])
+    broken = htext.replace("args echo", "args report") + "env VERSION=3\nno-such-key 1\n"
+    conf("hup.conf", broken)
+    where = "hup.conf:%d: unknown key" % broken.count("\n")
+    os.kill(p.pid, signal.SIGHUP)
+    for _ in range(100):
+        time.sleep(0.1)
+        if where in logtext(hconf):
+            break
+    t.ok(where in logtext(hconf) and "old configuration goes on" in logtext(hconf),
+         "hup: a broken config is logged as file:line", logtext(hconf)[-800:])
+    rep = parse_report(fetch(hport)[0])
+    t.eq(rep["env"].get("VERSION"), "2", "hup: and the running config goes on serving")
+    t.eq([c for c in children(p.pid) if c[1] == "Z"], [], "hup: no zombie generation")
+    # SIGHUP under load: 3 reloads while 4 clients connect in a loop; no connection is lost.
+    conf("hup.conf", htext.replace("args echo", "args banner"))
+    os.kill(p.pid, signal.SIGHUP)
+    for _ in range(100):
+        time.sleep(0.1)
+        if fetch(hport)[0] == "220 crow banner\r\n":
+            break
+    load = {"ok": 0, "bad": []}
+    busy = [True]
+    hlock = threading.Lock()
+
+    def loader():
+        while busy[0]:
+            try:
+                out = fetch(hport)[0]
+            except OSError as e:
+                out = repr(e)
+            with hlock:
+                if out == "220 crow banner\r\n":
+                    load["ok"] += 1
+                else:
+                    load["bad"].append(out)
+
+    ths = [threading.Thread(target=loader) for _ in range(4)]
+    for x in ths:
+        x.start()
+    for i in range(3):
+        time.sleep(1.0)
+        conf("hup.conf", htext.replace("args echo", "args banner") + "env RELOAD=%d\n" % i)
+        os.kill(p.pid, signal.SIGHUP)
+    time.sleep(1.5)
+    busy[0] = False
+    for x in ths:
+        x.join(60)
+    t.ok(load["ok"] > 50 and not load["bad"],
+         "hup x3 under load: %d connections, none lost" % load["ok"], load["bad"][:5])
+    stop(p)
+    t.eq(p.returncode, 0, "hup: SIGTERM afterwards stops mmspawnd with status 0")
 
     # ---------------------------------------------------------------- UDP wait service
     uport = free_port()
@@ -488,6 +590,29 @@ spare 2
          "the UDP child's exit is reaped and logged", logtext(uconf)[-500:])
     u.close()
     stop(p)
+
+    # A UDP `wait' program that exits without reading: the datagram stays queued, so it would
+    # be respawned in a loop; after udp-respawn-limit quick exits in a row the service pauses.
+    lport = free_port()
+    lconf = conf("udploop.conf", "listen 127.0.0.1:%d\nprotocol udp\nprogram /bin/true\nlog stderr\n%s"
+                 "udp-respawn-limit 5\n" % (lport, user))
+    p = start(lconf, wait=False)
+    for _ in range(300):
+        if "listening on" in logtext(lconf) or p.poll() is not None:
+            break
+        time.sleep(0.1)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.sendto(b"never read", ("127.0.0.1", lport))
+    time.sleep(3.0)
+    runs = len(re.findall(r"udp 127\.0\.0\.1 port %d: pid" % lport, logtext(lconf)))
+    t.ok(5 <= runs <= 20, "a UDP program that never reads is not respawned in a loop (%d runs in 3 s)" % runs,
+         logtext(lconf)[-600:])
+    t.ok("5 programs in a row ended within a second: pausing 1 s" in logtext(lconf)
+         and "pausing 2 s" in logtext(lconf),
+         "the pause is logged and doubles while it goes on", logtext(lconf)[-600:])
+    u.close()
+    stop(p)
+    t.eq(p.returncode, 0, "and it still stops cleanly")
 finally:
     for p in procs:
         stop(p)

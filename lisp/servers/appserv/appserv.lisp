@@ -217,15 +217,33 @@ the service has no task pool or the task failed there."
 ;;; The event model
 
 (defvar *tables* (make-hash-table :test 'eq :synchronized t)
-  "ev -> its connections (conn id -> conn); each inner table is touched by one worker only.")
+  "ev -> its conn-table; each is touched by its ev's worker only.")
+
+(defstruct (conn-table (:constructor %make-conn-table))
+  "A worker's connections: conn id -> conn.  ECL 21's hash tables keep a tombstone per
+remhash until they grow, and a lookup of an absent key (every new connection's) probes
+through them: after some 100,000 short connections that was a third of the worker's CPU.
+So the map is rebuilt once removals outnumber its live entries."
+  (map (make-hash-table :test 'eql)) (removed 0))
 
 (defun %table (ev)
   (or (gethash ev *tables*)
-      (setf (gethash ev *tables*) (make-hash-table :test 'eql))))
+      (setf (gethash ev *tables*) (%make-conn-table))))
+
+(defun %forget-conn (tb id)
+  "Removes connection ID from TB, rebuilding the map when tombstones pile up."
+  (let ((map (conn-table-map tb)))
+    (remhash id map)
+    (when (> (incf (conn-table-removed tb)) (+ 256 (* 2 (hash-table-count map))))
+      (let ((fresh (make-hash-table :test 'eql :size (max 64 (* 2 (hash-table-count map))))))
+        (maphash (lambda (k v) (setf (gethash k fresh) v)) map)
+        (setf (conn-table-map tb) fresh
+              (conn-table-removed tb) 0)))))
 
 (defun event-unit (service ev unit kind)
   "Serves one unit of SERVICE's event model."
-  (let* ((table (%table ev))
+  (let* ((tb (%table ev))
+         (table (conn-table-map tb))
          (id (ev-unit-conn unit))
          (c (or (gethash id table)
                 (setf (gethash id table)
@@ -236,7 +254,7 @@ the service has no task pool or the task failed there."
                  (ev-done ev id))))
       (case kind
         (:open (answer (call-handler-fn service "ON-OPEN" c)))
-        (:closed (remhash id table)
+        (:closed (%forget-conn tb id)
          (ignore-errors (call-handler-fn service "ON-CLOSE" c)))
         (:line (answer (call-handler-fn service "ON-LINE" c (ev-unit-line unit))))
         (:data (answer (call-handler-fn service "ON-DATA" c (ev-unit-octets unit))))

@@ -13,14 +13,23 @@
 ;;;; server writes its refusal reply and closes.  Stopping closes the accept side, lets the
 ;;;; sessions finish until a deadline, then wakes every session still waiting for its peer
 ;;;; (session-abort: shutdown(2), seen as end of file) and joins every thread.
+;;;;
+;;;; Thread count: ECL 21.2.1 (Debian) fails to create a process's ~255th Lisp thread with
+;;;; STORAGE-EXHAUSTED although a thread costs ~250 KiB: its extend_process_vector() passes the
+;;;; old fill pointer as make-vector's ADJUSTABLE argument and NIL as the fill pointer, so the
+;;;; grown process table looks full and is grown again, 1.5x each turn, until the 4 GB heap
+;;;; limit.  start-session-server first gives ECL a process table for every thread it may
+;;;; start (crow.unix:reserve-lisp-threads), so 1,000+ concurrent sessions run in one process
+;;;; (t/scenarios/session-many.t).
 
 (in-package :crow.server)
 
-(defvar *session-thread-limit* 200
-  "The most session threads one process runs.  ECL 21.2 (Debian) cannot hold more than about
-255 Lisp threads per process: the next one fails with STORAGE-EXHAUSTED, and a thread that
-fails half-way keeps the process from exiting.  Other threads (event workers, swank, the
-acceptor) need room too; more sessions need more processes (the process pool).")
+(defvar *session-thread-limit* 4000
+  "The most session threads one process runs (MAX-SESSIONS is capped to it).  An idle
+session costs about 250 KiB (its thread's Lisp stacks and the C buffers) and a GC stops every
+thread, so a few thousand per process is a sensible ceiling.  (ECL 21.2's own limit of ~255
+threads per process is a bug in growing its process table, worked around by
+crow.unix:reserve-lisp-threads, which start-session-server calls.)")
 
 (defvar *session-server* nil
   "The session-server whose handler is running, bound in each session thread.")
@@ -173,8 +182,8 @@ could be started for it (PENDING is not queued then).  Called with the lock held
   ;; Broadcast, not signal: the stopper waits on the same condition variable.
   (if (>= (session-server-idle server) (length (session-server-queue server)))
       (progn (mp:condition-variable-broadcast (session-server-cv server)) t)
-      ;; ECL 21 cannot make more than about 250 threads per process (STORAGE-EXHAUSTED, not
-      ;; an error): then the connection is taken back and refused, and the server goes on.
+      ;; A thread that cannot be made (out of memory, RLIMIT_NPROC: STORAGE-EXHAUSTED is not
+      ;; an error): the connection is taken back and refused, and the server goes on.
       (let ((th (handler-case (mp:process-run-function "crow-session"
                                                        (lambda () (%worker server)))
                   (serious-condition (e)
@@ -268,6 +277,8 @@ connections.  Signals unix-error when a listener cannot be opened."
     (log-warn "max-sessions ~d is over the ~d threads a process can hold: ~:*~d used"
               max-sessions *session-thread-limit*)
     (setf max-sessions *session-thread-limit*))
+  ;; Room for the session threads and the others (acceptor, event workers, swank, ...).
+  (reserve-lisp-threads (+ max-sessions 256))
   (dolist (l listeners)
     (when (and (listener-p l) (eq (listener-kind l) :datagram))
       (error 'simple-crow-error :format-control "start-session-server: ~a is not a stream listener"

@@ -2,7 +2,7 @@
 
 (defpackage :crow.sh
   (:use :cl)
-  (:export #:*args* #:*posix-argv* #:*script* #:exit #:main #:start-swank))
+  (:export #:*args* #:*posix-argv* #:*script* #:exit #:load-swank #:main #:start-swank))
 
 (defpackage :crow-sh-user
   (:use :cl :crow.unix :crow.sh)

@@ -38,16 +38,24 @@ no script it then serves until killed.~%"))
                                   (t (format nil "~a/.cache/crow" (or (ext:getenv "HOME") "/tmp")))))
       "/"))))
 
-(defun start-swank (port)
-  "Loads swank (Debian's cl-swank, compiled once into the cache directory) and starts its
-server on 127.0.0.1:PORT in a background thread.  Returns PORT.  Signals an error if swank
-cannot be loaded or the port cannot be bound."
+(defun load-swank ()
+  "Loads swank (Debian's cl-swank), compiling it once into the cache directory (about a
+minute the first time; `make` does it ahead, into build/swank-cache/).  Returns T.  Signals an
+error if swank cannot be loaded."
   (require :asdf)
-  (let ((cache (swank-cache-directory)))
-    (funcall (intern "INITIALIZE-OUTPUT-TRANSLATIONS" "ASDF")
-             `(:output-translations (t (,cache :**/ :*.*.*)) :inherit-configuration))
-    (let ((*standard-output* *error-output*))
-      (funcall (intern "LOAD-SYSTEM" "ASDF") "swank")))
+  (unless (find-package "SWANK")
+    (let ((cache (swank-cache-directory)))
+      (funcall (intern "INITIALIZE-OUTPUT-TRANSLATIONS" "ASDF")
+               `(:output-translations (t (,cache :**/ :*.*.*)) :inherit-configuration))
+      (let ((*standard-output* *error-output*))
+        (funcall (intern "LOAD-SYSTEM" "ASDF") "swank"))))
+  t)
+
+(defun start-swank (port)
+  "Loads swank (see load-swank) and starts its server on 127.0.0.1:PORT in a background
+thread.  Returns PORT.  Signals an error if swank cannot be loaded or the port cannot be
+bound."
+  (load-swank)
   (let ((swank (find-package "SWANK")))
     (setf (symbol-value (intern "*LOG-EVENTS*" swank)) nil)
     (funcall (intern "CREATE-SERVER" swank) :port port :dont-close t

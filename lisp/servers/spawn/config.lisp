@@ -56,6 +56,8 @@ microseconds).")
      (refusal :string :default "421 Service busy, try again later."
               :doc "Line written (with CRLF) to a connection refused by a limit.")
      (log-connections :boolean :default "yes" :doc "Log each connection and exit status.")
+     (udp-respawn-limit :integer :min 1 :max 100000 :default "10"
+                        :doc "udp: programs in a row that end within a second before the service pauses (1 s, doubling up to 60 s), as a program exiting without reading its datagram would be respawned in a loop.")
      (spawner :string :default "auto" :meta "auto|builtin|PATH"
               :doc "What clones the pool's children: crow-spawner found beside mmspawnd (auto), a copy of mmspawnd (builtin), or the crow-spawner at PATH.")
      ,@(loop for (r type) in +rlimits+
@@ -70,7 +72,7 @@ microseconds).")
   "What mmspawnd runs, derived from a checked config."
   config program argv env protocol cwd umask stderr spare max-spare refusal log-connections
   listen rlimits chroot user uid gid groups max-connections max-per-address rate spawner
-  (log-target :stderr))
+  (udp-respawn-limit 10) (log-target :stderr))
 
 (defun %refuse (config key fmt &rest args)
   "Signals a config-error at KEY's line in CONFIG."
@@ -150,6 +152,7 @@ for the first refusal."
          :chroot chroot :user user :uid uid :gid gid :groups (and gid (list gid))
          :max-connections (v :max-connections) :max-per-address (v :max-per-address)
          :rate (v :rate-per-address) :log-target (v :log)
+         :udp-respawn-limit (v :udp-respawn-limit)
          :spawner (%spawner-path config (v :spawner)))))))
 
 (defun %spawner-path (config value)

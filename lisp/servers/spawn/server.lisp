@@ -41,6 +41,8 @@
   (served 0) (refused 0) (direct 0) (handoffs 0) (window-start 0) (recent 0)
   (target 0) (last-shrink 0) (pause-until 0)
   (respawn-at nil)                      ; when to start a new spawner after losing one
+  (udp-quick (make-hash-table))         ; UDP listener fd -> (quick-exits-in-a-row . pause-ms)
+  (udp-paused '())                      ; (fd . resume-at-ms) of UDP listeners backing off
   (stopping nil))
 
 (defstruct (job (:constructor make-job (kind address port start listener ticket)))
@@ -50,27 +52,39 @@
 
 ;;; Listeners and privileges
 
-(defun open-listeners (plan)
-  "Binds every listen address of PLAN.  Returns a list of (FD KIND).  Signals config-error at
-the listen line when an address cannot be bound."
-  (let ((config (plan-config plan)) (out '()))
+(defun listener-key (plan address)
+  "The identity of a listener across configurations: the protocol and the address."
+  (format nil "~(~a~) ~a" (plan-protocol plan) (address-string address)))
+
+(defun open-listeners (plan &key reuse)
+  "Binds every listen address of PLAN, taking over those of REUSE (listeners of a previous
+plan, as returned here) with the same key.  Returns a list of (FD KIND KEY), KIND :tcp :tcp6
+:unix :udp.  Signals config-error at the listen line when an address cannot be bound (what
+it opened itself is closed again)."
+  (let ((config (plan-config plan)) (out '()) (opened '()))
     (handler-bind ((error (lambda (e) (declare (ignore e))
-                            (dolist (l out) (%close (first l))))))
+                            (dolist (fd opened) (%close fd)))))
       (dolist (a (plan-listen plan) (nreverse out))
-        (let ((fd (handler-case
-                      (ecase (plan-protocol plan)
-                        (:tcp (if (eq (address-family a) :unix)
-                                  (unix-listen (address-path a))
-                                  (tcp-listen (address-host a) (address-port a))))
-                        (:udp (udp-socket (address-host a) (address-port a))))
-                    (error (e)
-                      (%refuse config :listen "~a: ~a" (address-string a) e)))))
-          (when (eq (plan-protocol plan) :tcp) (set-nonblocking fd))
-          (push (list fd (cond ((eq (plan-protocol plan) :udp) :udp)
-                               ((eq (address-family a) :unix) :unix)
-                               ((find #\: (local-address fd)) :tcp6)
-                               (t :tcp)))
-                out))))))
+        (let* ((key (listener-key plan a))
+               (old (find key reuse :key #'third :test #'string=)))
+          (if old
+              (push old out)
+              (let ((fd (handler-case
+                            (ecase (plan-protocol plan)
+                              (:tcp (if (eq (address-family a) :unix)
+                                        (unix-listen (address-path a))
+                                        (tcp-listen (address-host a) (address-port a))))
+                              (:udp (udp-socket (address-host a) (address-port a))))
+                          (error (e)
+                            (%refuse config :listen "~a: ~a" (address-string a) e)))))
+                (push fd opened)
+                (when (eq (plan-protocol plan) :tcp) (set-nonblocking fd))
+                (push (list fd (cond ((eq (plan-protocol plan) :udp) :udp)
+                                     ((eq (address-family a) :unix) :unix)
+                                     ((find #\: (local-address fd)) :tcp6)
+                                     (t :tcp))
+                            key)
+                      out))))))))
 
 (defun drop-privileges (plan)
   "Enters PLAN's chroot and becomes its user and group (when root).  Raises first the hard
@@ -316,6 +330,40 @@ at once, or, when none is idle but the spawner is making some, queued until one 
 
 ;;; Children's exits
 
+(defun %udp-rearm (srv job)
+  "Watches the UDP socket of JOB's finished program again, unless programs keep ending within
+a second (udp-respawn-limit in a row, as one that exits without reading its datagram would,
+respawned in a loop): then the service pauses, 1 s the first time, doubling up to 60 s while
+it goes on, and says so in the log."
+  (let* ((lfd (job-listener job))
+         (now (%ms))
+         (state (or (gethash lfd (server-udp-quick srv))
+                    (setf (gethash lfd (server-udp-quick srv)) (cons 0 0)))))
+    (if (< (- now (job-start job)) 1000)
+        (incf (car state))
+        (setf (car state) 0 (cdr state) 0))
+    (cond ((>= (car state) (plan-udp-respawn-limit (server-plan srv)))
+           (setf (cdr state) (min 60000 (max 1000 (* 2 (cdr state))))
+                 (car state) 0)
+           (log-warn "udp ~a port ~d: ~d programs in a row ended within a second: pausing ~d s"
+                     (job-address job) (job-port job)
+                     (plan-udp-respawn-limit (server-plan srv)) (floor (cdr state) 1000))
+           (push (cons lfd (+ now (cdr state))) (server-udp-paused srv)))
+          (t (epoll-add (server-epfd srv) lfd +epollin+)))))
+
+(defun %udp-resume (srv)
+  "Watches again the UDP sockets whose pause is over.  Returns NIL."
+  (when (server-udp-paused srv)
+    (let ((now (%ms)))
+      (setf (server-udp-paused srv)
+            (remove-if (lambda (p)
+                         (when (>= now (cdr p))
+                           (unless (server-stopping srv)
+                             (epoll-add (server-epfd srv) (car p) +epollin+))
+                           t))
+                       (server-udp-paused srv)))))
+  nil)
+
 (defun reap (srv)
   "Reaps every exited child: ends its job (admission, a UDP socket watched again) and logs
 its status.  Returns NIL."
@@ -328,8 +376,7 @@ its status.  Returns NIL."
         (cond (job
                (remhash pid (server-busy srv))
                (case (job-kind job)
-                 (:udp (unless (server-stopping srv)
-                         (epoll-add (server-epfd srv) (job-listener job) +epollin+)))
+                 (:udp (unless (server-stopping srv) (%udp-rearm srv job)))
                  (t (admission-leave (server-admission srv) (job-ticket job))))
                (when (plan-log-connections (server-plan srv))
                  (log-info "pid ~d (~a port ~a): ~(~a~) ~d after ~,3fs" pid (job-address job)
@@ -350,12 +397,14 @@ its status.  Returns NIL."
        (unless (server-stopping srv)
          (log-info "~(~a~): stopping" s))
        (setf (server-stopping srv) t))
-      (:hup (log-info "hup: the configuration is read at start only (restart mmspawnd)")))))
+      (:hup (log-debug "hup: the supervising parent re-reads the configuration")))))
 
-(defun serve (plan listeners &key devnull errfd spawner)
-  "Runs mmspawnd's loop for PLAN over LISTENERS ((FD KIND) ...) until SIGTERM or SIGINT.
+(defun serve (plan listeners &key devnull errfd spawner ready (drain-seconds 30))
+  "Runs mmspawnd's loop for PLAN over LISTENERS ((FD KIND ...) ...) until SIGTERM or SIGINT.
 DEVNULL and ERRFD are the children's /dev/null and stderr descriptors, SPAWNER the socket of
-the spawner (see start-spawner) or NIL.  Returns 0.  Signals unix-error when the first child
+the spawner (see start-spawner) or NIL.  READY, a function, is called once the first child is
+set up.  Stopping closes the listeners and waits up to DRAIN-SECONDS for the programs still
+serving a connection (reaping them).  Returns 0.  Signals unix-error when the first child
 cannot be set up."
   (let* ((srv (%make-server :plan plan :epfd (epoll-create) :listeners listeners
                             :devnull devnull :errfd errfd :spawner spawner
@@ -371,10 +420,12 @@ cannot be set up."
     (dolist (l listeners) (epoll-add epfd (first l) +epollin+))
     ;; The first child is waited for: a set-up that fails (rlimits, cwd) stops the start.
     (%spawn-child srv :wait-ready t)
+    (when ready (funcall ready))
     (when spawner (epoll-add epfd spawner +epollin+))
     (unwind-protect
          (loop until (server-stopping srv)
                do (maintain-pool srv)
+                  (%udp-resume srv)
                   (let ((n (epoll-wait epfd events 1000)))
                     (dotimes (i n)
                       (let* ((fd (epoll-event-data events i))
@@ -385,12 +436,19 @@ cannot be set up."
                               ((eq (second l) :udp) (%udp-ready srv fd))
                               (t (%accept-some srv fd (second l))))))))
       (dolist (l listeners) (%close (first l)))
-      (dolist (q (server-queue srv)) (%close (first q)))
+      ;; Connections admitted and waiting for a child are served, not dropped (a reload
+      ;; under load must lose none): the idle children and, past them, forked ones.
+      (loop while (server-queue srv)
+            do (ignore-errors (apply #'%dispatch srv (pop (server-queue srv)))))
       (dolist (c (server-idle srv)) (%close (cdr c)))
       (setf (server-idle srv) '())
       (when (server-spawner srv) (%close (server-spawner srv)))
-      ;; Give children a moment to end, reaping them; those still serving are left to init.
-      (loop repeat 20
+      ;; Programs still serving a connection finish it (reaped here) until the deadline;
+      ;; those still running then are left to init.
+      (when (plusp (hash-table-count (server-busy srv)))
+        (log-info "stopping: waiting for ~d connection~:p to finish"
+                  (hash-table-count (server-busy srv))))
+      (loop repeat (* 20 drain-seconds)
             while (plusp (hash-table-count (server-busy srv)))
             do (reap srv) (sleep 0.05))
       (reap srv)
