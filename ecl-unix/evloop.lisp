@@ -221,29 +221,9 @@ case) as a base-string, or NIL."
                            @(return 0) = h->name_off; @(return 1) = h->name_len; @(return 2) = h->value_off; @(return 3) = h->value_len; }")
                     (cons (%unit-base-string unit no nl) (%unit-base-string unit vo vl))))))
 
-(defun ev-reply (ev conn parts &key close more)
-  "Writes PARTS (a simple-vector of base-strings and octet vectors) to connection CONN with one
-writev, queueing what the socket does not take.  CLOSE closes after the write; MORE keeps the
-unit open for further replies.  Returns T, or NIL when the connection has gone (closed by the
-peer or stale).  Signals unix-error for other failures."
-  (declare (simple-vector parts))
-  (let ((p (ev-pointer ev))
-        (flags (logior (if close +ev-close-after+ 0) (if more +ev-more+ 0))))
-    (multiple-value-bind (r errno)
-        (ffi:c-inline (p conn parts flags) (:pointer-void :uint64-t :object :int) (values :int :int)
-          "{ cl_index n = #2->vector.dim, i; struct iovec stackv[16], *iov = stackv;
-             if (n > 16) iov = (struct iovec *)ecl_alloc_atomic(n * sizeof *iov);
-             for (i = 0; i < n; i++) { cl_object x = #2->vector.self.t[i];
-               if (ECL_BASE_STRING_P(x)) { iov[i].iov_base = x->base_string.self; iov[i].iov_len = x->base_string.fillp; }
-               else { iov[i].iov_base = x->vector.self.b8; iov[i].iov_len = x->vector.fillp; } }
-             int r = crow_ev_reply((struct crow_ev *)#0, #1, iov, (int)n, #3);
-             @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }")
-      (cond ((zerop r) t)
-            ((member errno (list +ebadf+ +epipe+ +econnreset+)) nil)
-            (t (unix-error errno "crow_ev_reply"))))))
-
 (defun ev-reply* (ev conn parts close more)
-  "ev-reply with positional arguments (no keyword parsing on a per-response path)."
+  "ev-reply with positional arguments (no keyword parsing on a per-response path): writes
+PARTS with one writev; returns T, or NIL when the connection has gone; signals unix-error."
   (declare (simple-vector parts))
   (let ((p (ev-pointer ev))
         (flags (logior (if close +ev-close-after+ 0) (if more +ev-more+ 0))))
@@ -259,6 +239,13 @@ peer or stale).  Signals unix-error for other failures."
       (cond ((zerop r) t)
             ((or (= errno +ebadf+) (= errno +epipe+) (= errno +econnreset+)) nil)
             (t (unix-error errno "crow_ev_reply"))))))
+
+(defun ev-reply (ev conn parts &key close more)
+  "Writes PARTS (a simple-vector of base-strings and octet vectors) to connection CONN with one
+writev, queueing what the socket does not take.  CLOSE closes after the write; MORE keeps the
+unit open for further replies.  Returns T, or NIL when the connection has gone (closed by the
+peer or stale).  Signals unix-error for other failures."
+  (ev-reply* ev conn parts close more))
 
 (defun ev-sendfile (ev conn fd offset length &key close more)
   "Queues LENGTH bytes of file FD from OFFSET to CONN (sent with sendfile).  Returns T, or NIL
