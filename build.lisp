@@ -36,7 +36,9 @@
        (ignore-errors (finish-output *error-output*))
        (funcall (intern "EXIT-PROCESS" "CROW.UNIX") (if (integerp status) status 0)))))
 
-(defun build-one (name &key system entry)
+(defun build-one (name &key system entry objects)
+  "Builds build/bin/NAME from SYSTEM with ENTRY; OBJECTS (file names) are linked before the
+C core (make site's generated embedded-files object)."
   (let* ((out (root (format nil "build/bin/~a" name)))
          (core (namestring (root "build/libcrowcore.a"))))
     (format t "~&;;; build.lisp: ~a (~a)~%" name system)
@@ -46,13 +48,20 @@
       (ensure-directories-exist out)
       (c:build-program (namestring out)
                        :lisp-files (list (namestring lib))
-                       :ld-flags (list core "-lssl" "-lcrypto" "-lpthread" "-lm")
+                       :ld-flags (append objects (list core "-lssl" "-lcrypto" "-lpthread" "-lm"))
                        :epilogue-code (entry-form entry)))
     (unless (probe-file out)
       (error "build.lisp: ~a was not produced" out))))
 
 (handler-case
     (let ((only (rest (member "--" (ext:command-args) :test #'string=))))
+      ;; -- --site NAME OBJECT...: crow-httpd's system under the name NAME, OBJECTs linked in
+      ;; (make site, mk/embed.mk)
+      (when (equal (first only) "--site")
+        (destructuring-bind (name &rest objects) (rest only)
+          (build-one name :system "crow/site" :entry "CROW.HTTP:MAIN"
+                          :objects (mapcar (lambda (o) (namestring (truename o))) objects))
+          (ext:quit 0)))
       (dolist (p *programs*)
         (destructuring-bind (tag name &rest args) p
           (declare (ignore tag))

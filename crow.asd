@@ -65,7 +65,8 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "evloop")
                (:file "evhttp")
                (:file "sess")
-               (:file "digest")))
+               (:file "digest")
+               (:file "embed")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."

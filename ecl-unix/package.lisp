@@ -68,6 +68,7 @@
    #:%form-decode #:+html-escape-max+ #:form-decode #:html-escape #:html-escape-into
    #:html-escape-octets-into #:octets-search
    ;; SHA-256 and HMAC (c-core/digest, over OpenSSL)
+   #:embedded-config #:embedded-count #:embedded-file #:embedded-paths
    #:constant-time-equal #:hmac-sha256 #:octets-to-hex #:sha256 #:sha256-file
    ;; HTTP request facts (evhttp.lisp)
    #:*http-methods* #:ev-unit-header-base #:ev-unit-header-values #:ev-unit-request

@@ -12,6 +12,8 @@
   (alias :list :repeatable t :doc "Other names of this vhost (matched case-insensitively).")
   (charset :string :default "utf-8" :doc "Charset announced for text files and pages.")
   (default :boolean :default "no" :doc "Answer requests whose Host matches no vhost.")
+  (embedded :boolean :default "no"
+            :doc "Serve the files built into the executable (make site) instead of root's.")
   (index :list :default "index.html" :doc "Index file names tried for a directory.")
   (listing :boolean :default "no" :doc "List directories without an index file.")
   (mode :enum :values '(:static :static+dynamic :dynamic) :default "static+dynamic"
@@ -24,6 +26,8 @@
 (define-config-keys *httpd-keys*
   (:include *common-keys*)
   (access-log :string :doc "Access log (combined format): a file, syslog, or \"|command\".")
+  (external-files :boolean :default "yes"
+                  :doc "With no, no file is served from disk (embedded vhosts only).")
   (log-pipe :string :validator (lambda (v) (unless (and (plusp (length v)) (char= (char v 0) #\|))
                                               "expected \"|command\""))
             :doc "Access log lines to a command, as \"|command\" (same as access-log \"|command\").")
@@ -76,7 +80,8 @@ there are none."
                             :root (config-value c :root) :charset (config-value c :charset)
                             :mode (config-value c :mode) :post-max (config-value c :post-max)
                             :listing (config-value c :listing) :index (config-value c :index)
-                            :default (config-value c :default))))
+                            :default (config-value c :default)
+                            :embedded (config-value c :embedded))))
         (when (and (vhost-root v) (null (vhost-real-root v)))
           (push (format nil "vhost ~a: root ~a cannot be resolved" (car b) (vhost-root v)) problems))
         (register-vhost v)
@@ -182,6 +187,7 @@ opens the access log (before any chroot).  Returns NIL."
   (let* ((root (getf crow.server::*options* :root))
          (problems (configure-vhosts config :root (if (consp root) (car (last root)) root))))
     (when problems (error "~{~a~^; ~}" problems)))
+  (setf *external-files* (config-value config :external-files))
   (configure-tls config (getf crow.server::*options* :check))
   (load-mime-types (config-value config :mime-types))
   (unless (getf crow.server::*options* :check)

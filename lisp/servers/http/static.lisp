@@ -158,6 +158,14 @@ ignored (not bytes=, malformed, too many ranges)."
 
 ;;; Sending
 
+(defun %send-slice (ev conn entry first n &key more close)
+  "Sends bytes [FIRST, FIRST+N) of ENTRY's file: from its descriptor with sendfile, or from
+its bytes when it has no descriptor (an embedded file)."
+  (if (file-entry-fd entry)
+      (ev-sendfile ev conn (file-entry-fd entry) first n :more more :close close)
+      (ev-reply ev conn (vector (subseq (file-entry-data entry) first (+ first n)))
+                :more more :close close)))
+
 (defun send-file-head (req status type length headers &key (more t))
   "Writes the head of a file response (Content-Length LENGTH) with MORE when a body follows.
 Returns (values OK CLOSE)."
@@ -197,7 +205,7 @@ If-Modified-Since, Range and If-Range.  Returns T, or NIL when the client has go
                                            hdrs)
                                      :more (not head-p))
                    (if (and ok (not head-p))
-                       (ev-sendfile ev conn (file-entry-fd entry) first n :close close)
+                       (%send-slice ev conn entry first n :close close)
                        ok)))))
             (ranges (send-multipart req entry ranges hdrs head-p))
             ((file-entry-data entry)
@@ -238,8 +246,7 @@ sendfile between the part heads."
         (loop for h in part-heads for (first . last) in ranges
               while ok
               do (setf ok (and (ev-reply ev conn (vector h) :more t)
-                               (ev-sendfile ev conn (file-entry-fd entry) first
-                                            (1+ (- last first)) :more t))))
+                               (%send-slice ev conn entry first (1+ (- last first)) :more t))))
         (when ok (setf ok (ev-reply ev conn (vector tail) :close close))))
       ok)))
 
@@ -279,11 +286,64 @@ sendfile between the part heads."
                (format o "</ul><hr>Crow/~a</body></html>~%" *version*))
              :content-type "text/html; charset=utf-8")))
 
+;;; Embedded files (make site: tools/embed-site, c-core/embed)
+
+(defvar *external-files* t "NIL (external-files no): no file is served from disk.")
+
+;; An executable built by make site with CONFIG reads that text when no -f is given.
+(setf crow.server::*default-config* (embedded-config))
+
+(defvar *embedded-cache* (make-hash-table :test 'equal)
+  "\"CHARSET PATH\" -> file-entry of an embedded file (only files found are kept: the table
+is fixed at build time, so the cache is bounded by it).")
+
+(defun embedded-entry (path charset)
+  "Returns a file-entry (no descriptor, the bytes in memory, validators from the build-time
+mtime) for the embedded file PATH, or NIL."
+  (let ((key (concatenate 'string charset " " path)))
+    (or (mp:with-lock (*file-cache-lock*) (gethash key *embedded-cache*))
+        (let ((name (map 'simple-base-string #'code-char (utf8-encode path))))
+          (multiple-value-bind (data mtime) (embedded-file name)
+            (when data
+              (let* ((size (length data))
+                     (etag (format nil "\"e-~x-~x\"" size mtime))
+                     (lm (format-http-date mtime))
+                     (e (%make-file-entry
+                         :path path :fd nil :type :regular :size size :mtime mtime :ino 0
+                         :etag etag :last-modified lm :data data
+                         :media-type (base (mime-type path charset))
+                         :head-bytes (base (format nil "Last-Modified: ~a~c~cETag: ~a~c~cAccept-Ranges: bytes~c~c"
+                                                   lm #\Return #\Linefeed etag #\Return #\Linefeed
+                                                   #\Return #\Linefeed)))))
+                (mp:with-lock (*file-cache-lock*)
+                  (setf (gethash key *embedded-cache*) e)))))))))
+
+(defun serve-embedded (req vhost path)
+  "Answers a GET/HEAD REQ for PATH from the files embedded in the executable: the file, a
+directory's index file, a redirect to add a directory's slash, or 404."
+  (let* ((charset (vhost-charset vhost))
+         (dir-p (char= (char path (1- (length path))) #\/))
+         (e (if dir-p nil (embedded-entry path charset))))
+    (flet ((index (dir)
+             (loop for name in (vhost-index vhost)
+                   thereis (embedded-entry (concatenate 'string dir name) charset))))
+      (cond (e (respond-file req e))
+            (dir-p (let ((ie (index path)))
+                     (if ie (respond-file req ie) (respond-error req 404))))
+            ((index (concatenate 'string path "/"))
+             (respond-redirect req (let ((q (request-query-string req)))
+                                     (format nil "~a/~@[?~a~]" (url-encode-path path) q))
+                               :status 301))
+            (t (respond-error req 404))))))
+
 (defun serve-static (req vhost path)
-  "Answers a GET/HEAD REQ for PATH (decoded, already checked for `..`) from VHOST's root:
-the file, a directory's index file or listing, a redirect to add a directory's slash, or
-404."
-  (let ((root (vhost-real-root vhost)))
+  "Answers a GET/HEAD REQ for PATH (decoded, already checked for `..`) from VHOST's root (or
+from the embedded files, for an embedded vhost): the file, a directory's index file or
+listing, a redirect to add a directory's slash, or 404 (always, for disk files, with
+external-files no)."
+  (when (vhost-embedded vhost)
+    (return-from serve-static (serve-embedded req vhost path)))
+  (let ((root (and *external-files* (vhost-real-root vhost))))
     (if (null root)
         (respond-error req 404)
         (let* ((file (concatenate 'string root path))

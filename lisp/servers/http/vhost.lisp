@@ -12,7 +12,8 @@ METHODS a list of method keywords (NIL: any); EXACT: the path must equal PREFIX.
   "A virtual host: names matched case-insensitively against Host (port dropped)."
   (name "default") (aliases '()) (root nil) (real-root nil) (charset "utf-8")
   (mode :static+dynamic) (post-max (* 4 1024 1024)) (routes '()) (listing nil)
-  (index '("index.html")) (html-type "text/html; charset=utf-8") (default nil))
+  (index '("index.html")) (html-type "text/html; charset=utf-8") (default nil)
+  (embedded nil))
 
 (define-slot-readers route %rt prefix symbol methods exact)
 (define-slot-readers vhost %vh name aliases root real-root charset mode post-max routes listing

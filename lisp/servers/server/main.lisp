@@ -112,15 +112,21 @@ simple-crow-error for an unknown option or a missing value."
            (config-entries other))
   config)
 
+(defvar *default-config* nil
+  "Text read as the configuration when no -f is given (an executable's embedded one: make
+site CONFIG=FILE), or NIL for an empty configuration.")
+
 (defun load-server-config (spec options &key check)
-  "Reads the configuration for SPEC: the -f file (or an empty one), with the values of options
-that replace keys.  With CHECK does the -n checks.  Returns the config.  Signals config-error."
+  "Reads the configuration for SPEC: the -f file (or *default-config*, or an empty one), with
+the values of options that replace keys.  With CHECK does the -n checks.  Returns the config.
+Signals config-error."
   (let* ((path (getf options :config))
          (over (%override-text spec options))
          (config (if path
                      (read-config path (server-spec-keys spec) :check check)
-                     (config-from-string "" (server-spec-keys spec) :name "(no config)"
-                                                                       :check check))))
+                     (config-from-string (or *default-config* "") (server-spec-keys spec)
+                                         :name (if *default-config* "(embedded config)" "(no config)")
+                                         :check check))))
     (when (plusp (length over))
       (%override config (config-from-string over (server-spec-keys spec)
                                             :name "command line" :check check)))
