@@ -83,7 +83,7 @@ instead of fresh ones (request strings are shared between requests, so never mod
     (let* ((seen *last-strings*)
            (target (ev-unit-string-reusing unit toff tlen (svref seen 0)))
            (host (and (>= hoff 0) (ev-unit-string-reusing unit hoff hlen2 (svref seen 1))))
-           (req (%new-request ev unit (ev-unit-conn unit)
+           (req (worker-request ev unit (ev-unit-conn unit)
                               (if (>= mcode 0) (svref *http-methods* mcode) :other)
                               target version keep hlen blen host)))
       (unless (and (eq target (svref seen 0)) (eq host (svref seen 1)))
