@@ -88,7 +88,9 @@ VALUE."
   (let ((v (%rq-vhost req)))
     (if v (vhost-html-type v) "text/html; charset=utf-8")))
 
+(declaim (inline %close-p %finish))
 (defun %close-p (req status)
+  (declare (fixnum status))
   (or (not (%rq-keep-alive req)) (%rq-close req) (= status 400)))
 
 (defvar *tail-cache* (vector nil -1 nil "")
@@ -159,6 +161,7 @@ the byte chunks BODY."
   "Writes REQ's whole response — head and the byte CHUNKS (octets or base-strings) — with one
 writev and finishes the unit.  HEAD requests and 204/304 get no body.  Returns T, or NIL
 when the client has gone."
+  (declare (fixnum status))
   (when (%rq-responded req)
     (error "crow.http: ~a ~a answered twice" (%rq-method req) (%rq-target req)))
   (let* ((length (loop for c in chunks sum (length c)))

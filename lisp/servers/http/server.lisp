@@ -52,6 +52,8 @@ not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, els
 instead of fresh ones (request strings are shared between requests, so never modified).")
 (declaim (simple-vector *last-strings*))
 
+;; called once per request from handle-request only: compiled into it (no full calls)
+(declaim (inline call-route dispatch))
 (defun call-route (req route)
   (let ((methods (%rt-methods route)))
     (if (and methods (not (member (%rq-method req) methods)))
