@@ -19,18 +19,50 @@ buffer until the response finishes the unit)."
   (out-headers '())                     ; (name . value) queued by add-response-header
   (responded nil)                       ; T once the final bytes went out
   (status 0) (sent 0)                   ; for the access log
-  (close nil))                          ; close after the response whatever the client said
+  (close nil)                           ; close after the response whatever the client said
+  (%parts nil))                         ; the worker's reused 4-piece response vector
 
 (define-slot-readers request %rq ev unit conn method target path query-string version
   keep-alive head-length body-length host vhost %peer %headers %body plist out-headers
-  responded status sent close)
+  responded status sent close %parts)
 
 (let ((r (%make-request :ev 'ev :unit 'unit :conn 3 :method :m :target "t" :path "p"
                         :query-string "q" :version 10 :keep-alive :k :head-length 7
                         :body-length 8 :host "h" :vhost :v :%peer "pe" :plist '(:p)
-                        :out-headers '(:o) :responded :r :status 204 :sent 9 :close :c)))
+                        :out-headers '(:o) :responded :r :status 204 :sent 9 :close :c
+                        :%parts :pa)))
   (unless (check-%rq-readers r)
     (error "crow.http: the request slot readers do not match the struct")))
+
+(defvar *worker-requests* (make-array 64 :initial-element nil)
+  "Each event worker's request object, found by its (per-worker, reused) unit: the request is
+valid during the handler call only, so one per worker serves all its requests.")
+(declaim (simple-vector *worker-requests*))
+
+(defun worker-request (ev unit conn method target version keep-alive head-length body-length
+                       host)
+  "Returns the calling worker's request object (the one for UNIT), reset for a new request."
+  (let* ((v *worker-requests*)
+         (req (loop for r across v
+                    do (cond ((null r) (return nil))
+                             ((eq (%rq-unit r) unit) (return r))))))
+    (if (null req)
+        (let ((r (%new-request ev unit conn method target version keep-alive head-length
+                               body-length host))
+              (free (position nil v)))
+          ;; full (workers came and went): take any slot; whoever owned it makes a new one
+          (setf (svref v (or free (mod (get-internal-real-time) (length v)))) r)
+          r)
+        (progn
+          (setf (%rq-ev req) ev (%rq-conn req) conn (%rq-method req) method
+                (%rq-target req) target (%rq-path req) "/" (%rq-query-string req) nil
+                (%rq-version req) version (%rq-keep-alive req) keep-alive
+                (%rq-head-length req) head-length (%rq-body-length req) body-length
+                (%rq-host req) host (%rq-vhost req) nil (%rq-%peer req) nil
+                (%rq-%headers req) :unread (%rq-%body req) :unread (%rq-plist req) '()
+                (%rq-out-headers req) '() (%rq-responded req) nil (%rq-status req) 0
+                (%rq-sent req) 0 (%rq-close req) nil)
+          req))))
 
 (defun request-header (req name)
   "Returns the value of REQ's first header field NAME (a string, case-insensitive) as a

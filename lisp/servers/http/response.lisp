@@ -88,7 +88,9 @@ VALUE."
   (let ((v (%rq-vhost req)))
     (if v (vhost-html-type v) "text/html; charset=utf-8")))
 
+(declaim (inline %close-p %finish))
 (defun %close-p (req status)
+  (declare (fixnum status))
   (or (not (%rq-keep-alive req)) (%rq-close req) (= status 400)))
 
 (defvar *tail-cache* (vector nil -1 nil "")
@@ -115,7 +117,11 @@ the byte chunks BODY."
     (let* ((conn (cond (close +conn-close+)
                        ((eql (%rq-version req) 10) +conn-keep+)
                        (t +empty+)))
-           (v (make-array (+ 3 (length body))))
+           (v (if (and body (null (cdr body)))
+                  ;; one body chunk: the request's own 4-piece vector (the C loop copies
+                  ;; what it queues, so the vector is free again once ev-reply returns)
+                  (or (%rq-%parts req) (setf (request-%parts req) (make-array 4)))
+                  (make-array (+ 3 (length body)))))
            (i 3))
       (declare (fixnum i) (simple-vector v))
       (setf (svref v 0) (status-line status)
@@ -155,6 +161,7 @@ the byte chunks BODY."
   "Writes REQ's whole response — head and the byte CHUNKS (octets or base-strings) — with one
 writev and finishes the unit.  HEAD requests and 204/304 get no body.  Returns T, or NIL
 when the client has gone."
+  (declare (fixnum status))
   (when (%rq-responded req)
     (error "crow.http: ~a ~a answered twice" (%rq-method req) (%rq-target req)))
   (let* ((length (loop for c in chunks sum (length c)))
@@ -165,14 +172,31 @@ when the client has gone."
     (%finish req status (if nobody 0 length) close)
     (ev-reply* (%rq-ev req) (%rq-conn req) parts close nil)))
 
+(defun %respond (req body status content-type headers)
+  "respond with positional arguments (respond's calls with plain keyword arguments compile to
+this: no keyword parsing per response)."
+  (send-response req status (or content-type (default-content-type req))
+                 (if (listp body) (mapcar #'bytes-of body) (list (bytes-of body)))
+                 headers))
+
 (defun respond (req body &key (status 200) content-type headers)
   "Answers REQ with BODY (octets, a string — encoded as UTF-8 — or a list of those, all
 written with the head in one writev), STATUS, CONTENT-TYPE (default: the vhost's HTML type)
 and HEADERS, an alist of (name . value).  Returns T, or NIL when the client has gone.
 Signals an error when REQ was already answered."
-  (send-response req status (or content-type (default-content-type req))
-                 (if (listp body) (mapcar #'bytes-of body) (list (bytes-of body)))
-                 headers))
+  (%respond req body status content-type headers))
+
+(define-compiler-macro respond (&whole form req body &rest keys)
+  ;; Only known keys, each once, whose forms can be evaluated in any order (constants and
+  ;; variables): then the call becomes %respond's positional one.
+  (if (and (evenp (length keys))
+           (loop for (k v) on keys by #'cddr
+                 always (and (member k '(:status :content-type :headers))
+                             (= 1 (count k keys))
+                             (or (constantp v) (symbolp v)))))
+      `(%respond ,req ,body ,(getf keys :status 200) ,(getf keys :content-type)
+                 ,(getf keys :headers))
+      form))
 
 (defun respond-error (req status &key headers)
   "Answers REQ with the server's small error page for STATUS (and HEADERS).  Returns T or NIL

@@ -52,6 +52,8 @@ not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, els
 instead of fresh ones (request strings are shared between requests, so never modified).")
 (declaim (simple-vector *last-strings*))
 
+;; called once per request from handle-request only: compiled into it (no full calls)
+(declaim (inline call-route dispatch))
 (defun call-route (req route)
   (let ((methods (%rt-methods route)))
     (if (and methods (not (member (%rq-method req) methods)))
@@ -83,7 +85,7 @@ instead of fresh ones (request strings are shared between requests, so never mod
     (let* ((seen *last-strings*)
            (target (ev-unit-string-reusing unit toff tlen (svref seen 0)))
            (host (and (>= hoff 0) (ev-unit-string-reusing unit hoff hlen2 (svref seen 1))))
-           (req (%new-request ev unit (ev-unit-conn unit)
+           (req (worker-request ev unit (ev-unit-conn unit)
                               (if (>= mcode 0) (svref *http-methods* mcode) :other)
                               target version keep hlen blen host)))
       (unless (and (eq target (svref seen 0)) (eq host (svref seen 1)))
