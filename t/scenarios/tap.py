@@ -37,13 +37,37 @@ class Tap:
         sys.exit(1 if self.failed else 0)
 
 
+_given_ports = set()
+
+
 def free_port(host="127.0.0.1"):
+    """Returns a TCP port free on HOST now, never one returned before in this process, and
+    below the kernel's ephemeral range (32768+ by default) so that no outgoing connection of
+    this or another test can take it before the server binds it."""
+    import random
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM)
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    rng = random.Random(os.getpid() ^ int(time.time() * 1000))
+    for _ in range(1000):
+        port = rng.randrange(20000, 32000)
+        if port in _given_ports:
+            continue
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        try:
+            s.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        u = socket.socket(fam, socket.SOCK_DGRAM)     # UDP services take the same number
+        try:
+            u.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            u.close()
+        _given_ports.add(port)
+        return port
+    raise RuntimeError("free_port: no free port in 20000-32000")
 
 
 def wait_port(host, port, timeout=10.0, proc=None):
