@@ -252,15 +252,6 @@ sendfile between the part heads."
 
 ;;; Directories
 
-(defun html-escape (s)
-  "Returns S with & < > \" ' replaced by character references."
-  (with-output-to-string (o)
-    (loop for c across s
-          do (case c
-               (#\& (write-string "&amp;" o)) (#\< (write-string "&lt;" o))
-               (#\> (write-string "&gt;" o)) (#\" (write-string "&quot;" o))
-               (#\' (write-string "&#39;" o)) (t (write-char c o))))))
-
 (defun url-encode-path (s)
   "Returns S with every byte outside the unreserved set (and /) percent-encoded (UTF-8)."
   (with-output-to-string (o)
