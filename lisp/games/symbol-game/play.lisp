@@ -1,0 +1,67 @@
+;;;; play.lisp — the game loop over a pair of streams, and the command line (run-cli), in
+;;;; portable Common Lisp: the ECL executable and an SBCL script both call run-cli.
+
+(in-package :crow.symbol-game)
+
+(defun usage (stream)
+  (format stream "usage: symbol-game [--load FILE]
+       symbol-game --help | --version
+
+The Symbol Game: a small text adventure in which places are packages, things are symbols, and
+your inventory is a package.  Commands are read from standard input, one per line; HELP lists
+them.  --load FILE starts from a game saved with SAVE.  End of input ends the game.~%"))
+
+(defun play (&key (in *standard-input*) (out *standard-output*) load (prompt t))
+  "Plays a game reading commands from IN and replying on OUT until the player quits or wins
+or IN ends.  LOAD: a save file to start from.  Returns 0, or 1 if LOAD cannot be loaded (the
+reason printed on *error-output*)."
+  (let ((*out* out))
+    (new-game)
+    (when load
+      (handler-case (load-game load)
+        (game-error (e)
+          (format *error-output* "symbol-game: ~a~%" (game-error-text e))
+          (return-from play 1))))
+    (reply "THE SYMBOL GAME ~a.  Type HELP for the commands." *version*)
+    (describe-place)
+    (loop
+      (when prompt
+        (fresh-line out)
+        (write-string "> " out))
+      (finish-output out)
+      (let ((line (handler-case (read-line in nil nil)
+                    (error ()
+                      ;; undecodable input: say so and end, rather than loop on it
+                      (reply "That input is not text I can read.  Goodbye.")
+                      (return 0)))))
+        (unless line
+          (reply "Goodbye.")
+          (finish-output out)
+          (return 0))
+        (when (member (perform line) '(:quit :won))
+          (finish-output out)
+          (return 0))))))
+
+(defun run-cli (args)
+  "The symbol-game command line: ARGS are the arguments after the program name.  Returns the
+exit status: 0, 1 when --load fails, 2 for a usage error."
+  (let ((load nil))
+    (loop while args
+          do (let ((a (pop args)))
+               (cond ((member a '("-h" "--help") :test #'string=)
+                      (usage *standard-output*)
+                      (return-from run-cli 0))
+                     ((string= a "--version")
+                      (format t "symbol-game ~a (~a ~a)~%" *version*
+                              (lisp-implementation-type) (lisp-implementation-version))
+                      (return-from run-cli 0))
+                     ((member a '("-l" "--load") :test #'string=)
+                      (unless args
+                        (format *error-output* "symbol-game: ~a needs a file~%" a)
+                        (return-from run-cli 2))
+                      (setf load (pop args)))
+                     (t
+                      (format *error-output* "symbol-game: unknown argument ~a~%" a)
+                      (usage *error-output*)
+                      (return-from run-cli 2)))))
+    (play :load load)))
