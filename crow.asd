@@ -179,6 +179,24 @@ pre-forked, chrooted, unprivileged children."
                (:file "test")
                (:file "bench")))
 
+(defsystem "crow/symbol-game"
+  :description "symbol-game: the Symbol Game (portable; lisp/games/symbol-game/symbol-game.asd
+lists the same files for other Lisps), with ECL's entry point main.lisp."
+  :version "0.1.0"
+  :pathname "lisp/games/symbol-game/"
+  :depends-on ("crow/unix")
+  :serial t
+  :components ((:file "package")
+               (:file "specials")
+               (:file "world")
+               (:file "reader")
+               (:file "verbs")
+               (:file "save")
+               (:file "commands")
+               (:file "keep")
+               (:file "play")
+               (:file "main")))
+
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
