@@ -230,6 +230,10 @@ it is carried or lies here in the light; otherwise signals game-error with the r
              (refuse "It is too dark here to find any ~a." name))
             (t (refuse "You see no ~a here." name))))))
 
+(defun won-p ()
+  "True when the current game has been won."
+  (and *game* (game-won *game*) t))
+
 (defun win (text)
   "Ends the game won, after printing TEXT (perform then prints the number of moves)."
   (setf (game-won *game*) t (game-over *game*) t)
