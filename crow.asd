@@ -201,7 +201,7 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/symbol-game")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -218,4 +218,5 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
                (:file "server-prefork")
                (:file "http")
                (:file "web-html")
-               (:file "web-forms")))
+               (:file "web-forms")
+               (:file "game-symbol")))
