@@ -15,7 +15,8 @@
             collect (second c)))))
 
 (let* ((here (make-pathname :name nil :type nil :version nil :defaults *load-truename*))
-       (status 70))
+       (status 70)
+       (*load-verbose* nil))
   (unwind-protect
        (progn
          (handler-bind ((style-warning #'muffle-warning))

@@ -31,7 +31,7 @@ and whether it ended."
 
 (defvar *game* nil "The game being played (a game struct), set by new-game.")
 (defvar *goal* "" "One line saying what the game is about (HELP prints it).")
-(defvar *out* *standard-output* "Where the game's replies go.")
+(defvar *out* nil "Where the game's replies go (NIL: *standard-output*).")
 
 (define-condition game-error (error)
   ((text :initarg :text :reader game-error-text))
@@ -45,7 +45,8 @@ text is the reply, and nothing in the game changed."))
 
 (defun reply (control &rest args)
   "Prints a reply line (or lines) to *out*.  Returns NIL."
-  (fresh-line *out*)
-  (apply #'format *out* control args)
-  (terpri *out*)
+  (let ((out (or *out* *standard-output*)))
+    (fresh-line out)
+    (apply #'format out control args)
+    (terpri out))
   nil)
