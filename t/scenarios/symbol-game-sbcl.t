@@ -44,12 +44,15 @@ try:
          out[-300:] + err)
 
     # The .asd through SBCL's ASDF (compiled files under the temporary XDG_CACHE_HOME).
-    form = ('(progn (require :asdf) (push #p"%s/" asdf:*central-registry*)'
-            ' (asdf:load-system "symbol-game")'
-            ' (with-input-from-string (in (format nil "n~%%take lamp~%%i~%%"))'
-            '   (symbol-game:play :in in :prompt nil)))' % src)
-    p = subprocess.run([sbcl, "--noinform", "--non-interactive", "--no-userinit", "--no-sysinit",
-                        "--eval", form], capture_output=True, timeout=120, env=env)
+    evals = ['(require :asdf)',
+             '(push #p"%s/" asdf:*central-registry*)' % src,
+             '(asdf:load-system "symbol-game")',
+             '(with-input-from-string (in (format nil "n~%take lamp~%i~%"))'
+             ' (symbol-game:play :in in :prompt nil))']
+    argv = [sbcl, "--noinform", "--non-interactive", "--no-userinit", "--no-sysinit"]
+    for e in evals:
+        argv += ["--eval", e]
+    p = subprocess.run(argv, capture_output=True, timeout=120, env=env)
     o = p.stdout.decode("utf-8", "replace")
     t.ok(p.returncode == 0 and "You carry: LAMP." in o and "Goodbye." in o,
          "symbol-game.asd loads in SBCL's ASDF and plays", o[-400:] + p.stderr.decode()[-400:])

@@ -11,6 +11,16 @@ The Symbol Game: a small text adventure in which places are packages, things are
 your inventory is a package.  Commands are read from standard input, one per line; HELP lists
 them.  --load FILE starts from a game saved with SAVE.  End of input ends the game.~%"))
 
+(defun replace-undecodable (e)
+  "Lets reading go on past bytes that are not UTF-8, read as U+FFFD (which the command reader
+then refuses with a clear reply), through the restart the Lisp offers: ECL's USE-VALUE takes a
+character code, SBCL's INPUT-REPLACEMENT a string.  Declines (returns) for other errors."
+  (when (string= (symbol-name (type-of e)) "STREAM-DECODING-ERROR")
+    (dolist (r (compute-restarts e))
+      (let ((name (and (restart-name r) (symbol-name (restart-name r)))))
+        (cond ((equal name "INPUT-REPLACEMENT") (invoke-restart r (string (code-char #xFFFD))))
+              ((equal name "USE-VALUE") (invoke-restart r #xFFFD)))))))
+
 (defun play (&key (in *standard-input*) (out *standard-output*) load (prompt t))
   "Plays a game reading commands from IN and replying on OUT until the player quits or wins
 or IN ends.  LOAD: a save file to start from.  Returns 0, or 1 if LOAD cannot be loaded (the
@@ -29,9 +39,10 @@ reason printed on *error-output*)."
         (fresh-line out)
         (write-string "> " out))
       (finish-output out)
-      (let ((line (handler-case (read-line in nil nil)
+      (let ((line (handler-case (handler-bind ((error #'replace-undecodable))
+                                  (read-line in nil nil))
                     (error ()
-                      ;; undecodable input: say so and end, rather than loop on it
+                      ;; input no restart could read past: say so and end, rather than loop
                       (reply "That input is not text I can read.  Goodbye.")
                       (return 0)))))
         (unless line

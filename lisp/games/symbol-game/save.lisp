@@ -19,6 +19,8 @@ file cannot be written."
       (with-open-file (out file :direction :output :if-exists :supersede
                                 :if-does-not-exist :create)
         (with-standard-io-syntax
+          ;; standard syntax, but not *print-readably*: SBCL would write a base-string as #.
+          (setf *print-readably* nil)
           (format out ";;; Symbol Game save file, read back by LOAD (symbol-game ~a).~%" *version*)
           (format out "(symbol-game-save ~d)~%" +save-version+)
           (format out "(place ~s)~%" (place-name (current-place)))

@@ -137,8 +137,6 @@ NIL if there is no such thing."
   "Returns the place named NAME (a string or symbol), or NIL."
   (gethash (string name) *places*))
 
-(defun place-package-name (place) (place-name place))
-
 (defun thing-location (thing)
   "Returns where THING (a designator) is: :inventory, a place, or NIL (nowhere)."
   (let ((pkg (symbol-package (thing thing))))
