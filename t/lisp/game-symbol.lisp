@@ -139,9 +139,10 @@
     (is (eq 'symbol-game::define-place (first form)))
     (is (equal "ZZQX-ROOM" (second form)))
     (is (equal ''("LAMP") (getf (cdddr form) :things)))
-    (is (search "(LAMBDA NIL (FLAG-P :DOOR-OPEN))"
-                (with-standard-io-syntax (let ((*package* (find-package :crow.symbol-game)))
-                                           (prin1-to-string form))))))
+    (is (equal '(list (list "NORTH" "HALL" (lambda () (symbol-game:flag-p :door-open)) "No."))
+               (getf (cdddr form) :exits))
+        "a guarded exit becomes a closure over its :if form")
+    (is (equal '(list (cons "XYZZY" (lambda () (print 1)))) (getf (cdddr form) :words))))
   ;; a place with an exit to nowhere makes check-world (and new-game) fail
   (unwind-protect
        (progn
