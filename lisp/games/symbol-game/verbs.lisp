@@ -65,15 +65,18 @@ NIL."
 (defun perform (line)
   "Performs the command LINE (a string), replying on *out*.  Returns :quit when the player
 quits, :won when the game was won, NIL otherwise.  A command that cannot be done gets a reply
-and changes nothing."
+and changes nothing.  Starts a new game if none is being played."
+  (unless *game* (new-game))
   (let* ((line (string-trim '(#\Space #\Tab #\Return #\Newline) line))
          (split (position-if #'blank-p line))
-         (first (subseq line 0 split))
-         (rest (if split (string-trim '(#\Space #\Tab #\Return #\Newline) (subseq line split)) "")))
+         (head (subseq line 0 split))
+         (tail (if split (string-trim '(#\Space #\Tab #\Return #\Newline) (subseq line split)) "")))
     (when (zerop (length line))
       (return-from perform nil))
     (handler-case
-        (let* ((word (first (read-command first)))
+        ;; The verb is read alone: a verb taking the line as typed (SAVE FILE) gets the tail
+        ;; unread, every other verb gets it read as words.
+        (let* ((word (first (read-command head)))
                (verb (find-verb word)))
           (unless verb
             (if (and (symbolp word) (thing-symbol word)
@@ -82,8 +85,8 @@ and changes nothing."
                         (word-name word))
                 (refuse "I don't know the word ~a.  Type HELP for the commands." (word-name word))))
           (funcall (get verb 'function)
-                   (cond ((not (get verb 'line)) (read-command rest))
-                         ((plusp (length rest)) rest)))
+                   (cond ((not (get verb 'line)) (read-command tail))
+                         ((plusp (length tail)) tail)))
           (unless (member (get verb 'verb) +free-verbs+ :test #'string=)
             (incf (game-moves *game*)))
           (refresh-light)
