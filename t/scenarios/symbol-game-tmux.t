@@ -2,7 +2,9 @@
 # symbol-game-tmux.t — build/bin/symbol-game on a terminal: a tmux session (private server on
 # a socket in a temporary directory, killed at the end) types the commands with send-keys and
 # reads the screen with capture-pane, every wait bounded; a wrong command, the play-through to
-# the win, and Ctrl-D (EOF on a terminal) ending the game cleanly.
+# the win, Ctrl-D (EOF on a terminal) ending the game cleanly, and live development: with
+# --swank, a swank client redefines a thing and adds a verb with the game's macros, and the
+# very next command typed sees them.
 # timeout: 120
 import os
 import shutil
@@ -12,7 +14,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import BIN, Tap
+from tap import BIN, ROOT, Tap, free_port, swank_eval, wait_port
 from symbol_game import WALK, WIN
 
 t = Tap()
@@ -97,6 +99,34 @@ try:
     t.ok(ok, "Ctrl-D: Goodbye.", s[-300:])
     ok, _ = wait_for("eof", lambda s: pane_status("eof") == "1 0")
     t.ok(ok, "Ctrl-D: the game exits with status 0", pane_status("eof"))
+
+    # Live: --swank, then defthing and defverb from a swank client while the game waits.
+    port = free_port()
+    cache = os.environ.get("CROW_CACHE") or os.path.join(ROOT, "build", "swank-cache")
+    tmux("new-session", "-d", "-s", "live", "-x", "100", "-y", "40", "-c", tmp,
+         "env", "CROW_CACHE=" + cache, game, "--swank", str(port))
+    tmux("set-option", "-t", "live", "remain-on-exit", "on")
+    up = wait_port("127.0.0.1", port, 90)
+    t.ok(up, "--swank: swank listens on 127.0.0.1:%d" % port, screen("live")[-300:])
+    ok, s = wait_for("live", lambda s: "You see: SIGN." in s and s.rstrip().endswith(">"))
+    t.ok(ok, "the game runs alongside swank", s[-300:])
+    if up:
+        rep = swank_eval(port, '(defthing sign "A sign repainted from SLIME." :text "IT WORKS LIVE.")',
+                         "CROW.SYMBOL-GAME")
+        t.ok(rep is not None and ":ok" in rep, "swank: defthing redefines the SIGN", rep)
+        ok, s = command("live", "read sign", "IT WORKS LIVE.")
+        t.ok(ok, "the next READ SIGN shows the new text", s[-300:])
+        rep = swank_eval(port, '(defverb (dance jig) () "Dance a jig."'
+                         ' (reply "You dance a jig at the ~a." (place-name (current-place))))',
+                         "CROW.SYMBOL-GAME")
+        t.ok(rep is not None and ":ok" in rep, "swank: defverb adds a verb", rep)
+        ok, s = command("live", "jig", "You dance a jig at the GATE.")
+        t.ok(ok, "the new verb (by its alias) works at once", s[-300:])
+        ok, s = command("live", "help", "DANCE             Dance a jig. (JIG)")
+        t.ok(ok, "HELP lists it", s[-600:])
+    ok, s = command("live", "quit", "Goodbye.")
+    ok2, _ = wait_for("live", lambda s: pane_status("live") == "1 0")
+    t.ok(ok and ok2, "QUIT ends the game (and swank with it), status 0", pane_status("live"))
 finally:
     subprocess.run(["tmux", "-S", sock, "kill-server"], capture_output=True, timeout=20, env=env)
     shutil.rmtree(tmp, ignore_errors=True)

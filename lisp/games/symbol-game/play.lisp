@@ -4,12 +4,14 @@
 (in-package :crow.symbol-game)
 
 (defun usage (stream)
-  (format stream "usage: symbol-game [--load FILE]
+  (format stream "usage: symbol-game [--load FILE] [--swank PORT]
        symbol-game --help | --version
 
 The Symbol Game: a small text adventure in which places are packages, things are symbols, and
 your inventory is a package.  Commands are read from standard input, one per line; HELP lists
-them.  --load FILE starts from a game saved with SAVE.  End of input ends the game.~%"))
+them.  --load FILE starts from a game saved with SAVE.  End of input ends the game.
+--swank PORT (build/bin/symbol-game) starts a swank server on 127.0.0.1:PORT first, for SLIME
+to redefine places, things and verbs while you play.~%"))
 
 (defun replace-undecodable (e)
   "Lets reading go on past bytes that are not UTF-8, read as U+FFFD (which the command reader
