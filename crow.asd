@@ -184,7 +184,7 @@ pre-forked, chrooted, unprivileged children."
 lists the same files for other Lisps), with ECL's entry point main.lisp."
   :version "0.1.0"
   :pathname "lisp/games/symbol-game/"
-  :depends-on ("crow/unix")
+  :depends-on ("crow/unix" "crow/sh")
   :serial t
   :components ((:file "package")
                (:file "specials")
