@@ -72,6 +72,23 @@ try:
     rc, out, err = run([game], ["load"], cwd=tmp)
     t.ok("Loaded symbol-game.sav." in out and "== HALL ==" in replies(out)[1], "LOAD with no file reads it", out[-300:])
 
+    # SAVE replaces an earlier save, never another file; clear replies for bad places.
+    precious = os.path.join(tmp, "notes.txt")
+    with open(precious, "w") as f:
+        f.write("precious\n")
+    os.mkdir(os.path.join(tmp, "adir"))
+    rc, out, err = run([game], ["save notes.txt", "save adir", "save nodir/x.sav", "load nodir/x.sav",
+                                "save a*b"], cwd=tmp)
+    reps = replies(out)
+    t.ok("Cannot save to notes.txt: it exists and is not a Symbol Game save file (left alone)." in reps[1],
+         "SAVE refuses to replace a file that is not a save file", reps[1:2])
+    with open(precious) as f:
+        t.eq(f.read(), "precious\n", "and the file is untouched")
+    t.ok("Cannot save to adir: it is a directory." in reps[2], "SAVE to a directory: a clear reply", reps[2:3])
+    t.ok("Cannot save to nodir/x.sav: no such directory." in reps[3], "SAVE into a missing directory", reps[3:4])
+    t.ok("Cannot load nodir/x.sav: no such file." in reps[4], "LOAD of a missing file", reps[4:5])
+    t.ok("a file name with *, ?, [ or \\ is not supported" in reps[5], "a wildcard file name is refused", reps[5:6])
+
     # Bad save files: refused with file:line, the game unchanged.
     bad = os.path.join(tmp, "bad.sav")
     cases = [

@@ -12,16 +12,60 @@
 (defparameter +save-version+ 1)
 (defparameter +max-save-size+ 65536 "Longest save file LOAD reads, in characters.")
 
+(defun save-pathname (file)
+  "Returns FILE (a file name as typed) as a pathname.  Signals game-error for a name with
+characters Lisp namestrings take as wildcards or escapes."
+  (when (find-if (lambda (c) (find c "*?[\\")) file)
+    (refuse "Cannot use ~a: a file name with *, ?, [ or \\ is not supported." file))
+  (pathname file))
+
+(defun file-problem (file e)
+  "Returns a short reason why FILE could not be opened or read (E: the error signalled)."
+  (let ((dir (directory-namestring file))
+        (found (ignore-errors (probe-file file))))
+    (cond ((and (plusp (length dir)) (not (ignore-errors (probe-file dir))))
+           "no such directory")
+          ((and found (null (pathname-name found)) (null (pathname-type found)))
+           "it is a directory")
+          (t
+           ;; the Lisp's own words, on one line
+           (let ((words '()) (w (make-string-output-stream)))
+             (flet ((flush () (let ((x (get-output-stream-string w)))
+                                (when (plusp (length x)) (push x words)))))
+               (loop for c across (princ-to-string e)
+                     do (if (blank-p c) (flush) (write-char c w)))
+               (flush))
+             (format nil "~{~a~^ ~}" (nreverse words)))))))
+
+(defparameter +save-header+ ";;; Symbol Game save file"
+  "How a save file starts: SAVE replaces no existing file that does not.")
+
+(defun save-file-p (pathname)
+  "True when the file at PATHNAME starts like a save file."
+  (ignore-errors
+   (with-open-file (in pathname :direction :input)
+     (let ((line (read-line in nil "")))
+       (and (>= (length line) (length +save-header+))
+            (string= +save-header+ line :end2 (length +save-header+)))))))
+
 (defun save-game (file)
-  "Writes the current game to FILE (replacing it).  Returns FILE.  Signals game-error if the
-file cannot be written."
+  "Writes the current game to FILE, replacing an earlier save file but no other file.
+Returns FILE.  Signals game-error if the file cannot be written or exists and is not a save
+file."
+  (let ((found (ignore-errors (probe-file (save-pathname file)))))
+    (cond ((null found))
+          ((and (null (pathname-name found)) (null (pathname-type found)))
+           (refuse "Cannot save to ~a: it is a directory." file))
+          ((not (save-file-p found))
+           (refuse "Cannot save to ~a: it exists and is not a Symbol Game save file (left alone)."
+                   file))))
   (handler-case
-      (with-open-file (out file :direction :output :if-exists :supersede
-                                :if-does-not-exist :create)
+      (with-open-file (out (save-pathname file) :direction :output :if-exists :supersede
+                                                :if-does-not-exist :create)
         (with-standard-io-syntax
           ;; standard syntax, but not *print-readably*: SBCL would write a base-string as #.
           (setf *print-readably* nil)
-          (format out ";;; Symbol Game save file, read back by LOAD (symbol-game ~a).~%" *version*)
+          (format out "~a, read back by LOAD (symbol-game ~a).~%" +save-header+ *version*)
           (format out "(symbol-game-save ~d)~%" +save-version+)
           (format out "(place ~s)~%" (place-name (current-place)))
           (format out "(moves ~d)~%" (game-moves *game*))
@@ -32,8 +76,9 @@ file cannot be written."
               (format out "(thing ~s~@[ ~s~])~%" tn
                       (cond ((eq where :inventory) "INVENTORY")
                             (where (place-name where))))))))
+    (game-error (e) (error e))
     (error (e)
-      (refuse "Cannot save to ~a: ~a" file e)))
+      (refuse "Cannot save to ~a: ~a." file (file-problem file e))))
   file)
 
 (defun save-error (file line control &rest args)
@@ -158,11 +203,14 @@ problem."
   "Replaces the current game with the one saved in FILE.  Returns FILE.  Signals game-error
 (the game unchanged) if the file cannot be read or is not a valid save file."
   (let ((text (handler-case
-                  (with-open-file (in file :direction :input)
+                  (with-open-file (in (save-pathname file) :direction :input
+                                                           :if-does-not-exist nil)
+                    (unless in (refuse "Cannot load ~a: no such file." file))
                     (let ((s (make-string (min (or (ignore-errors (file-length in)) 0)
                                                (1+ +max-save-size+)))))
                       (subseq s 0 (read-sequence s in))))
-                (error (e) (refuse "Cannot load ~a: ~a" file e)))))
+                (game-error (e) (error e))
+                (error (e) (refuse "Cannot load ~a: ~a." file (file-problem file e))))))
     (when (> (length text) +max-save-size+)
       (refuse "Cannot load ~a: larger than ~d characters, not a save file" file +max-save-size+))
     (multiple-value-bind (place moves flags locations)
