@@ -84,6 +84,9 @@ try:
             fails.append((cmd, want, s[-400:]))
             break
     t.ok(not fails, "the %d commands of the play-through, each reply read off the screen" % len(WALK), fails)
+    s = screen("game")
+    t.ok("> take lamp\nTaken: LAMP" in s and "> frob\nI don't know" in s,
+         "each reply starts on the line under the typed command", s[:800])
     ok, s = wait_for("game", lambda s: WIN in s)
     t.ok(ok, "the win message is on the screen", s[-300:])
     ok, _ = wait_for("game", lambda s: pane_status("game") == "1 0")

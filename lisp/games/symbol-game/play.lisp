@@ -36,24 +36,27 @@ reason printed on *error-output*)."
           (return-from play 1))))
     (reply "THE SYMBOL GAME ~a.  Type HELP for the commands." *version*)
     (describe-place)
-    (loop
-      (when prompt
-        (fresh-line out)
-        (write-string "> " out))
-      (finish-output out)
-      (let ((line (handler-case (handler-bind ((error #'replace-undecodable))
-                                  (read-line in nil nil))
-                    (error ()
-                      ;; input no restart could read past: say so and end, rather than loop
-                      (reply "That input is not text I can read.  Goodbye.")
-                      (return 0)))))
-        (unless line
-          (reply "Goodbye.")
-          (finish-output out)
-          (return 0))
-        (when (member (perform line) '(:quit :won))
-          (finish-output out)
-          (return 0))))))
+    (let ((silent nil))                 ; the last line typed on a terminal got no reply
+      (loop
+        (when prompt
+          (unless silent (fresh-line out))
+          (write-string "> " out))
+        (finish-output out)
+        (let ((line (handler-case (handler-bind ((error #'replace-undecodable))
+                                    (read-line in nil nil))
+                      (error ()
+                        ;; input no restart could read past: say so and end, rather than loop
+                        (reply "That input is not text I can read.  Goodbye.")
+                        (return 0)))))
+          (unless line
+            (reply "Goodbye.")
+            (finish-output out)
+            (return 0))
+          (let ((*echoed* (interactive-stream-p in)))
+            (when (member (perform line) '(:quit :won))
+              (finish-output out)
+              (return 0))
+            (setf silent *echoed*)))))))
 
 (defun run-cli (args)
   "The symbol-game command line: ARGS are the arguments after the program name.  Returns the

@@ -32,6 +32,10 @@ and whether it ended."
 (defvar *game* nil "The game being played (a game struct), set by new-game.")
 (defvar *goal* "" "One line saying what the game is about (HELP prints it).")
 (defvar *out* nil "Where the game's replies go (NIL: *standard-output*).")
+(defvar *echoed* nil
+  "True while the first reply to a line typed on a terminal is pending: the terminal echoed
+the line's newline, so the reply starts where the cursor is, though the output stream's
+column still counts the prompt.")
 
 (define-condition game-error (error)
   ((text :initarg :text :reader game-error-text))
@@ -46,7 +50,9 @@ text is the reply, and nothing in the game changed."))
 (defun reply (control &rest args)
   "Prints a reply line (or lines) to *out*.  Returns NIL."
   (let ((out (or *out* *standard-output*)))
-    (fresh-line out)
+    (if *echoed*
+        (setf *echoed* nil)
+        (fresh-line out))
     (apply #'format out control args)
     (terpri out))
   nil)
