@@ -52,16 +52,37 @@ characters Lisp namestrings take as wildcards or escapes."
   "Writes the current game to FILE, replacing an earlier save file but no other file.
 Returns FILE.  Signals game-error if the file cannot be written or exists and is not a save
 file."
-  (let ((found (ignore-errors (probe-file (save-pathname file)))))
+  (let* ((pathname (save-pathname file))
+         (found (ignore-errors (probe-file pathname))))
     (cond ((null found))
           ((and (null (pathname-name found)) (null (pathname-type found)))
            (refuse "Cannot save to ~a: it is a directory." file))
           ((not (save-file-p found))
            (refuse "Cannot save to ~a: it exists and is not a Symbol Game save file (left alone)."
-                   file))))
+                   file)))
+    (handler-case
+        (with-open-file (out pathname :direction :output :if-exists :supersede
+                                      :if-does-not-exist :create)
+          (with-standard-io-syntax
+            ;; standard syntax, but not *print-readably*: SBCL would write a base-string as #.
+            (setf *print-readably* nil)
+            (format out "~a, read back by LOAD (symbol-game ~a).~%" +save-header+ *version*)
+            (format out "(symbol-game-save ~d)~%" +save-version+)
+            (format out "(place ~s)~%" (place-name (current-place)))
+            (format out "(moves ~d)~%" (game-moves *game*))
+            (dolist (f (game-flags *game*))
+              (format out "(flag ~s)~%" (symbol-name f)))
+            (dolist (tn *thing-order*)
+              (let ((where (thing-location tn)))
+                (format out "(thing ~s~@[ ~s~])~%" tn
+                        (cond ((eq where :inventory) "INVENTORY")
+                              (where (place-name where))))))))
+      (error (e)
+        (refuse "Cannot save to ~a: ~a." file (file-problem file e)))))
+  file))))
   (handler-case
-      (with-open-file (out (save-pathname file) :direction :output :if-exists :supersede
-                                                :if-does-not-exist :create)
+      (with-open-file (out pathname :direction :output :if-exists :supersede
+                                    :if-does-not-exist :create)
         (with-standard-io-syntax
           ;; standard syntax, but not *print-readably*: SBCL would write a base-string as #.
           (setf *print-readably* nil)
@@ -212,7 +233,7 @@ problem."
                 (game-error (e) (error e))
                 (error (e) (refuse "Cannot load ~a: ~a." file (file-problem file e))))))
     (when (> (length text) +max-save-size+)
-      (refuse "Cannot load ~a: larger than ~d characters, not a save file" file +max-save-size+))
+      (refuse "Cannot load ~a: larger than ~d characters, not a save file." file +max-save-size+))
     (multiple-value-bind (place moves flags locations)
         (handler-case (parse-save text file)
           (game-error (e) (refuse "Cannot load: ~a.  The game goes on unchanged."
