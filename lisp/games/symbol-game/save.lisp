@@ -79,27 +79,6 @@ file."
                               (where (place-name where))))))))
       (error (e)
         (refuse "Cannot save to ~a: ~a." file (file-problem file e)))))
-  file))))
-  (handler-case
-      (with-open-file (out pathname :direction :output :if-exists :supersede
-                                    :if-does-not-exist :create)
-        (with-standard-io-syntax
-          ;; standard syntax, but not *print-readably*: SBCL would write a base-string as #.
-          (setf *print-readably* nil)
-          (format out "~a, read back by LOAD (symbol-game ~a).~%" +save-header+ *version*)
-          (format out "(symbol-game-save ~d)~%" +save-version+)
-          (format out "(place ~s)~%" (place-name (current-place)))
-          (format out "(moves ~d)~%" (game-moves *game*))
-          (dolist (f (game-flags *game*))
-            (format out "(flag ~s)~%" (symbol-name f)))
-          (dolist (tn *thing-order*)
-            (let ((where (thing-location tn)))
-              (format out "(thing ~s~@[ ~s~])~%" tn
-                      (cond ((eq where :inventory) "INVENTORY")
-                            (where (place-name where))))))))
-    (game-error (e) (error e))
-    (error (e)
-      (refuse "Cannot save to ~a: ~a." file (file-problem file e))))
   file)
 
 (defun save-error (file line control &rest args)
