@@ -18,7 +18,8 @@
     (program "crow-hello" :system "crow/hello" :entry "CROW.HELLO:MAIN")
     (program "crow-appserv" :system "crow/appserv" :entry "CROW.APPSERV:MAIN")
     (program "mmspawnd" :system "crow/spawn" :entry "CROW.SPAWN:MAIN")
-    (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN")))
+    (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN")
+    (program "symbol-game" :system "crow/symbol-game" :entry "CROW.SYMBOL-GAME:MAIN")))
 
 (defun entry-form (entry)
   (let* ((colon (position #\: entry))

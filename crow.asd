@@ -179,11 +179,29 @@ pre-forked, chrooted, unprivileged children."
                (:file "test")
                (:file "bench")))
 
+(defsystem "crow/symbol-game"
+  :description "symbol-game: the Symbol Game (portable; lisp/games/symbol-game/symbol-game.asd
+lists the same files for other Lisps), with ECL's entry point main.lisp."
+  :version "0.1.0"
+  :pathname "lisp/games/symbol-game/"
+  :depends-on ("crow/unix" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "specials")
+               (:file "world")
+               (:file "reader")
+               (:file "verbs")
+               (:file "save")
+               (:file "commands")
+               (:file "keep")
+               (:file "play")
+               (:file "main")))
+
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/symbol-game")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -200,4 +218,5 @@ pre-forked, chrooted, unprivileged children."
                (:file "server-prefork")
                (:file "http")
                (:file "web-html")
-               (:file "web-forms")))
+               (:file "web-forms")
+               (:file "game-symbol")))
