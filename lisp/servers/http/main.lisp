@@ -133,7 +133,7 @@ ADMIT)."
     (list* :max-connections (config-value cfg :max-connections)
            ;; a body beyond the smallest vhost limit, chunked or awaiting 100 Continue comes
            ;; as a :head unit first, so the request's own vhost limit decides (handle-head)
-           :head-first t :head-first-over (or post-min post-max)
+           :head-first t :head-first-over (min *stream-uploads-over* (or post-min post-max))
            :idle-ms (config-value cfg :keepalive-timeout)
            :head-ms (config-value cfg :request-timeout)
            :write-ms (config-value cfg :write-timeout)
