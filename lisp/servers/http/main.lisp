@@ -38,7 +38,8 @@
   (max-headers :integer :min 1 :max 64 :default "64" :doc "Header fields allowed (431 beyond).")
   (mime-types :path :default "/etc/mime.types" :doc "Extension table (type ext ext ...).")
   (request-timeout :duration :min 1 :default "30s"
-                   :doc "Time allowed for a request (head and body) to arrive (408).")
+                   :doc "Time allowed for a request (head and body) to arrive (408); for a multipart body streamed to files, for each pause in it.")
+  (upload-dir :path :doc "Directory of the temporary files of multipart uploads (inside the chroot, if any; default /tmp).")
   (vhost :block :keys *vhost-keys* :doc "A virtual host: vhost NAME { ... }.")
   (write-timeout :duration :min 1 :default "60s"
                  :doc "Time queued output may make no progress before the connection closes."))
@@ -187,7 +188,8 @@ opens the access log (before any chroot).  Returns NIL."
   (let* ((root (getf crow.server::*options* :root))
          (problems (configure-vhosts config :root (if (consp root) (car (last root)) root))))
     (when problems (error "~{~a~^; ~}" problems)))
-  (setf *external-files* (config-value config :external-files))
+  (setf *external-files* (config-value config :external-files)
+        *upload-directory* (or (config-value config :upload-dir) "/tmp/"))
   (configure-tls config (getf crow.server::*options* :check))
   (load-mime-types (config-value config :mime-types))
   (unless (getf crow.server::*options* :check)
