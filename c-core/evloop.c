@@ -1363,7 +1363,10 @@ static void accept_all(struct crow_ev *ev, int li)
         if (refuse) {
             char junk[512];
             ev->st.refused++;
-            best_effort_send(fd, ev->refusal, ev->cfg.refusal_len);
+            /* plaintext inside TLS would be garbage: a TLS connection just closes (a refusal
+               answered in TLS would cost the handshake the limit is there to avoid) */
+            if (!l->tls)
+                best_effort_send(fd, ev->refusal, ev->cfg.refusal_len);
             /* unread input would turn the close into a reset that may destroy the refusal */
             (void)CROW_RETRY(recv(fd, junk, sizeof junk, MSG_DONTWAIT));
             close(fd);

@@ -111,7 +111,8 @@ struct crow_admit; /* admit.h */
 struct crow_ev_config {
     size_t max_connections;   /* open connections beyond which new ones are refused; 0 = no
                                  limit */
-    const char *refusal;      /* written (best effort) to a refused connection; copied */
+    const char *refusal;      /* written (best effort) to a refused connection, except on a
+                                 TLS listener (it closes without a byte); copied */
     size_t refusal_len;
     const char *timeout_reply; /* written (best effort) before an expired connection closes */
     size_t timeout_reply_len;
