@@ -66,7 +66,7 @@
    #:session-write #:with-session
    ;; HTML escaping and form decoding (c-core/html)
    #:%form-decode #:+html-escape-max+ #:form-decode #:html-escape #:html-escape-into
-   #:html-escape-octets-into #:octets-search
+   #:html-escape-octets-into #:log-quote #:octets-search #:percent-encode
    ;; SHA-256 and HMAC (c-core/digest, over OpenSSL)
    #:embedded-config #:embedded-count #:embedded-file #:embedded-name #:embedded-paths
    #:constant-time-equal #:hmac-sha256 #:octets-to-hex #:sha256 #:sha256-file

@@ -253,12 +253,9 @@ sendfile between the part heads."
 ;;; Directories
 
 (defun url-encode-path (s)
-  "Returns S with every byte outside the unreserved set (and /) percent-encoded (UTF-8)."
-  (with-output-to-string (o)
-    (loop for b across (utf8-encode s)
-          do (if (or (<= 48 b 57) (<= 65 b 90) (<= 97 b 122) (member b '(45 46 95 126 47)))
-                 (write-char (code-char b) o)
-                 (format o "%~2,'0X" b)))))
+  "Returns S with every byte outside the unreserved set (and /) percent-encoded (UTF-8), by
+c-core/html in one pass."
+  (percent-encode s :set :path))
 
 (defun respond-listing-names (req path names)
   "Answers REQ with an HTML list of NAMES (strings, sorted; a directory's ending in /, names
