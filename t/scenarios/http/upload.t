@@ -6,7 +6,7 @@
 # odd places, and the refusals: Content-Length over post-max (413 before any 100 Continue), a
 # chunked body crossing post-max (413 as it happens), a body without its close delimiter
 # (400), a client that stalls past request-timeout and one that goes away mid-body.  After
-# each, upload-dir holds no file.
+# each, upload-dir holds no file.  The same over listen-tls (curl -k -F, plain and chunked).
 # timeout: 600
 import hashlib
 import http.client
@@ -29,9 +29,15 @@ d = tempfile.mkdtemp(prefix="crow-upload-t-")
 updir = os.path.join(d, "uploads")
 os.makedirs(updir)
 port = free_port()
+tport = free_port()
+tls = os.path.join(d, "tls")
+subprocess.run([os.path.join(ROOT, "tools", "mkcert"), tls], capture_output=True, timeout=60)
 conf = os.path.join(d, "httpd.conf")
 with open(conf, "w") as f:
     f.write("""listen 127.0.0.1:%d
+listen-tls 127.0.0.1:%d
+tls-cert %s
+tls-key %s
 log stderr
 request-timeout 3s
 keepalive-timeout 20s
@@ -47,7 +53,7 @@ vhost small.test {
   post-max 1M
   route /test crow.site:test-page
 }
-""" % (port, updir))
+""" % (port, tport, os.path.join(tls, "cert.pem"), os.path.join(tls, "key.pem"), updir))
 
 BIG = 64 << 20
 bigfile = os.path.join(d, "big.bin")
@@ -206,6 +212,16 @@ try:
     t.ok(resp.status == 200 and page_files(html) == want and 'id="r-comment">chunked é<' in html,
          "http.client, chunked in %d pieces: both files (one empty) and the field" % (k - 1),
          (resp.status, page_files(html), html[-300:]))
+    t.eq(wait_empty(), [], "upload-dir empty")
+
+    # 3b. over TLS: Content-Length (Expect: 100-continue) and chunked
+    mid_sha = hashlib.sha256(block * 96).hexdigest()
+    for how, extra in (("Content-Length", []), ("chunked", ["-H", "Transfer-Encoding: chunked"])):
+        r = subprocess.run(["curl", "-sk", "-F", "file=@%s;filename=mid.bin" % mid] + extra
+                           + ["https://127.0.0.1:%d/test/upload" % tport], capture_output=True, timeout=120)
+        files = page_files(r.stdout.decode("utf-8", "replace"))
+        t.ok(files == [("mid.bin", len(block) * 96, mid_sha)], "over TLS, %s: the 6 MiB file's size and SHA-256" % how,
+             (files, r.stderr[-200:]))
     t.eq(wait_empty(), [], "upload-dir empty")
 
     # 4. refusals
