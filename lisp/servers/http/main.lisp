@@ -40,6 +40,8 @@
   (request-timeout :duration :min 1 :default "30s"
                    :doc "Time allowed for a request (head and body) to arrive (408); for a multipart body streamed to files, for each pause in it.")
   (upload-dir :path :doc "Directory of the temporary files of multipart uploads (inside the chroot, if any; default /tmp).")
+  (upload-max-file :size :min 1 :doc "Largest file part of a multipart upload (413 beyond; default: the vhost's post-max).")
+  (upload-max-files :integer :min 1 :max 100000 :default "16" :doc "Most file parts in one multipart upload (413 beyond).")
   (vhost :block :keys *vhost-keys* :doc "A virtual host: vhost NAME { ... }.")
   (write-timeout :duration :min 1 :default "60s"
                  :doc "Time queued output may make no progress before the connection closes."))
@@ -189,7 +191,9 @@ opens the access log (before any chroot).  Returns NIL."
          (problems (configure-vhosts config :root (if (consp root) (car (last root)) root))))
     (when problems (error "~{~a~^; ~}" problems)))
   (setf *external-files* (config-value config :external-files)
-        *upload-directory* (or (config-value config :upload-dir) "/tmp/"))
+        *upload-directory* (or (config-value config :upload-dir) "/tmp/")
+        *max-upload-size* (config-value config :upload-max-file)
+        *max-uploads* (config-value config :upload-max-files))
   (configure-tls config (getf crow.server::*options* :check))
   (load-mime-types (config-value config :mime-types))
   (unless (getf crow.server::*options* :check)
