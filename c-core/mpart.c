@@ -428,6 +428,9 @@ static size_t scan(struct crow_mpart *m, const uint8_t *p, size_t n)
 static size_t head(struct crow_mpart *m, const uint8_t *p, size_t n)
 {
     size_t old = m->head_len, room = m->head_cap - old;
+#ifdef CROW_PLANTED_BUG
+    room++; /* planted: one byte past the head buffer when a head fills it */
+#endif
     size_t take = n < room ? n : room;
     memcpy(m->head + old, p, take);
     m->head_len = old + take;
