@@ -64,6 +64,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "tls")
                (:file "evloop")
                (:file "evhttp")
+               (:file "mpart")
                (:file "sess")
                (:file "digest")
                (:file "embed")))
@@ -148,6 +149,7 @@ pre-forked, chrooted, unprivileged children."
                (:file "response")
                (:file "static")
                (:file "access-log")
+               (:file "upload")
                (:file "server")
                (:file "main")))
 

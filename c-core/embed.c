@@ -5,7 +5,8 @@
  * (strcmp order, equal to memcmp order on the bytes).  This file only searches such a table;
  * it holds a weak, empty crow_embedded_site so that programs without a generated file link,
  * and a strong definition in a generated object replaces it (so for crow_embedded_config,
- * the text of a configuration embedded with --config).  Nothing is allocated or copied:
+ * the text of a configuration embedded with --config, and crow_embedded_name, the program's
+ * name given with --name).  Nothing is allocated or copied:
  * the bytes live in the executable's read-only data.
  */
 #include "embed.h"
@@ -15,6 +16,7 @@
 
 __attribute__((weak)) const struct crow_embed_table crow_embedded_site = { 0, NULL };
 __attribute__((weak)) const char *const crow_embedded_config = NULL;
+__attribute__((weak)) const char *const crow_embedded_name = NULL;
 
 static const struct crow_embed_table *registered;
 

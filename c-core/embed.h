@@ -26,6 +26,10 @@ extern const struct crow_embed_table crow_embedded_site;
    (the weak default). */
 extern const char *const crow_embedded_config;
 
+/* The program's own name given to tools/embed-site --name (make site NAME=...; NUL-terminated),
+   or NULL (the weak default): a site executable logs and answers --version under it. */
+extern const char *const crow_embedded_name;
+
 /* Returns the table in use (crow_embedded_site until crow_embed_register changes it).  Never
    fails. */
 const struct crow_embed_table *crow_embed_table_get(void);

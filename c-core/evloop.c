@@ -31,7 +31,12 @@
  * connection holds an input buffer only while it has input (a unit being read, out with the
  * caller, or pipelined bytes); an idle keep-alive connection gives it back, as nginx does, to
  * a small per-loop stack of spare buffers the next read takes from, so 10,000 idle
- * connections cost their struct conn only and the busy path does no malloc. */
+ * connections cost their struct conn only and the busy path does no malloc.  A large body
+ * (an upload) need not be held at all: crow_ev_continue_sink names a sink (c-core/mpart is one)
+ * that takes the de-chunked body piece by piece as it is read, so the buffer holds the head and
+ * at most SINK_SPAN bytes ahead, and the head deadline restarts with each piece (it bounds the
+ * pauses of a slow upload, not its length); the sink goes back to the caller with the REQUEST
+ * unit, and is dropped (its DROP frees it) if the connection goes or the body is refused first. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -69,6 +74,7 @@ enum { CS_SIZE, CS_DATA, CS_DATA_END, CS_TRAILER };
 #define CHUNK_LINE_MAX 1024
 #define BATCH        64
 #define SPARE_BUFS   16
+#define SINK_SPAN    65536 /* a body going to a sink is read at most this far ahead */
 
 struct outbuf {
     struct crow_list_node node;
@@ -97,6 +103,8 @@ struct conn {
         close_after : 1, zombie : 1, discarding : 1, open_pending : 1, chunked : 1,
         expect : 1, sent_continue : 1, admitted : 1, rthr : 1, wthr : 1, head_unit : 1;
     size_t max_body;              /* this request's body limit (config, or crow_ev_continue) */
+    const struct crow_ev_sink *sink; /* crow_ev_continue_sink: the body goes there */
+    uint64_t sunk;                /* body bytes the sink has taken */
     char peer[CROW_EV_PEER_MAX];
     struct crow_admit_peer *apeer; /* its entry in cfg.admit while admitted */
     struct crow_throttle tin, tout; /* bandwidth_in/_out (parents: the address's buckets) */
@@ -443,8 +451,19 @@ static ssize_t io_sendfile(struct conn *c, int fd, off_t *off, size_t n)
     return w;
 }
 
+/* C's body sink (if any) is not handed back to the caller: free it. */
+static void sink_drop(struct conn *c)
+{
+    const struct crow_ev_sink *s = c->sink;
+    if (s) {
+        c->sink = NULL;
+        s->drop(s->arg);
+    }
+}
+
 static void conn_close(struct crow_ev *ev, struct conn *c)
 {
+    sink_drop(c);
     if (c->tls) {
         (void)crow_tls_shutdown(c->tls); /* close_notify, best effort */
         crow_tls_free(c->tls);
@@ -593,7 +612,7 @@ static int conn_read(struct crow_ev *ev, struct conn *c)
             return -1;
         }
         if (c->len == c->cap) {
-            if (c->busy || c->cap >= c->capmax)
+            if (c->busy || c->cap >= c->capmax || (c->sink && c->cap >= c->head_len + SINK_SPAN))
                 break;
             size_t ncap = c->cap * 2 < c->capmax ? c->cap * 2 : c->capmax;
             char *nb = crow_alloc(&ev->alloc, ncap, 0);
@@ -1054,7 +1073,7 @@ static int dechunk(struct conn *c)
         if (k == src || (k < e && b[k] != ';' && b[k] != ' ' && b[k] != '\t'))
             return CROW_EV_BAD;
         src = nl + 1;
-        if (size > c->max_body - (dst - c->head_len))
+        if (size > c->max_body - c->sunk - (dst - c->head_len))
             return CROW_EV_TOO_LARGE;
         if (size == 0) {
             c->cstate = CS_TRAILER;
@@ -1087,6 +1106,7 @@ static void fill_unit(const struct conn *c, struct crow_ev_unit *u, int kind, co
 /* An HTTP error unit: the input can't be re-synchronised, so C closes after the reply. */
 static int frame_error(struct conn *c, struct crow_ev_unit *u, int kind, size_t shown)
 {
+    sink_drop(c);
     fill_unit(c, u, kind, c->buf, c->len < shown ? c->len : shown);
     c->ulen = c->len;
     c->close_after = 1;
@@ -1095,9 +1115,74 @@ static int frame_error(struct conn *c, struct crow_ev_unit *u, int kind, size_t 
     return 1;
 }
 
+static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/* The REQUEST unit of a body that went to C's sink (ERR: the sink's failure, or 0). */
+static int sink_unit(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u, int err)
+{
+    (void)parse_head(ev, c->buf, c->head_len, &ev->http); /* can't fail: parsed before */
+    ev->http.body_len = 0;
+    ev->http.sink = c->sink;
+    ev->http.sink_errno = err;
+    c->sink = NULL;
+    c->hstate = HS_HEAD;
+    fill_unit(c, u, CROW_EV_REQUEST, c->buf, c->head_len);
+    u->http = ev->http;
+    if (err) { /* the rest of the body is unread: the input can't be re-synchronised */
+        c->ulen = c->len;
+        c->close_after = 1;
+        c->eof = 1;
+    } else {
+        c->ulen = c->head_len;
+    }
+    return 1;
+}
+
+/* A body going to C's sink (crow_ev_continue_sink): what has arrived (de-chunked) goes to the
+ * sink and leaves the buffer, which keeps the head only.  Returns as frame_http. */
+static int frame_sink(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u)
+{
+    const struct crow_ev_sink *s = c->sink;
+    size_t h = c->head_len, n;
+    int done;
+    if (c->hstate == HS_LENGTH) {
+        if (c->need > c->max_body - c->sunk)
+            return frame_error(c, u, CROW_EV_TOO_LARGE, h);
+        n = c->len - h < c->need ? c->len - h : c->need;
+        if (n && s->write(s->arg, c->buf + h, n) < 0)
+            return sink_unit(ev, c, u, errno);
+        memmove(c->buf + h, c->buf + h + n, c->len - h - n);
+        c->need -= n;
+        done = c->need == 0;
+    } else {
+        int r = dechunk(c);
+        if (r > 1)
+            return frame_error(c, u, r, h);
+        n = c->cdst - h;
+        if (n && s->write(s->arg, c->buf + h, n) < 0)
+            return sink_unit(ev, c, u, errno);
+        memmove(c->buf + h, c->buf + c->cdst, c->len - c->cdst);
+        c->cdst = h;
+        done = r == 1;
+    }
+    c->len -= n;
+    c->sunk += n;
+    if (n)
+        conn_timer(ev, c, 1); /* the deadline bounds the pauses of a streamed body */
+    if (!done) {
+        if (c->expect && !c->sent_continue) {
+            struct iovec iov = {(void *)cont, sizeof cont - 1};
+            c->sent_continue = 1;
+            if (conn_send(ev, c, &iov, 1) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    return sink_unit(ev, c, u, s->end(s->arg) < 0 ? errno : 0);
+}
+
 static int frame_http(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u)
 {
-    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     size_t ulen;
     if (c->hstate == HS_HEAD) {
         if (c->scan == 0) { /* blank lines before a request line are ignored (RFC 9112) */
@@ -1120,6 +1205,7 @@ static int frame_http(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u
         if (r)
             return frame_error(c, u, r, end);
         c->head_len = end;
+        c->sunk = 0;
         c->expect = ev->http.expect_continue && ev->http.version == 11;
         c->sent_continue = 0;
         c->max_body = ev->cfg.max_body;
@@ -1156,6 +1242,8 @@ static int frame_http(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u
             return 1;
         }
     }
+    if (c->sink)
+        return frame_sink(ev, c, u);
     int r;
     if (c->hstate == HS_LENGTH) {
         if (c->need - c->head_len > c->max_body) /* beyond crow_ev_continue's limit */
@@ -1275,7 +1363,10 @@ static void accept_all(struct crow_ev *ev, int li)
         if (refuse) {
             char junk[512];
             ev->st.refused++;
-            best_effort_send(fd, ev->refusal, ev->cfg.refusal_len);
+            /* plaintext inside TLS would be garbage: a TLS connection just closes (a refusal
+               answered in TLS would cost the handshake the limit is there to avoid) */
+            if (!l->tls)
+                best_effort_send(fd, ev->refusal, ev->cfg.refusal_len);
             /* unread input would turn the close into a reset that may destroy the refusal */
             (void)CROW_RETRY(recv(fd, junk, sizeof junk, MSG_DONTWAIT));
             close(fd);
@@ -1381,6 +1472,11 @@ int crow_ev_next(struct crow_ev *ev, struct crow_ev_unit *u, int timeout_ms)
             }
             if (r < 0)
                 continue;
+            if (r == 0 && c->sink && c->can_read && !c->eof && !c->rthr) {
+                make_ready(ev, c); /* the sink made room: read on, after the others */
+                conn_timer(ev, c, 0);
+                continue;
+            }
             if (r == 1) {
                 c->busy = 1;
                 ev->st.units++;
@@ -1559,6 +1655,27 @@ int crow_ev_continue(struct crow_ev *ev, uint64_t id, size_t max_body)
     return 0;
 }
 
+int crow_ev_continue_sink(struct crow_ev *ev, uint64_t id, size_t max_body,
+                          const struct crow_ev_sink *sink)
+{
+    struct conn *c = lookup(ev, id);
+    if (!c) {
+        errno = EBADF;
+        return -1;
+    }
+    if (!sink || !sink->write || !sink->end || !sink->drop || !c->busy || !c->head_unit) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (crow_ev_continue(ev, id, max_body) < 0)
+        return -1;
+    c->sink = sink;
+    c->sunk = 0;
+    if (c->hstate == HS_LENGTH)
+        c->need -= c->head_len; /* from here: body bytes still to come */
+    return 0;
+}
+
 int crow_ev_set_mode(struct crow_ev *ev, uint64_t id, int mode)
 {
     struct conn *c = lookup(ev, id);
@@ -1644,6 +1761,7 @@ void crow_ev_destroy(struct crow_ev *ev)
             continue;
         if (c->admitted)
             crow_admit_leave_peer(ev->cfg.admit, c->apeer);
+        sink_drop(c);
         close(c->fd);
         free_outq(ev, c);
         crow_free(&ev->alloc, c->buf, c->cap);

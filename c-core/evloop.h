@@ -72,6 +72,22 @@ struct crow_ev_http {
     uint32_t body_len;           /* body bytes (de-chunked) */
     uint32_t nheaders;
     const struct crow_ev_header *headers; /* NHEADERS entries */
+    const struct crow_ev_sink *sink; /* the body went to this sink (crow_ev_continue_sink; it is
+                                        the caller's again), else NULL */
+    int sink_errno;              /* with SINK: 0 when the whole body went to it, else the errno
+                                    of its failed write or end (the connection closes after the
+                                    reply) */
+};
+
+/* Where crow_ev_continue_sink sends a request body while it arrives, instead of the unit.
+ * WRITE gets the (de-chunked) body in pieces, END once it is complete; each returns 0, or -1
+ * with errno, which stops the body.  DROP frees ARG when the connection goes (or the body is
+ * refused: too large, bad chunking) before the REQUEST unit hands the sink back. */
+struct crow_ev_sink {
+    int (*write)(void *arg, const char *data, size_t len);
+    int (*end)(void *arg);
+    void (*drop)(void *arg);
+    void *arg;
 };
 
 /* A unit handed out by crow_ev_next.  DATA, PEER and HTTP.HEADERS stay valid until the next
@@ -95,7 +111,8 @@ struct crow_admit; /* admit.h */
 struct crow_ev_config {
     size_t max_connections;   /* open connections beyond which new ones are refused; 0 = no
                                  limit */
-    const char *refusal;      /* written (best effort) to a refused connection; copied */
+    const char *refusal;      /* written (best effort) to a refused connection, except on a
+                                 TLS listener (it closes without a byte); copied */
     size_t refusal_len;
     const char *timeout_reply; /* written (best effort) before an expired connection closes */
     size_t timeout_reply_len;
@@ -206,6 +223,15 @@ int crow_ev_done(struct crow_ev *ev, uint64_t conn, int flags);
  * when the client asked for it, and the REQUEST unit (head + body) follows.  Returns 0, or -1
  * with errno EBADF (stale connection) or EINVAL (its unit is not a HEAD unit). */
 int crow_ev_continue(struct crow_ev *ev, uint64_t conn, size_t max_body);
+
+/* As crow_ev_continue, but the body goes to SINK while it arrives (the buffer keeps the head
+ * only; the connection reads at most 64 KiB ahead; the head_ms deadline restarts whenever some
+ * of the body arrives, so it bounds the pauses, not the whole upload): the REQUEST unit follows
+ * with body_len 0 and http.sink / http.sink_errno set, or a TOO_LARGE / BAD unit after the
+ * sink's DROP.  SINK (and ARG) must live until then.  Returns 0, or -1 with errno EBADF (stale
+ * connection) or EINVAL (not a HEAD unit, or an incomplete SINK); the sink is not used then. */
+int crow_ev_continue_sink(struct crow_ev *ev, uint64_t conn, size_t max_body,
+                          const struct crow_ev_sink *sink);
 
 /* Closes connection CONN now, dropping queued output.  Returns 0, or -1 with errno EBADF. */
 int crow_ev_close(struct crow_ev *ev, uint64_t conn);

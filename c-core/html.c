@@ -6,7 +6,9 @@
  * from a table of 8-byte entries without branching on it; runs of non-ASCII code points go to the UTF-8 codec
  * (crow_utf8_encode, REPLACE mode), so the codec stays the one place that knows UTF-8
  * (Latin-1 input only ever needs its two-byte form, written inline).  Form decoding is a
- * single forward pass that may work in place.  Nothing here allocates or fails: callers size
+ * single forward pass that may work in place; percent-encoding (URL paths, cookie values) and
+ * access-log quoting are single passes too, the kept bytes of each set a 256-bit table, so no
+ * Lisp loop ever walks a value byte by byte.  Nothing here allocates or fails: callers size
  * OUT from the documented worst case. */
 #include <string.h>
 
@@ -186,6 +188,55 @@ size_t crow_html_form_decode(const uint8_t *in, size_t n, uint8_t *out, int plus
         out[k++] = c;
     }
     return k;
+}
+
+/* Bit I of KEEP[set][I >> 5] says byte I is kept by crow_html_percent_encode. */
+static const uint32_t keep[2][8] = {
+    /* PATH: - . / 0-9, A-Z, _, a-z, ~ */
+    {0, 0x03ffe000u, 0x87fffffeu, 0x47fffffeu, 0, 0, 0, 0},
+    /* COOKIE: 0x21-0x7e except 0x22 " 0x25 % 0x2c , 0x3b ; 0x5c \ */
+    {0, 0xf7ffefdau, 0xefffffffu, 0x7fffffffu, 0, 0, 0, 0},
+};
+
+size_t crow_html_percent_encode(const uint8_t *in, size_t n, uint8_t *out, int set)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (set < 0 || set > CROW_HTML_PCT_COOKIE)
+        return (size_t)-1;
+    const uint32_t *k = keep[set];
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = in[i];
+        if (k[c >> 5] >> (c & 31) & 1) {
+            out[o++] = c;
+        } else {
+            out[o++] = '%';
+            out[o++] = (uint8_t)hex[c >> 4];
+            out[o++] = (uint8_t)hex[c & 15];
+        }
+    }
+    return o;
+}
+
+size_t crow_html_log_quote(const uint8_t *in, size_t n, uint8_t *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = in[i];
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = c;
+        } else if (c < 0x20) {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = (uint8_t)hex[c >> 4];
+            out[o++] = (uint8_t)hex[c & 15];
+        } else {
+            out[o++] = c;
+        }
+    }
+    return o;
 }
 
 long crow_html_find(const uint8_t *hay, size_t n, size_t from, const uint8_t *needle,

@@ -33,6 +33,25 @@ size_t crow_html_escape_utf8(const uint8_t *in, size_t n, uint8_t *out);
  * the number of bytes written.  Can't fail. */
 size_t crow_html_form_decode(const uint8_t *in, size_t n, uint8_t *out, int plus);
 
+/* Byte sets for crow_html_percent_encode: the bytes kept as they are. */
+enum crow_html_pct_set {
+    CROW_HTML_PCT_PATH = 0,   /* RFC 3986 unreserved (A-Z a-z 0-9 - . _ ~) and "/" */
+    CROW_HTML_PCT_COOKIE = 1  /* RFC 6265 cookie-octet less "%": visible ASCII except
+                                 " , ; \ % */
+};
+
+/* Percent-encodes N bytes at IN into OUT, which must have room for 3 * N bytes: every byte
+ * outside SET (enum crow_html_pct_set) becomes "%XX" (upper-case hex).  Returns the number of
+ * bytes written (N exactly when nothing needed encoding), or (size_t)-1 for an unknown SET
+ * (nothing written).  Can't otherwise fail. */
+size_t crow_html_percent_encode(const uint8_t *in, size_t n, uint8_t *out, int set);
+
+/* Quotes N bytes at IN for a double-quoted access-log field into OUT, which must have room for
+ * 4 * N bytes: `"` and `\` get a backslash before them, bytes below 0x20 become "\xhh"
+ * (lower-case hex), every other byte is copied.  Returns the number of bytes written (N
+ * exactly when nothing needed quoting).  Can't fail. */
+size_t crow_html_log_quote(const uint8_t *in, size_t n, uint8_t *out);
+
 /* Returns the offset of the first occurrence of the NEEDLE_N bytes at NEEDLE in the N bytes at
  * HAY, searching from offset FROM; or -1 when there is none (or NEEDLE_N is 0).  Can't fail. */
 long crow_html_find(const uint8_t *hay, size_t n, size_t from, const uint8_t *needle,

@@ -33,6 +33,17 @@ mtime, or NIL when no such file is embedded.  Can't fail."
                   "{ const struct crow_embed_file *f = crow_embed_at(NULL, (size_t)#0);
                      @(return 0) = ecl_make_simple_base_string((char *)f->path, (cl_fixnum)f->path_len); }")))
 
+(defun embedded-name ()
+  "Returns the program name embedded with the files (make site NAME=PROG) as a string, or NIL
+in a program built without one.  Can't fail."
+  (let ((n (ffi:c-inline () () :fixnum
+             "@(return 0) = crow_embedded_name ? (cl_fixnum)strlen(crow_embedded_name) : -1;")))
+    (when (>= n 0)
+      (let ((out (make-octets n)))
+        (ffi:c-inline (out) (:object) :void
+          "{ memcpy(#0->vector.self.b8, crow_embedded_name, #0->vector.dim); }")
+        (octets-to-string out)))))
+
 (defun embedded-config ()
   "Returns the configuration text embedded with the files (make site CONFIG=FILE), decoded
 as UTF-8, or NIL when there is none.  Can't fail."

@@ -84,3 +84,46 @@ type-error for another SOURCE or bad bounds."
               "crow_html_find(#0->vector.self.b8, (size_t)#1, (size_t)#2, #3->vector.self.b8, (size_t)#4)"
               :one-liner t)))
     (and (>= r 0) r)))
+
+(defun %byte-escape (source mode)
+  "SOURCE (a base-string of bytes or octets) through crow_html_percent_encode with set MODE (0
+path, 1 cookie) or crow_html_log_quote (MODE 2), as a base-string: SOURCE itself when it is a
+base-string needing nothing; NIL when MODE < 2 and SOURCE is a base-string holding a byte of
+128 or more (its UTF-8 form must be encoded instead)."
+  (declare (optimize (speed 3) (safety 0)) (fixnum mode))
+  (ffi:c-inline (source mode) (:object :int) :object
+    "{ cl_object src = #0; int mode = #1; const uint8_t *in; size_t n, i, m;
+       int base = ecl_t_of(src) == t_base_string;
+       if (base) { in = (const uint8_t *)src->base_string.self; n = src->base_string.fillp; }
+       else { in = src->vector.self.b8; n = src->vector.fillp; }
+       if (base && mode < 2)
+         for (i = 0; i < n; i++) if (in[i] >= 0x80) { @(return) = ECL_NIL; goto out; }
+       {
+         size_t room = (mode == 2 ? 4 : 3) * n;
+         uint8_t stackbuf[2048], *tmp = room <= sizeof stackbuf ? stackbuf : (uint8_t *)ecl_alloc_atomic(room);
+         m = mode == 2 ? crow_html_log_quote(in, n, tmp) : crow_html_percent_encode(in, n, tmp, mode);
+         if (m == n && base) { @(return) = src; }
+         else { cl_object s = ecl_alloc_simple_base_string(m); memcpy(s->base_string.self, tmp, m); @(return) = s; }
+       }
+       out: ; }"))
+
+(defun percent-encode (source &key (set :path))
+  "Returns SOURCE — a string (as its UTF-8 bytes) or octets — with every byte outside SET
+written as %XX (upper-case hex), by c-core/html in one pass: SET :path keeps the RFC 3986
+unreserved characters and /, :cookie the RFC 6265 cookie-octets except %.  The result is a
+simple-base-string (SOURCE itself when it is a base-string needing nothing).  Signals
+type-error for another SOURCE."
+  (let ((mode (ecase set (:path 0) (:cookie 1))))
+    (cond ((typep source '(or base-string octets))
+           (or (%byte-escape source mode) (%byte-escape (utf8-encode source) mode)))
+          ((stringp source) (%byte-escape (utf8-encode source) mode))
+          (t (error 'type-error :datum source :expected-type '(or string octets))))))
+
+(defun log-quote (string)
+  "Returns STRING quoted for a double-quoted access-log field by c-core/html: \" and \\ get a
+backslash before them, characters below U+0020 become \\xhh; a base-string is taken as its
+bytes (and returned itself when nothing needs quoting).  Signals type-error for a non-string."
+  (if (typep string 'base-string)
+      (%byte-escape string 2)
+      (let ((q (%byte-escape (utf8-encode (the string string)) 2)))
+        (utf8-decode (map 'octets #'char-code q)))))

@@ -66,12 +66,16 @@
    #:session-write #:with-session
    ;; HTML escaping and form decoding (c-core/html)
    #:%form-decode #:+html-escape-max+ #:form-decode #:html-escape #:html-escape-into
-   #:html-escape-octets-into #:octets-search
+   #:html-escape-octets-into #:log-quote #:octets-search #:percent-encode
    ;; SHA-256 and HMAC (c-core/digest, over OpenSSL)
-   #:embedded-config #:embedded-count #:embedded-file #:embedded-paths
+   #:embedded-config #:embedded-count #:embedded-file #:embedded-name #:embedded-paths
    #:constant-time-equal #:hmac-sha256 #:octets-to-hex #:sha256 #:sha256-file
    ;; HTTP request facts (evhttp.lisp)
    #:*http-methods* #:ev-unit-header-base #:ev-unit-header-values #:ev-unit-request
    #:ev-unit-string #:ev-unit-string-reusing #:realpath
+   ;; streaming multipart/form-data (c-core/mpart)
+   #:+ebadmsg+ #:ev-continue-multipart #:ev-unit-multipart #:ev-unit-sink-p #:make-multipart
+   #:multipart #:multipart-error #:multipart-feed #:multipart-finish #:multipart-free
+   #:multipart-memory #:multipart-p #:multipart-parts
    ;; the C core
    #:core-version))

@@ -82,34 +82,7 @@ MAX-FIELDS fields are kept (the rest ignored).  Signals type-error for another S
                (setf i (1+ stop))))
     (%make-form-fields src (nreverse entries))))
 
-;;; ------------------------------------------------------------------ header parameters
-
-(defun header-main-value (value)
-  "Returns the part of a header VALUE before the first `;`, trimmed and lowercased."
-  (string-downcase (string-trim " 	" (subseq value 0 (or (position #\; value) (length value))))))
-
-(defun header-parameter (value name)
-  "Returns parameter NAME (lowercase string) of a header VALUE such as
-`form-data; name=\"a\"; filename=\"b.txt\"` (quoted or token form, backslash escapes undone),
-or NIL.  Can't fail."
-  (let ((i (position #\; value)) (n (length value)))
-    (loop while (and i (< i n))
-          do (let* ((k0 (position-if-not (lambda (c) (member c '(#\; #\Space #\Tab))) value :start i))
-                    (eqp (and k0 (position #\= value :start k0))))
-               (unless eqp (return nil))
-               (let ((key (string-downcase (string-trim " 	" (subseq value k0 eqp))))
-                     (v0 (1+ eqp)))
-                 (multiple-value-bind (val next)
-                     (if (and (< v0 n) (char= (char value v0) #\"))
-                         (let ((out (make-string-output-stream)) (j (1+ v0)))
-                           (loop while (and (< j n) (char/= (char value j) #\"))
-                                 do (when (and (char= (char value j) #\\) (< (1+ j) n)) (incf j))
-                                    (write-char (char value j) out) (incf j))
-                           (values (get-output-stream-string out) (position #\; value :start (min n j))))
-                         (let ((e (or (position #\; value :start v0) n)))
-                           (values (string-trim " 	" (subseq value v0 e)) e)))
-                   (when (string= key name) (return val))
-                   (setf i next)))))))
+;;; header-main-value and header-parameter come from crow.http (upload.lisp).
 
 ;;; ------------------------------------------------------------------ multipart/form-data
 
@@ -129,24 +102,8 @@ malformed, 413 for over a limit)."))
 (defun form-fail (status fmt &rest args)
   (error 'form-error :status status :message (apply #'format nil fmt args)))
 
-(defvar *upload-directory* "/tmp/"
-  "Where uploaded files are stored while their request lasts (a string ending in /).")
-(defvar *max-upload-size* (* 4 1024 1024) "The largest file part accepted, in octets.")
-(defvar *max-uploads* 16 "The most file parts one request may carry.")
-
-(defvar *upload-counter* 0)
-
-(defun %upload-path ()
-  (format nil "~acrow-upload-~d-~d-~d" *upload-directory* (getpid)
-          (incf *upload-counter*) (random 1000000000)))
-
-(defun %write-upload (body start end)
-  "Writes BODY[START,END) to a fresh temporary file (O_EXCL, mode 600); returns its path."
-  (let ((path (%upload-path)))
-    (with-fd (fd (open-fd path :direction :output :if-exists :error :if-does-not-exist :create
-                              :mode #o600))
-      (write-all fd body :start start :end end))
-    path))
+;; *upload-directory*, *max-upload-size*, *max-uploads* and *max-form-memory* are crow.http's
+;; (upload.lisp): the server streams large multipart bodies to files before a handler runs.
 
 (defun delete-uploads (fields)
   "Deletes the temporary files of FIELDS' uploads (errors ignored).  Returns NIL."
@@ -154,11 +111,6 @@ malformed, 413 for over a limit)."))
     (dolist (e (form-fields-entries fields))
       (when (upload-p (cdr e))
         (ignore-errors (unlink (upload-path (cdr e))))))))
-
-(defun %octets-of (string)
-  (map 'octets #'char-code string))
-
-(defparameter +crlf2+ (%octets-of (format nil "~c~c~c~c" #\Return #\Linefeed #\Return #\Linefeed)))
 
 (defun %part-headers (body start end)
   "Returns the header fields of a part, BODY[START,END), as an alist of lowercase names."
@@ -172,77 +124,56 @@ malformed, 413 for over a limit)."))
                           (string-trim " 	" (subseq text (1+ colon) eol)))
           do (setf i (+ eol 2)))))
 
-(defun %find-delimiter (delim body start)
-  "Returns the index of the next DELIM in BODY from START that is a real delimiter line: the
-boundary followed by CRLF or `--` (RFC 2046), not a longer string that begins like it."
-  (let ((n (length body)))
-    (loop for p = (octets-search delim body :start start)
-          while p
-          do (let ((after (+ p (length delim))))
-               (when (and (<= (+ after 2) n)
-                          (or (and (= (aref body after) 13) (= (aref body (1+ after)) 10))
-                              (and (= (aref body after) 45) (= (aref body (1+ after)) 45))))
-                 (return p))
-               (setf start (1+ p))))))
+(defun multipart-form-fields (mp)
+  "Returns the form-fields of the finished crow.unix multipart scanner MP: plain parts as
+strings (UTF-8 decoded), file parts as upload structs naming MP's temporary files.  Signals
+form-error 400 for a part without a name."
+  (let ((mem (multipart-memory mp)) (entries '()))
+    (dolist (p (multipart-parts mp))
+      (destructuring-bind (hs he ds size path) p
+        (let* ((headers (%part-headers mem hs he))
+               (disp (or (cdr (assoc "content-disposition" headers :test #'string=)) ""))
+               (name (or (header-parameter disp "name")
+                         (form-fail 400 "multipart: part without a name"))))
+          (push (cons name
+                      (if path
+                          (make-upload :name name :filename (or (header-parameter disp "filename") "")
+                                       :content-type (or (cdr (assoc "content-type" headers
+                                                                     :test #'string=))
+                                                         "application/octet-stream")
+                                       :path path :size size)
+                          (utf8-decode mem :start ds :end (+ ds size))))
+                entries))))
+    (%make-form-fields mem (nreverse entries))))
 
-(defun parse-multipart (body boundary &key (max-file-size *max-upload-size*)
+(defun %scan-error (e)
+  "Turns the scanner's unix-error E into form-error (413 for a limit, 400 for a malformed
+body) or signals it again."
+  (let ((errno (unix-error-errno e)))
+    (cond ((member errno (list +efbig+ +emlink+ +e2big+))
+           (form-fail 413 "multipart: over a limit (~a)" (strerror errno)))
+          ((= errno +ebadmsg+) (form-fail 400 "multipart: malformed body (no closing boundary)"))
+          (t (error e)))))
+
+(defun parse-multipart (body boundary &key (max-file-size (or *max-upload-size* 0))
                                            (max-files *max-uploads*))
-  "Returns the form-fields of a multipart/form-data BODY (octets) with BOUNDARY (a string):
-plain parts as strings (UTF-8 decoded), file parts (those with a filename) as upload structs
-whose contents were written to temporary files under *upload-directory*.  Signals form-error
-400 when the body is malformed, 413 when a file is over MAX-FILE-SIZE or there are more than
-MAX-FILES files; temporary files already written are then deleted."
-  (let* ((delim (%octets-of (concatenate 'string (string #\Return) (string #\Linefeed) "--" boundary)))
-         (fields (%make-form-fields body '()))
-         (entries '())
-         (files 0)
-         (n (length body)))
-    (handler-bind ((error (lambda (e) (declare (ignore e))
-                            (setf (form-fields-entries fields) entries)
-                            (delete-uploads fields))))
-      ;; The first delimiter may start the body without the CRLF in front of it.
-      (let ((pos (if (and (>= n (- (length delim) 2))
-                          (equalp (subseq body 0 (- (length delim) 2)) (subseq delim 2)))
-                     (- (length delim) 2)
-                     (let ((p (octets-search delim body)))
-                       (unless p (form-fail 400 "multipart: no boundary"))
-                       (+ p (length delim))))))
-        (loop
-          ;; POS is just after a delimiter: "--" ends the body, CRLF starts a part.
-          (when (and (<= (+ pos 2) n) (= (aref body pos) 45) (= (aref body (1+ pos)) 45))
-            (return))
-          (unless (and (<= (+ pos 2) n) (= (aref body pos) 13) (= (aref body (1+ pos)) 10))
-            (form-fail 400 "multipart: bad delimiter line"))
-          (let* ((hstart (+ pos 2))
-                 (hend (or (octets-search +crlf2+ body :start hstart)
-                           (form-fail 400 "multipart: part without a blank line")))
-                 (cstart (+ hend 4))
-                 (cend (or (%find-delimiter delim body cstart)
-                           (form-fail 400 "multipart: no closing boundary")))
-                 (headers (%part-headers body hstart (if (= hend hstart) hstart hend)))
-                 (disp (or (cdr (assoc "content-disposition" headers :test #'string=)) ""))
-                 (name (or (header-parameter disp "name")
-                           (form-fail 400 "multipart: part without a name")))
-                 (filename (header-parameter disp "filename")))
-            (push (cons name
-                        (if filename
-                            (progn
-                              (when (>= files max-files)
-                                (form-fail 413 "multipart: more than ~d files" max-files))
-                              (when (> (- cend cstart) max-file-size)
-                                (form-fail 413 "multipart: file ~s is over ~d octets" filename max-file-size))
-                              (incf files)
-                              (make-upload :name name :filename filename
-                                           :content-type (or (cdr (assoc "content-type" headers
-                                                                         :test #'string=))
-                                                             "application/octet-stream")
-                                           :path (%write-upload body cstart cend)
-                                           :size (- cend cstart)))
-                            (utf8-decode body :start cstart :end cend)))
-                  entries)
-            (setf pos (+ cend (length delim)))))))
-    (setf (form-fields-entries fields) (nreverse entries))
-    fields))
+  "Returns the form-fields of a multipart/form-data BODY (octets) with BOUNDARY (a string),
+scanned by c-core/mpart: plain parts as strings (UTF-8 decoded), file parts (those with a
+filename) as upload structs whose contents were written to temporary files under
+*upload-directory*.  Signals form-error 400 when the body is malformed, 413 when a file is over
+MAX-FILE-SIZE (0: no limit), there are more than MAX-FILES files or the fields are over
+*max-form-memory*; temporary files already written are then deleted."
+  (let ((mp (make-multipart boundary :directory *upload-directory*
+                                     :prefix (format nil "crow-upload-~d-" (getpid))
+                                     :max-file-size max-file-size :max-files max-files
+                                     :max-memory *max-form-memory*))
+        (done nil))
+    (unwind-protect
+         (progn
+           (handler-case (progn (multipart-feed mp body) (multipart-finish mp))
+             (unix-error (e) (%scan-error e)))
+           (prog1 (multipart-form-fields mp) (setf done t)))
+      (multipart-free mp :unlink (not done)))))
 
 ;;; ------------------------------------------------------------------ cookies
 

@@ -10,7 +10,8 @@
    #:html-out-write-raw #:html-out-write-text #:html-string #:make-html-out
    #:with-html-output
    ;; forms, uploads, cookies (forms.lisp)
-   #:*max-upload-size* #:*max-uploads* #:*upload-directory* #:coerce-param #:delete-uploads
+   #:*max-form-memory* #:*max-upload-size* #:*max-uploads* #:*upload-directory* #:coerce-param
+   #:delete-uploads #:multipart-form-fields
    #:form-error #:form-error-status #:form-fields #:form-names #:form-value #:form-values
    #:header-main-value #:header-parameter #:parse-cookies #:parse-multipart
    #:parse-urlencoded #:upload #:upload-content-type #:upload-filename #:upload-name

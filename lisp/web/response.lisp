@@ -7,21 +7,10 @@
 
 ;;; ------------------------------------------------------------------ cookies
 
-(defun %cookie-octet-p (code)
-  ;; RFC 6265 cookie-octet: visible ASCII except " , ; \ (and %, which we use to escape).
-  (and (< 32 code 127) (not (member code '(34 44 59 92 37)))))
-
 (defun encode-cookie-value (value)
   "Returns VALUE (a string) with every octet of its UTF-8 form that is not a cookie-octet
 written as %XX (parse-cookies undoes it).  Can't fail."
-  (let ((octets (utf8-encode value)))
-    (if (every #'%cookie-octet-p octets)
-        (map 'string #'code-char octets)
-        (with-output-to-string (s)
-          (loop for b across octets
-                do (if (%cookie-octet-p b)
-                       (write-char (code-char b) s)
-                       (format s "%~2,'0X" b)))))))
+  (percent-encode value :set :cookie))
 
 (defun %token-p (name)
   (and (plusp (length name))

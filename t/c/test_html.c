@@ -65,5 +65,47 @@ int main(void)
         is_int(crow_html_find(hay, hn, 18, (const uint8_t *)"--bound", 7), -1, "find: none after");
         is_int(crow_html_find(hay, hn, hn + 1, (const uint8_t *)"-", 1), -1, "find: FROM beyond the end");
     }
+    {   /* percent-encoding: each set's kept bytes against a hand-written list */
+        static const char path_keep[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/";
+        int good_path = 1, good_cookie = 1;
+        for (int b = 0; b < 256; b++) {
+            uint8_t in = (uint8_t)b, o[4];
+            size_t m = crow_html_percent_encode(&in, 1, o, CROW_HTML_PCT_PATH);
+            int kept = b && strchr(path_keep, b) != NULL;
+            char want[4];
+            snprintf(want, sizeof want, "%%%02X", b);
+            if (kept ? !(m == 1 && o[0] == in) : !(m == 3 && !memcmp(o, want, 3)))
+                good_path = 0;
+            m = crow_html_percent_encode(&in, 1, o, CROW_HTML_PCT_COOKIE);
+            kept = b > 32 && b < 127 && !strchr("\",;\\%", b);
+            if (kept ? !(m == 1 && o[0] == in) : !(m == 3 && !memcmp(o, want, 3)))
+                good_cookie = 0;
+        }
+        ok(good_path, "percent PATH: unreserved and / kept, every other byte %%XX (upper case)");
+        ok(good_cookie, "percent COOKIE: cookie-octets but %% kept, the rest %%XX");
+        const uint8_t in[] = "/a b/\xc3\xa9t\xc3\xa9/%.txt";
+        n = crow_html_percent_encode(in, sizeof in - 1, out, CROW_HTML_PCT_PATH);
+        bytes_are(out, n, "/a%20b/%C3%A9t%C3%A9/%25.txt", "percent PATH: a UTF-8 path");
+        n = crow_html_percent_encode((const uint8_t *)"a b;\xc3\xa9", 6, out, CROW_HTML_PCT_COOKIE);
+        bytes_are(out, n, "a%20b%3B%C3%A9", "percent COOKIE: space, ; and UTF-8");
+        n = crow_html_percent_encode((const uint8_t *)"plain", 5, out, CROW_HTML_PCT_PATH);
+        is_int(n, 5, "nothing to encode: the length is unchanged");
+        is_int(crow_html_percent_encode(in, 3, out, 7), (size_t)-1, "an unknown set: (size_t)-1");
+        uint8_t all[256];
+        for (int b = 0; b < 256; b++)
+            all[b] = (uint8_t)(255 - b);
+        static uint8_t big[3 * 256];
+        is_int(crow_html_percent_encode(all, 256, big, CROW_HTML_PCT_PATH), 256 * 3 - 2 * 67,
+               "worst case within 3 * N (67 kept bytes)");
+    }
+    {   /* access-log quoting */
+        n = crow_html_log_quote((const uint8_t *)"GET \"a\\b\"\x01\x1f\x7f\xc3\xa9", 14, out);
+        bytes_are(out, n, "GET \\\"a\\\\b\\\"\\x01\\x1f\x7f\xc3\xa9", "log quote: \" and \\ escaped, controls \\xhh, the rest as is");
+        n = crow_html_log_quote((const uint8_t *)"Mozilla/5.0 (X11)", 17, out);
+        is_int(n, 17, "log quote: nothing to quote, length unchanged");
+        const uint8_t ctl[3] = {0, '"', 0x0a};
+        n = crow_html_log_quote(ctl, 3, out);
+        bytes_are(out, n, "\\x00\\\"\\x0a", "log quote: NUL and LF");
+    }
     return tap_done();
 }

@@ -89,6 +89,22 @@
   (is (equal "&lt;b&gt;&amp;&quot;&#39;x" (crow.http::html-escape "<b>&\"'x")))
   (is (equal "/a%20b/%C3%A9%3C" (crow.http::url-encode-path "/a b/é<"))))
 
+(test percent-encode-and-log-quote
+  (is (equal "/a-b_c.d~e/%25%3F%23" (percent-encode "/a-b_c.d~e/%?#")))
+  (let ((plain (coerce "/plain/path.html" 'simple-base-string)))
+    (is (eq plain (percent-encode plain)) "a base-string needing nothing comes back itself"))
+  (is (equal "%C3%A9" (percent-encode (coerce (list (code-char 233)) 'base-string)))
+      "a Latin-1 base-string is encoded as its UTF-8 form")
+  (is (equal "%00%FF" (percent-encode (make-array 2 :element-type '(unsigned-byte 8)
+                                                    :initial-contents '(0 255)))))
+  (is (equal "a%20b%3B%C3%A9%25!#" (percent-encode "a b;é%!#" :set :cookie)))
+  (is (equal "a%20b%3B%C3%A9" (crow.web:encode-cookie-value "a b;é")))
+  (is (equal (format nil "GET \\\"x\\\\y\\\" \\x0a~c" (code-char 200))
+             (log-quote (coerce (format nil "GET \"x\\y\" ~c~c" (code-char 10) (code-char 200))
+                                'base-string))))
+  (is (equal "caf\\x01é" (log-quote (format nil "caf~cé" (code-char 1)))) "a non-base string keeps its characters")
+  (is (equal "-" (crow.http::%log-quote nil))))
+
 (test status-pages
   (is (equal "Range Not Satisfiable" (crow.http:status-reason 416)))
   (is (search "431 Request Header Fields Too Large" (crow.http::error-page 431)))

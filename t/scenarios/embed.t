@@ -3,7 +3,9 @@
 # from a directory where etc/site does not exist, it serves them byte-identical, with 304 on
 # a conditional request, 206 on ranges (one and several), 416, 404
 # for an absent path; with `external-files no` a file present on disk is 404, and without it
-# the same disk vhost serves it.  The embedded config is used when no -f is given.
+# the same disk vhost serves it.  The embedded config is used when no -f is given.  With
+# `listing yes` an embedded directory without an index is listed (links to each entry), without
+# it 404.  The program runs under its own name: --version, --help and its log lines say NAME.
 # timeout: 600
 import hashlib
 import http.client
@@ -102,8 +104,40 @@ try:
     t.ok(st == 416, "unsatisfiable range: 416", "status %d" % st)
     st, h, _ = get(port, "/no-such-file.html")
     t.ok(st == 404, "absent path: 404", "status %d" % st)
+    st, h, _ = get(port, "/img/")
+    t.ok(st == 404, "no listing without `listing yes`: an embedded directory without an index is 404",
+         "status %d" % st)
     st, h, _ = get(port, "/../etc/passwd")
     t.ok(st in (400, 404), "dot-dot refused", "status %d" % st)
+    stop(p)
+    procs.remove(p)
+    log = p.stdout.read()
+    lines = [l for l in log.splitlines() if l.strip()]
+    t.ok(lines and all(l.startswith(NAME + ":") for l in lines) and "crow-httpd" not in log,
+         "its log lines start with its own name", log[-600:])
+
+    # its own name on the command line
+    r = subprocess.run([prog, "--version"], capture_output=True, text=True, timeout=60, cwd=run_dir)
+    t.ok(r.returncode == 0 and r.stdout.startswith(NAME + " "), "--version: " + r.stdout.strip(), r.stderr)
+    r = subprocess.run([prog, "--help"], capture_output=True, text=True, timeout=60, cwd=run_dir)
+    t.ok(r.returncode == 0 and NAME in r.stdout and "crow-httpd [" not in r.stdout
+         and "usage: crow-httpd" not in r.stdout.lower(), "--help names " + NAME, r.stdout[:300])
+
+    # 3. listing yes: embedded directories are listed
+    p, port = start("vhost site {\n  embedded yes\n  default yes\n  listing yes\n}\nexternal-files no\n")
+    procs.append(p)
+    imgs = sorted(k[len("/img/"):] for k in originals if k.startswith("/img/"))
+    st, h, body = get(port, "/img/")
+    html = body.decode("utf-8", "replace")
+    t.ok(st == 200 and h.get("content-type", "").startswith("text/html")
+         and all('<a href="%s">%s</a>' % (n, n) in html for n in imgs) and 'href="../"' in html,
+         "listing yes: /img/ lists its %d embedded files" % len(imgs), "status %d %s" % (st, html[:400]))
+    st, h, body = get(port, "/")
+    t.ok(st == 200 and body == originals["/index.html"], "a directory with an index still gets it")
+    st, h, _ = get(port, "/img")
+    t.ok(st == 301 and h.get("location") == "/img/", "/img redirects to /img/", "status %d %s" % (st, h))
+    st, h, _ = get(port, "/nothing/")
+    t.ok(st == 404, "a directory that holds no embedded file: 404", "status %d" % st)
     stop(p)
     procs.remove(p)
 

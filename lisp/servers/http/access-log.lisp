@@ -33,13 +33,8 @@ unix-error."
   (setf *access-log* nil))
 
 (defun %log-quote (s)
-  (if (and s (or (find #\" s) (find #\\ s) (find-if (lambda (c) (< (char-code c) 32)) s)))
-      (with-output-to-string (o)
-        (loop for c across s
-              do (cond ((member c '(#\" #\\)) (write-char #\\ o) (write-char c o))
-                       ((< (char-code c) 32) (format o "\\x~2,'0x" (char-code c)))
-                       (t (write-char c o)))))
-      (or s "-")))
+  "S quoted for a \"...\" field (c-core/html's crow_html_log_quote), or - for NIL."
+  (if s (log-quote s) "-"))
 
 (defun access-line (req)
   "Returns REQ's access log line (combined format, no newline)."

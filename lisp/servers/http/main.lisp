@@ -38,7 +38,10 @@
   (max-headers :integer :min 1 :max 64 :default "64" :doc "Header fields allowed (431 beyond).")
   (mime-types :path :default "/etc/mime.types" :doc "Extension table (type ext ext ...).")
   (request-timeout :duration :min 1 :default "30s"
-                   :doc "Time allowed for a request (head and body) to arrive (408).")
+                   :doc "Time allowed for a request (head and body) to arrive (408); for a multipart body streamed to files, for each pause in it.")
+  (upload-dir :path :doc "Directory of the temporary files of multipart uploads (inside the chroot, if any; default /tmp).")
+  (upload-max-file :size :min 1 :doc "Largest file part of a multipart upload (413 beyond; default: the vhost's post-max).")
+  (upload-max-files :integer :min 1 :max 100000 :default "16" :doc "Most file parts in one multipart upload (413 beyond).")
   (vhost :block :keys *vhost-keys* :doc "A virtual host: vhost NAME { ... }.")
   (write-timeout :duration :min 1 :default "60s"
                  :doc "Time queued output may make no progress before the connection closes."))
@@ -133,7 +136,7 @@ ADMIT)."
     (list* :max-connections (config-value cfg :max-connections)
            ;; a body beyond the smallest vhost limit, chunked or awaiting 100 Continue comes
            ;; as a :head unit first, so the request's own vhost limit decides (handle-head)
-           :head-first t :head-first-over (or post-min post-max)
+           :head-first t :head-first-over (min *stream-uploads-over* (or post-min post-max))
            :idle-ms (config-value cfg :keepalive-timeout)
            :head-ms (config-value cfg :request-timeout)
            :write-ms (config-value cfg :write-timeout)
@@ -187,7 +190,10 @@ opens the access log (before any chroot).  Returns NIL."
   (let* ((root (getf crow.server::*options* :root))
          (problems (configure-vhosts config :root (if (consp root) (car (last root)) root))))
     (when problems (error "~{~a~^; ~}" problems)))
-  (setf *external-files* (config-value config :external-files))
+  (setf *external-files* (config-value config :external-files)
+        *upload-directory* (or (config-value config :upload-dir) "/tmp/")
+        *max-upload-size* (config-value config :upload-max-file)
+        *max-uploads* (config-value config :upload-max-files))
   (configure-tls config (getf crow.server::*options* :check))
   (load-mime-types (config-value config :mime-types))
   (unless (getf crow.server::*options* :check)

@@ -12,6 +12,10 @@
    ;; responses
    #:add-response-header #:respond #:respond-error #:respond-file #:respond-redirect
    #:send-chunk #:with-chunked-response
+   ;; multipart uploads streamed to temporary files (upload.lisp)
+   #:*max-form-memory* #:*max-upload-size* #:*max-uploads* #:*upload-directory*
+   #:header-main-value #:header-parameter #:make-upload-scanner #:multipart-boundary
+   #:request-multipart
    ;; routing and virtual hosts
    #:*vhosts* #:add-route #:define-handler #:find-vhost #:vhost #:vhost-aliases
    #:vhost-charset #:vhost-mode #:vhost-name #:vhost-post-max #:vhost-root

@@ -131,23 +131,26 @@ instead of fresh ones (request strings are shared between requests, so never mod
 
 (defun handle-head (ev unit)
   "A head announcing a body the C loop has not read (Expect: 100-continue, chunked, or longer
-than the smallest vhost's post-max): the request's vhost decides its limit before any
-100 Continue goes out — ev-continue with its post-max, or 413 and a close."
+than *stream-uploads-over*): the request's vhost decides its limit before any 100 Continue
+goes out — ev-continue with its post-max (a multipart/form-data body to a vhost with handlers:
+ev-continue-multipart, to temporary files as it arrives), or 413 and a close."
   (multiple-value-bind (mcode version keep chunked clen hlen blen toff tlen hoff hlen2 hcount)
       (ev-unit-request unit)
     (declare (ignore mcode version keep hlen blen toff tlen hcount))
     (let* ((conn (ev-unit-conn unit))
            (host (and (>= hoff 0) (ev-unit-string unit hoff hlen2)))
            (vhost (find-vhost host))
-           (limit (if vhost (%vh-post-max vhost) (the fixnum *max-post*))))
-      (if (or chunked (<= clen limit))
-          (ev-continue ev conn limit)
-          (raw-error ev conn 413)))))
+           (limit (if vhost (%vh-post-max vhost) (the fixnum *max-post*)))
+           (boundary (stream-upload-p unit vhost)))
+      (cond ((not (or chunked (<= clen limit))) (raw-error ev conn 413))
+            ;; multipart/form-data: to temporary files while it arrives (upload.lisp)
+            (boundary (ev-continue-multipart ev conn limit (make-upload-scanner boundary limit)))
+            (t (ev-continue ev conn limit))))))
 
 (defun handle (ev unit kind)
   "The event workers' handler: one call per unit the C loop frames."
   (case kind
-    (:request (handle-request ev unit))
+    (:request (if (ev-unit-sink-p unit) (handle-upload ev unit) (handle-request ev unit)))
     (:head (handle-head ev unit))
     (t (framing-error ev unit kind))))
 

@@ -253,29 +253,31 @@ sendfile between the part heads."
 ;;; Directories
 
 (defun url-encode-path (s)
-  "Returns S with every byte outside the unreserved set (and /) percent-encoded (UTF-8)."
-  (with-output-to-string (o)
-    (loop for b across (utf8-encode s)
-          do (if (or (<= 48 b 57) (<= 65 b 90) (<= 97 b 122) (member b '(45 46 95 126 47)))
-                 (write-char (code-char b) o)
-                 (format o "%~2,'0X" b)))))
+  "Returns S with every byte outside the unreserved set (and /) percent-encoded (UTF-8), by
+c-core/html in one pass."
+  (percent-encode s :set :path))
+
+(defun respond-listing-names (req path names)
+  "Answers REQ with an HTML list of NAMES (strings, sorted; a directory's ending in /, names
+escaped), the directory PATH's entries."
+  (respond req
+           (with-output-to-string (o)
+             (format o "<!DOCTYPE html>~%<html><head><meta charset=\"utf-8\"><title>Index of ~a</title></head>~%<body><h1>Index of ~a</h1><ul>~%"
+                     (html-escape path) (html-escape path))
+             (unless (string= path "/") (format o "<li><a href=\"../\">../</a></li>~%"))
+             (dolist (shown names)
+               (format o "<li><a href=\"~a\">~a</a></li>~%"
+                       (html-escape (url-encode-path shown)) (html-escape shown)))
+             (format o "</ul><hr>Crow/~a</body></html>~%" *version*))
+           :content-type "text/html; charset=utf-8"))
 
 (defun respond-listing (req dir path)
   "Answers REQ with an HTML list of directory DIR's entries (names escaped), shown as PATH."
-  (let ((names (sort (handler-case (read-directory dir) (unix-error () '())) #'string<)))
-    (respond req
-             (with-output-to-string (o)
-               (format o "<!DOCTYPE html>~%<html><head><meta charset=\"utf-8\"><title>Index of ~a</title></head>~%<body><h1>Index of ~a</h1><ul>~%"
-                       (html-escape path) (html-escape path))
-               (unless (string= path "/") (format o "<li><a href=\"../\">../</a></li>~%"))
-               (dolist (n names)
-                 (let* ((st (handler-case (stat (concatenate 'string dir "/" n)) (unix-error () nil)))
-                        (d (and st (eq (stat-type st) :directory)))
-                        (shown (if d (concatenate 'string n "/") n)))
-                   (format o "<li><a href=\"~a\">~a</a></li>~%"
-                           (html-escape (url-encode-path shown)) (html-escape shown))))
-               (format o "</ul><hr>Crow/~a</body></html>~%" *version*))
-             :content-type "text/html; charset=utf-8")))
+  (respond-listing-names
+   req path
+   (loop for n in (sort (handler-case (read-directory dir) (unix-error () '())) #'string<)
+         collect (let ((st (handler-case (stat (concatenate 'string dir "/" n)) (unix-error () nil))))
+                   (if (and st (eq (stat-type st) :directory)) (concatenate 'string n "/") n)))))
 
 ;;; Embedded files (make site: tools/embed-site, c-core/embed)
 
@@ -309,9 +311,24 @@ mtime) for the embedded file PATH, or NIL."
                 (mp:with-lock (*file-cache-lock*)
                   (setf (gethash key *embedded-cache*) e)))))))))
 
+(defun embedded-children (dir)
+  "Returns the names of the entries of the embedded directory DIR (a path ending in /), sorted,
+a subdirectory's ending in /; NIL when no embedded file lies under DIR."
+  (let* ((prefix (map 'simple-base-string #'code-char (utf8-encode dir)))
+         (n (length prefix))
+         (names '()))
+    (dolist (p (embedded-paths))
+      (when (and (> (length p) n) (string= prefix p :end2 n))
+        (let* ((slash (position #\/ p :start n))
+               (name (subseq p n (if slash (1+ slash) (length p)))))
+          (unless (equal name (first names)) ; table order: a directory's files are together
+            (push name names)))))
+    (sort (mapcar (lambda (b) (octets-to-string (map 'octets #'char-code b))) names) #'string<)))
+
 (defun serve-embedded (req vhost path)
   "Answers a GET/HEAD REQ for PATH from the files embedded in the executable: the file, a
-directory's index file, a redirect to add a directory's slash, or 404."
+directory's index file or (with listing) its list of entries, a redirect to add a directory's
+slash, or 404."
   (let* ((charset (vhost-charset vhost))
          (dir-p (char= (char path (1- (length path))) #\/))
          (e (if dir-p nil (embedded-entry path charset))))
@@ -320,8 +337,14 @@ directory's index file, a redirect to add a directory's slash, or 404."
                    thereis (embedded-entry (concatenate 'string dir name) charset))))
       (cond (e (respond-file req e))
             (dir-p (let ((ie (index path)))
-                     (if ie (respond-file req ie) (respond-error req 404))))
-            ((index (concatenate 'string path "/"))
+                     (cond (ie (respond-file req ie))
+                           ((not (vhost-listing vhost)) (respond-error req 404))
+                           (t (let ((names (embedded-children path)))
+                                (if names
+                                    (respond-listing-names req path names)
+                                    (respond-error req 404)))))))
+            ((or (index (concatenate 'string path "/"))
+                 (and (vhost-listing vhost) (embedded-children (concatenate 'string path "/"))))
              (respond-redirect req (let ((q (request-query-string req)))
                                      (format nil "~a/~@[?~a~]" (url-encode-path path) q))
                                :status 301))

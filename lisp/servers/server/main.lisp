@@ -170,7 +170,11 @@ ends the process with status 70; a serving child is then replaced by its parent.
 status 1), with -n checks it and the server's configure function and returns 0 or 1; else
 sets up logging (stderr with --foreground unless the config says `log`), detaches unless
 --foreground, ignores SIGPIPE, writes the pidfile, opens the listeners and runs the server
-under privilege separation (run-privsep).  Returns the exit status."
+under privilege separation (run-privsep).  An executable built with an embedded name (make
+site NAME=PROG) runs under that name: logs, syslog ident, --help and --version.  Returns the
+exit status."
+  (let ((own (embedded-name)))
+    (when own (setf (server-spec-name spec) own)))
   (let* ((name (server-spec-name spec))
          (options (handler-case (parse-command-line spec args)
                     (crow-error (e)

@@ -2,16 +2,21 @@
 # tls.t — crow-httpd on listen-tls with tls-cert/tls-key (a self-signed certificate from
 # tools/mkcert): curl over HTTPS verifying against that certificate gets the Lisp handler, a
 # small file, a 1 MiB file (sendfile path) byte-identical, a range, keep-alive, and a chunked
-# upload; plain HTTP on the other listener still works; a missing key refuses -n.
+# upload; plain HTTP on the other listener still works; a connection refused by admission
+# (max-per-address) on the TLS listener is closed without a plaintext 503 (raw socket, openssl
+# s_client, curl --insecure) while the plain one still gets its 503; a missing key refuses -n.
 # timeout: 300
 import hashlib
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from httpd import HTTPD, ROOT, Server, Tap, free_port, make_root, wait_port  # noqa: E402
+from httpd import HTTPD, ROOT, Server, Tap, exchange, free_port, make_root, wait_port  # noqa: E402
 
 t = Tap()
 d = make_root()
@@ -59,6 +64,45 @@ try:
     r = subprocess.run(["curl", "-s", "-k", "http://127.0.0.1:%d/hello" % tport], capture_output=True, timeout=30)
     t.ok(b"hello\n" != r.stdout, "plain HTTP on the TLS port is not answered as HTTP")
 finally:
+    status, log = srv.stop()
+t.eq(status, 0, "crow-httpd stops with status 0")
+# Admission refusals on a TLS listener: no plaintext 503 inside TLS, a clean close instead.
+srv = Server(root, extra=extra + "max-per-address 1\n")
+held = None
+try:
+    t.ok(srv.up and wait_port("127.0.0.1", tport, 30, srv.proc), "crow-httpd with max-per-address 1 on TLS")
+    ctx = ssl.create_default_context(cafile=cafile)
+    held = ctx.wrap_socket(socket.create_connection(("127.0.0.1", tport), timeout=10), server_hostname="localhost")
+    held.sendall(b"GET /hello HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    got = b""
+    while not got.endswith(b"hello\n"):
+        x = held.recv(4096)
+        if not x:
+            break
+        got += x
+    t.ok(got.startswith(b"HTTP/1.1 200"), "one TLS connection admitted and answered", got[:60])
+    out, closed = exchange(tport, b"\x16\x03\x01\x00\x05hello", timeout=5)
+    t.ok(out == b"" and closed, "a refused TLS connection is closed without a byte (no plaintext 503)", out[:80])
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % tport, "-servername", "localhost"],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    both = r.stdout + r.stderr
+    t.ok(b"503" not in both and (r.returncode != 0 or b"Cipher is (NONE)" in both),
+         "openssl s_client: the handshake fails cleanly, no 503 text", both[-400:])
+    r = subprocess.run(["curl", "-s", "--insecure", "-o", "-", "-w", "%{http_code}",
+                        "https://127.0.0.1:%d/hello" % tport], capture_output=True, timeout=30)
+    t.ok(r.returncode in (35, 56) and r.stdout == b"000", "curl --insecure: a TLS connect error (%d), no response" % r.returncode,
+         r.stdout + r.stderr)
+    out, closed = exchange(srv.port, b"GET /hello HTTP/1.1\r\nHost: a.test\r\n\r\n", timeout=5)
+    t.ok(out.startswith(b"HTTP/1.1 503"), "the plain listener still answers 503 in plaintext", out[:60])
+    held.close()
+    held = None
+    time.sleep(0.3)
+    r = subprocess.run(["curl", "-s", "--insecure", "https://127.0.0.1:%d/hello" % tport, "-H", "Host: a.test"],
+                       capture_output=True, timeout=30)
+    t.eq(r.stdout, b"hello\n", "once the held connection closes, TLS is admitted again")
+finally:
+    if held:
+        held.close()
     status, log = srv.stop()
 t.eq(status, 0, "crow-httpd stops with status 0")
 conf = os.path.join(d, "bad.conf")
