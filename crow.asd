@@ -164,11 +164,29 @@ pre-forked, chrooted, unprivileged children."
                (:file "response")
                (:file "session")))
 
+(defsystem "crow/mailweb"
+  :description "crow.mailweb: the mail web interface at /mail/ (filters, usage, administration)."
+  :version "0.1.0"
+  :pathname "lisp/web/mail/"
+  :depends-on ("crow/web" "cl-ppcre")
+  :serial t
+  :components ((:file "package")
+               (:file "specials")
+               (:file "validate")
+               (:file "db")
+               (:file "pq-glue")
+               (:file "auth")
+               (:file "layout")
+               (:file "forms")
+               (:file "user")
+               (:file "admin")
+               (:file "app")))
+
 (defsystem "crow/site"
   :description "crow.site: crow's own web site, served by crow-httpd (make run)."
   :version "0.1.0"
   :pathname "lisp/web/site/"
-  :depends-on ("crow/web")
+  :depends-on ("crow/web" "crow/mailweb")
   :serial t
   :components ((:file "package")
                (:file "markdown")
@@ -183,7 +201,7 @@ pre-forked, chrooted, unprivileged children."
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/mailweb")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -200,4 +218,5 @@ pre-forked, chrooted, unprivileged children."
                (:file "server-prefork")
                (:file "http")
                (:file "web-html")
-               (:file "web-forms")))
+               (:file "web-forms")
+               (:file "mailweb")))
