@@ -36,9 +36,9 @@
        (ignore-errors (finish-output *error-output*))
        (funcall (intern "EXIT-PROCESS" "CROW.UNIX") (if (integerp status) status 0)))))
 
-(defun build-one (name &key system entry objects)
+(defun build-one (name &key system entry objects libs)
   "Builds build/bin/NAME from SYSTEM with ENTRY; OBJECTS (file names) are linked before the
-C core (make site's generated embedded-files object)."
+C core (make site's generated embedded-files object), LIBS (\"-lpq\" ...) after it."
   (let* ((out (root (format nil "build/bin/~a" name)))
          (core (namestring (root "build/libcrowcore.a"))))
     (format t "~&;;; build.lisp: ~a (~a)~%" name system)
@@ -48,7 +48,8 @@ C core (make site's generated embedded-files object)."
       (ensure-directories-exist out)
       (c:build-program (namestring out)
                        :lisp-files (list (namestring lib))
-                       :ld-flags (append objects (list core "-lssl" "-lcrypto" "-lpthread" "-lm"))
+                       :ld-flags (append objects (list core) libs
+                                         (list "-lssl" "-lcrypto" "-lpthread" "-lm"))
                        :epilogue-code (entry-form entry)))
     (unless (probe-file out)
       (error "build.lisp: ~a was not produced" out))))

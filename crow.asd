@@ -66,7 +66,18 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "evhttp")
                (:file "sess")
                (:file "digest")
-               (:file "embed")))
+               (:file "embed")
+               (:file "maildata")))
+
+(defsystem "crow/pq"
+  :description "crow.unix's libpq binding (PostgreSQL client), apart so only the programs that
+use it link -lpq."
+  :version "0.1.0"
+  :pathname "ecl-unix/"
+  :depends-on ("crow/unix")
+  ;; A live image needs libpq's symbols before loading the compiled file.
+  :perform (prepare-op :before (o c) (ffi:load-foreign-library "libpq.so.5"))
+  :components ((:file "pq")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
