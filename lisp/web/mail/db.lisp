@@ -15,11 +15,37 @@
 (define-condition db-unavailable (db-error) ()
   (:documentation "No database: none configured, or it cannot be reached."))
 
+(defun resolve-conninfo-host (info base)
+  "Returns the conninfo string INFO with a relative socket directory in host=DIR (one starting
+with . or holding a /, so not a host name) made absolute against the directory BASE, as every
+relative path in a config resolves against the config file's directory.  Can't fail."
+  (let* ((start (search "host=" info))
+         (start (and start (or (zerop start) (member (char info (1- start)) '(#\Space #\Tab)))
+                     (+ start 5)))
+         (end (and start (or (position-if (lambda (c) (member c '(#\Space #\Tab))) info :start start)
+                             (length info))))
+         (host (and start (subseq info start end))))
+    (if (and host base (plusp (length host)) (not (find (char host 0) "/'"))
+             (or (char= (char host 0) #\.) (find #\/ host)))
+        (concatenate 'string (subseq info 0 start)
+                     (string-right-trim "/" base) "/" host
+                     (subseq info end))
+        info)))
+
 (defun conninfo ()
   "Returns the conninfo string of the mail database (*conninfo*, else crow-httpd's
-mail-conninfo key), or NIL."
+mail-conninfo key, its relative socket directory resolved against the config file's), or NIL."
   (or *conninfo*
-      (and *config* (config-value *config* :mail-conninfo))))
+      (let ((info (and *config* (config-value *config* :mail-conninfo))))
+        (and info
+             (resolve-conninfo-host
+              info (let ((path (and crow.server::*config-path* (namestring crow.server::*config-path*))))
+                     (and path
+                          (let* ((path (if (char= (char path 0) #\/)
+                                           path
+                                           (concatenate 'string (getcwd) "/" path)))
+                                 (slash (position #\/ path :from-end t)))
+                            (subseq path 0 (1+ slash))))))))))
 
 (defvar *idle* '() "Idle connections, each (CONNINFO . CONNECTION).")
 (defvar *idle-lock* (mp:make-lock :name "crow.mailweb db pool"))
@@ -55,7 +81,7 @@ db-unavailable when no database is configured or reachable, db-error for a faile
           (unwind-protect
                (multiple-value-prog1 (let ((*db* conn)) (funcall fn))
                  (setf ok t))
-            (if (or ok (pq-usable-p conn))
+            (if (or ok (pq-connection-ok-p conn))
                 (%give-back info conn)
                 (ignore-errors (pq-finish conn))))))))
 
@@ -73,9 +99,14 @@ db-unavailable when no database is configured or reachable, db-error for a faile
 (defun query (sql &rest params)
   "Runs SQL with PARAMS ($1, $2 ...: strings, integers, NIL for NULL, T / :false for booleans)
 and returns its rows, each a list of column values as strings (NIL for NULL).  Signals
-db-error."
+db-error with the SQLSTATE when the server refuses the statement, db-unavailable when the
+connection fails."
   (with-db ()
-    (pq-rows *db* sql (mapcar #'%param params))))
+    (handler-case (apply #'pq-rows *db* sql (mapcar #'%param params))
+      (pq-error (e)
+        (error (if (pq-error-sqlstate e) 'db-error 'db-unavailable)
+               :sqlstate (pq-error-sqlstate e)
+               :message (string-right-trim '(#\Newline #\Space) (pq-error-message e)))))))
 
 (defun query-row (sql &rest params)
   "The first row of (query SQL PARAMS...), or NIL."
