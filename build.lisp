@@ -18,7 +18,7 @@
     (program "crow-hello" :system "crow/hello" :entry "CROW.HELLO:MAIN")
     (program "crow-appserv" :system "crow/appserv" :entry "CROW.APPSERV:MAIN")
     (program "mmspawnd" :system "crow/spawn" :entry "CROW.SPAWN:MAIN")
-    (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN")))
+    (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN" :libs ("-lpq"))))
 
 (defun entry-form (entry)
   (let* ((colon (position #\: entry))
@@ -60,7 +60,7 @@ C core (make site's generated embedded-files object), LIBS (\"-lpq\" ...) after 
       ;; (make site, mk/embed.mk)
       (when (equal (first only) "--site")
         (destructuring-bind (name &rest objects) (rest only)
-          (build-one name :system "crow/site" :entry "CROW.HTTP:MAIN"
+          (build-one name :system "crow/site" :entry "CROW.HTTP:MAIN" :libs '("-lpq")
                           :objects (mapcar (lambda (o) (namestring (truename o))) objects))
           (ext:quit 0)))
       (dolist (p *programs*)

@@ -179,13 +179,12 @@ pre-forked, chrooted, unprivileged children."
   :description "crow.mailweb: the mail web interface at /mail/ (filters, usage, administration)."
   :version "0.1.0"
   :pathname "lisp/web/mail/"
-  :depends-on ("crow/web" "cl-ppcre")
+  :depends-on ("crow/web" "crow/pq" "cl-ppcre")
   :serial t
   :components ((:file "package")
                (:file "specials")
                (:file "validate")
                (:file "db")
-               (:file "pq-glue")
                (:file "auth")
                (:file "layout")
                (:file "forms")
