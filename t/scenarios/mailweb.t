@@ -221,7 +221,7 @@ def main():
         s, url, page, _ = login(b, "bob@example.org", "bob pass ü")
         t.ok(s == 200 and 'id="who">bob@example.org<' in page, "bob logs in with the password set by the admin", (s, url))
         bid = sql("SELECT id FROM users WHERE name = 'bob'")
-        s, url, page, _ = a.post("/mail/admin/users/password", {"csrf": atok, "user": bid, "password": "newpass9"})
+        s, url, page, _ = a.post("/mail/admin/users/password", {"csrf": atok, "pw_user": bid, "new_password": "newpass9"})
         t.ok(s == 200 and "The password was set." in page, "the admin sets bob's password")
         s, url, page, _ = login(Client(base), "bob@example.org", "newpass9")
         t.ok('id="who">bob@example.org<' in page, "bob logs in with the new one")

@@ -87,8 +87,9 @@
   :extra-fn (lambda () (password-form-html)))
 
 (defparameter +password-specs+
-  `(("user" "User" :integer :required t :input :select :choices user-choices)
-    ("password" "New password" :password :required t :max 1024 :input :password)))
+  `(("pw_user" "User" :integer :required t :input :select :choices user-choices)
+    ("new_password" "New password" :password :required t :max 1024 :input :password
+     :hint ,(format nil "at least ~d characters" *min-password*))))
 
 (defun password-form-html ()
   (html-string ()
@@ -104,7 +105,7 @@
     (if errors
         (resource-page (find-resource "users") :status 400)
         (let ((done (query "UPDATE users SET password_hash = $2 WHERE id = $1 RETURNING name"
-                           (form-get clean "user") (crypt-hash (form-get clean "password")))))
+                           (form-get clean "pw_user") (crypt-hash (form-get clean "new_password")))))
           (set-notice (if done "The password was set." "No such user."))
           (redirect (ctx-req *ctx*) (url "/admin/users") :status 303)))))
 

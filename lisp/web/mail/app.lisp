@@ -28,7 +28,7 @@
       (cond
         ((string= sub "/login") (if post (login-post) (login-page)))
         ((string= sub "/logout") (if post (logout-post) (redirect (ctx-req *ctx*) (url "/") :status 303)))
-        ((null user) (if post (need-login) (need-login)))
+        ((null user) (need-login))
         ((string= sub "/") (if post (not-found) (home-page)))
         ((string= sub "/filters") (if post (filter-add-post) (redirect (ctx-req *ctx*) (url "/"))))
         ((string= sub "/filters/delete") (if post (filter-delete-post) (redirect (ctx-req *ctx*) (url "/"))))
