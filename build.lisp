@@ -48,7 +48,7 @@ C core (make site's generated embedded-files object)."
       (ensure-directories-exist out)
       (c:build-program (namestring out)
                        :lisp-files (list (namestring lib))
-                       :ld-flags (append objects (list core "-lssl" "-lcrypto" "-lpthread" "-lm"))
+                       :ld-flags (append objects (list core "-lssl" "-lcrypto" "-lcrypt" "-lpthread" "-lm"))
                        :epilogue-code (entry-form entry)))
     (unless (probe-file out)
       (error "build.lisp: ~a was not produced" out))))
