@@ -49,7 +49,7 @@ C core (make site's generated embedded-files object), LIBS (\"-lpq\" ...) after 
       (c:build-program (namestring out)
                        :lisp-files (list (namestring lib))
                        :ld-flags (append objects (list core) libs
-                                         (list "-lssl" "-lcrypto" "-lpthread" "-lm"))
+                                         (list "-lssl" "-lcrypto" "-lcrypt" "-lpthread" "-lm"))
                        :epilogue-code (entry-form entry)))
     (unless (probe-file out)
       (error "build.lisp: ~a was not produced" out))))

@@ -66,6 +66,8 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "evhttp")
                (:file "sess")
                (:file "digest")
+               (:file "crypt")
+               (:file "ftpdata")
                (:file "embed")
                (:file "maildata")))
 
@@ -222,6 +224,7 @@ pre-forked, chrooted, unprivileged children."
                (:file "unix-utf8")
                (:file "unix-sess")
                (:file "unix-admit")
+               (:file "unix-crypt")
                (:file "server-config")
                (:file "server-session")
                (:file "server-listen")
