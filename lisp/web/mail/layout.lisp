@@ -17,8 +17,8 @@ table.grid form{margin:0;padding:0;border:0;background:none}
 form.edit{background:#fff;border:1px solid #ccc;padding:.7em;margin:.7em 0;max-width:40em}
 .field label{display:inline-block;width:11em}
 .field.bad input,.field.bad select{border:2px solid #b00020}
-.error{color:#b00020;display:block;margin-left:11em;font-size:.9em}
-.hint{color:#666;display:block;margin-left:11em;font-size:.85em}
+.error{color:#b00020;display:block;margin-left:11rem;font-size:.9em}
+.hint{color:#666;display:block;margin-left:11rem;font-size:.85em}
 .errors{background:#fde;border:1px solid #b00020;padding:.3em 1em;margin:.7em 0}
 .notice{background:#e6f4ea;border:1px solid #2e7d32;padding:.5em 1em;margin:.7em 0}
 .bar{display:inline-block;width:10em;height:.8em;background:#ddd;vertical-align:middle}
