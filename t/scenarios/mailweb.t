@@ -306,5 +306,8 @@ def main():
 
 try:
     main()
+except Exception:
+    import traceback
+    t.ok(False, "the scenario ran to its end", traceback.format_exc())
 finally:
     t.done()
