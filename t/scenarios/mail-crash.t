@@ -83,13 +83,28 @@ try:
     # kill -9 once a few hundred are in
     while len(acked) < 300 and time.time() < deadline:
         time.sleep(0.01)
-    m.kill9("mmsmtpd")
+    kids = m.kill9("mmsmtpd")
     killed_at = len(acked)
+    # plant what a crash at the worst moments leaves: a half-written temporary file, a linked
+    # file whose row never committed, and (never made by mmsmtpd's order, but recovered too) a
+    # row whose file is gone
+    open(os.path.join(m.spool, "tmp", "planted.tmp"), "wb").write(b"half")
+    open(os.path.join(m.spool, "msg", "00", "planted.orphan"), "wb").write(b"no row")
+    m.sql("INSERT INTO messages (mailbox_id, size, file, uidl) SELECT id, 1, 'msg/01/planted.norow', "
+          "'planted.norow' FROM mailboxes WHERE name = 'INBOX' LIMIT 1")
     time.sleep(0.5)
     m.start("mmsmtpd")
+    t.ok(not os.path.exists(os.path.join(m.spool, "tmp", "planted.tmp")) and
+         not os.path.exists(os.path.join(m.spool, "msg", "00", "planted.orphan")) and
+         m.sql("SELECT count(*) FROM messages WHERE uidl = 'planted.norow'") == "0",
+         "start-up recovery removed the planted temporary file, orphan file and orphan row")
     for th in threads:
         th.join(max(1, deadline - time.time()))
-    t.ok(killed_at >= 300, "killed mmsmtpd with SIGKILL after %d acknowledged messages" % killed_at)
+    t.ok(killed_at >= 300 and kids, "killed mmsmtpd (serving process %s and parent) with SIGKILL after %d "
+         "acknowledged messages" % (kids, killed_at))
+    for l in m.log("mmsmtpd").splitlines():
+        if "recovery" in l:
+            print("# " + l)
     t.ok(len(acked) == TOTAL, "all %d messages acknowledged in the end (%d)" % (TOTAL, len(acked)))
     rows = int(m.sql("SELECT count(*) FROM messages"))
     files = sum(len(fs) for d, _, fs in os.walk(os.path.join(m.spool, "msg")))

@@ -85,7 +85,9 @@ try:
     got = [strip_received(retr(p, i + 1)) for i in range(3)]
     t.eq(got[0], sent[0], "RETR 1 (8BITMIME, dot lines) is byte-identical")
     t.eq(got[1], sent[1], "RETR 2 (SMTPUTF8) is byte-identical")
-    t.eq(got[2].replace(b"\r\n", b"\n"), sent[2].replace(b"\r\n", b"\n"), "RETR 3 (swaks) is identical")
+    # swaks --data ends DATA with CRLF "." CRLF after the message's own last line end, so the
+    # message it sends has one more empty line than its input
+    t.eq(got[2], sent[2] + b"\r\n", "RETR 3 (swaks) is byte-identical to what swaks sent")
     raw1 = retr(p, 1)
     t.ok(raw1.startswith(b"Received: from client.example ([127.0.0.1])") and b"for <demo@crow.test>" in raw1,
          "Received: names the HELO, address and recipient", raw1[:200])
@@ -127,6 +129,7 @@ try:
     # --- DELE then a dropped connection deletes nothing; DELE then QUIT deletes
     p = pop()
     p.dele(1)
+    p.sock.shutdown(socket.SHUT_RDWR)     # dropped without QUIT (poplib's file keeps the fd)
     p.sock.close()
     time.sleep(0.5)
     p = pop()

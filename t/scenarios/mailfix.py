@@ -61,13 +61,26 @@ class Mail:
         extra = self.smtp_extra if name == "mmsmtpd" else self.pop3_extra
         path = self.conf(name, port, extra)
         log = open(os.path.join(self.tmp, name + ".log"), "a+")
+        before = self.log_text(log).count("serving (process")
         p = subprocess.Popen([os.path.join(BIN, name), "--foreground", "-f", path],
                              stdout=log, stderr=subprocess.STDOUT)
         self.procs[name] = p
         self.logs[name] = log
         if not wait_port("127.0.0.1", port, 60, p):
             raise RuntimeError("%s did not start: %s" % (name, self.log(name)))
+        # The parent listens first; the serving child (store recovery) says when it serves.
+        deadline = time.time() + 60
+        while self.log_text(log).count("serving (process") <= before and time.time() < deadline:
+            if p.poll() is not None:
+                raise RuntimeError("%s ended: %s" % (name, self.log(name)))
+            time.sleep(0.05)
         return p
+
+    @staticmethod
+    def log_text(log):
+        log.flush()
+        with open(log.name) as f:
+            return f.read()
 
     def stop(self, name):
         p = self.procs.pop(name, None)
@@ -75,9 +88,22 @@ class Mail:
             stop(p)
 
     def kill9(self, name):
+        """SIGKILL to the serving child(ren) and the parent at once: a crash, no drain."""
         p = self.procs.pop(name)
+        kids = []
+        try:
+            with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+        for k in kids:
+            try:
+                os.kill(k, 9)
+            except OSError:
+                pass
         p.kill()
         p.wait(10)
+        return kids
 
     def log(self, name):
         log = self.logs.get(name)
