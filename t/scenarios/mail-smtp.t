@@ -20,7 +20,7 @@ from mailfix import Line, Mail
 
 t = Tap()
 m = Mail("smtp", smtp_conf="greet-pause 400ms\nmax-message-size 64K\nmax-recipients 3\n"
-                           "max-header-length 2K\nmax-hops 10\nfilter-cache 0\n")
+                           "max-header-length 2K\nmax-hops 10\nfilter-cache 0\nrecipient-cache 0\n")
 
 
 def swaks(*args, port=None):

@@ -36,6 +36,7 @@ the store cannot be opened."
                     (log-warn "store: ~a" e)
                     (return-from serve-with 1)))))
     (setf *store* store *config* config *tls* (context-state context))
+    (load-settings config)
     (when recover
       (handler-case (recover-store store)
         ((or pq-error unix-error) (e)

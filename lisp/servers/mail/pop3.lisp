@@ -14,7 +14,7 @@
   (messages #())                        ; vector of (id size uidl file), numbered from 1
   (deleted nil))                        ; bit vector
 
-(defun %pcfg (p key) (config-value (pop3-config p) key))
+(defun %pcfg (p key) (declare (ignore p)) (settings-value key))
 
 (defun pok (p fmt &rest args)
   (session-write (pop3-session p) (format nil "+OK ~?~c~c" fmt args #\Return #\Newline)))

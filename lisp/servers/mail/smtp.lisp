@@ -20,7 +20,10 @@
 (defstruct (rcpt (:constructor make-rcpt (address domain mailboxes discard)))
   address domain mailboxes discard)
 
-(defun %cfg (s key) (config-value (smtp-config s) key))
+(defun %cfg (s key)
+  "Returns config KEY for session S from the settings read once per serving process."
+  (declare (ignore s))
+  (settings-value key))
 
 (defun reply (s code text &rest args)
   "Writes one reply line CODE TEXT (a format control with ARGS)."
@@ -289,7 +292,7 @@ an address literal [1.2.3.4] / [IPv6:...]."
           (t
            (handler-case
                (with-store-connection (c)
-                 (let ((boxes (resolve-address c domain local)))
+                 (let ((boxes (resolve-address-cached c domain local (%cfg s :recipient-cache))))
                    (cond
                      ((null boxes)
                       (if (local-domain-p c domain)
@@ -395,7 +398,7 @@ an address literal [1.2.3.4] / [IPv6:...]."
                              (and (eq action :tag)
                                   (list (format nil "X-Crow-Tag: ~a~c~c" tag #\Return #\Newline)))
                              (list data)))
-              (parts (mapcar (lambda (p) (if (stringp p) (%octets p) p)) parts))
+              (parts (mapcar (lambda (p) (if (stringp p) (%wire p) p)) parts))
               (size (reduce #'+ parts :key #'length)))
          (if (null boxes)
              (reply s 250 "2.0.0 Ok (discarded)")
@@ -406,7 +409,9 @@ an address literal [1.2.3.4] / [IPv6:...]."
                  (log-warn "smtp: store: ~a" e)
                  (reply s 451 "4.3.0 Temporary failure storing the message, try again later")))))))))
 
-(defun %octets (string)
+(defun %wire (string)
+  "STRING as bytes for the wire or a file: a simple base-string when it is ASCII (C writes its
+bytes directly), else its UTF-8 octets."
   (if (every (lambda (c) (< (char-code c) 128)) string)
-      (map 'octets #'char-code string)
+      (coerce string 'simple-base-string)
       (utf8-encode string)))

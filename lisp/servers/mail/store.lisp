@@ -104,6 +104,31 @@ unknown.  Signals pq-error."
                         :used-bytes (int 4) :used-messages (int 5)
                         :filters (equal (svref row 6) "t") :address (svref row 7)))))
 
+;;; A short-lived cache of resolutions (like Postfix's address resolver caches): only
+;;; mailboxes without limits are cached, so a full mailbox is never accepted from the cache; a
+;;; change in the database (a new alias, an envelope filter) shows after at most the TTL.
+
+(defvar *resolve-cache* (make-hash-table :test 'equal))
+(defvar *resolve-lock* (mp:make-lock :name "crow.mail resolve cache"))
+
+(defun resolve-address-cached (conn domain local ttl-ms)
+  "resolve-address through a cache of TTL-MS (0: no cache).  Signals pq-error."
+  (if (<= ttl-ms 0)
+      (resolve-address conn domain local)
+      (let* ((key (concatenate 'string (string-downcase local) "@" domain))
+             (now (get-internal-real-time))
+             (hit (mp:with-lock (*resolve-lock*) (gethash key *resolve-cache*))))
+        (if (and hit (< (- now (car hit)) (* ttl-ms (/ internal-time-units-per-second 1000))))
+            (cdr hit)
+            (let ((boxes (resolve-address conn domain local)))
+              (when (and boxes (every (lambda (b) (and (null (getf b :max-bytes))
+                                                       (null (getf b :max-messages))))
+                                      boxes))
+                (mp:with-lock (*resolve-lock*)
+                  (when (> (hash-table-count *resolve-cache*) 10000) (clrhash *resolve-cache*))
+                  (setf (gethash key *resolve-cache*) (cons now boxes))))
+              boxes)))))
+
 (defun local-domain-p (conn domain)
   "Returns true when DOMAIN is one of the store's domains.  Signals pq-error."
   (and (pq-value conn "SELECT 1 FROM domains WHERE name = lower($1)" domain) t))
