@@ -18,7 +18,9 @@
     (program "crow-hello" :system "crow/hello" :entry "CROW.HELLO:MAIN")
     (program "crow-appserv" :system "crow/appserv" :entry "CROW.APPSERV:MAIN")
     (program "mmspawnd" :system "crow/spawn" :entry "CROW.SPAWN:MAIN")
-    (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN" :libs ("-lpq"))))
+    (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN" :libs ("-lpq"))
+    (program "mmsmtpd" :system "crow/mail" :entry "CROW.MAIL:SMTP-MAIN" :libs ("-lpq" "-lcrypt"))
+    (program "mmpop3d" :system "crow/mail" :entry "CROW.MAIL:POP3-MAIN" :libs ("-lpq" "-lcrypt"))))
 
 (defun entry-form (entry)
   (let* ((colon (position #\: entry))

@@ -164,6 +164,22 @@ pre-forked, chrooted, unprivileged children."
                (:file "server")
                (:file "main")))
 
+(defsystem "crow/mail"
+  :description "mmsmtpd and mmpop3d: SMTP and POP3 over a PostgreSQL + message-file store."
+  :version "0.1.0"
+  :pathname "lisp/servers/mail/"
+  :depends-on ("crow/unix" "crow/pq" "crow/server" "cl-ppcre")
+  ;; pop3.lisp's interim crypt(3) call: a live image needs libcrypt before loading it.
+  :perform (prepare-op :before (o c) (ffi:load-foreign-library "libcrypt.so.1"))
+  :serial t
+  :components ((:file "package")
+               (:file "specials")
+               (:file "store")
+               (:file "filters")
+               (:file "smtp")
+               (:file "pop3")
+               (:file "main")))
+
 (defsystem "crow/web"
   :description "crow.web: compile-time HTML templates, http-let, cookies and sessions."
   :version "0.1.0"
