@@ -45,7 +45,7 @@
 (test check-patterns-and-numbers
   (is (string= "*@spam.example" (ok-value "*@SPAM.example" :address-pattern)))
   (is (string= "" (or (ok-value "" :address-pattern) "")) "empty: any")
-  (is (string= "<>" (ok-value "<>" :address-pattern)))
+  (is (bad-value "<>" :address-pattern) "<> is not a glob mmsmtpd matches; empty or * is")
   (is (bad-value "a@b@c" :address-pattern))
   (is (bad-value "spam example" :address-pattern))
   (is (string= "^viagra" (ok-value "^viagra" :regex)))

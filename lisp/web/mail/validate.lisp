@@ -40,10 +40,11 @@ last or doubled.  Can't fail."
     (and at (local-part-p (subseq s 0 at)) (domain-name-p (subseq s (1+ at))))))
 
 (defun address-pattern-p (s)
-  "True when S is an envelope address pattern: address characters with * (any run) and ?
-\(one character) wildcards, or empty for the null sender <>, at most 255 characters."
+  "True when S is an envelope address pattern as mmsmtpd matches them (crow.mail's
+glob-match-p): address characters with * (any run) and ? (one character) wildcards, at
+most one @, at most 255 characters.  (Empty, like *, matches any address, <> too.)"
   (and (<= (length s) 255)
-       (every (lambda (c) (or (%local-char-p c) (find c "@*?<>"))) s)
+       (every (lambda (c) (or (%local-char-p c) (find c "@*?"))) s)
        (<= (count #\@ s) 1)))
 
 (defun regex-error (s)
