@@ -183,6 +183,25 @@ def main():
         t.ok(s == 200 and "The filter was deleted." in page, "deleting with the token works")
         t.eq(sql("SELECT count(*) FROM envelope_filters WHERE id = %s" % fid), "0", "the filter is gone")
 
+        s, url, page, _ = c.post("/mail/password", {"csrf": tok, "current": "nope", "password1": "demo2pass",
+                                                    "password2": "demo2pass"})
+        t.ok(s == 400 and field_error(page, "current") == "Wrong password.", "own password: a wrong current one is said",
+             (s, field_error(page, "current")))
+        s, url, page, _ = c.post("/mail/password", {"csrf": tok, "current": "demo", "password1": "demo2pass",
+                                                    "password2": "demo2past"})
+        t.eq(field_error(page, "password2"), "Does not match the new password.", "own password: a mismatch is said")
+        t.ok(sql("SELECT password_hash FROM users WHERE name = 'demo'").startswith("$6$crowdemo0$"),
+             "the stored hash did not change meanwhile")
+        s, url, page, _ = c.post("/mail/password", {"csrf": tok, "current": "demo", "password1": "demo2pass",
+                                                    "password2": "demo2pass"})
+        t.ok(s == 200 and "Your password was changed." in page, "own password changed")
+        t.ok(sql("SELECT password_hash FROM users WHERE name = 'demo'").startswith("$y$"),
+             "stored as a new yescrypt hash")
+        s, url, page = login(Client(base), "demo", "demo")[:3]
+        t.eq(s, 403, "the old password no longer logs in")
+        s, url, page = login(Client(base), "demo", "demo2pass")[:3]
+        t.ok('id="who">demo@crow.test<' in page, "the new one does")
+
         s, url, page, _ = c.post("/mail/logout", {"csrf": tok})
         t.ok(url.endswith("/mail/login"), "log out -> the login page", url)
         s, url, page, _ = c.get("/mail/")

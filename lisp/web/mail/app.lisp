@@ -31,6 +31,7 @@
         ((null user) (need-login))
         ((string= sub "/") (if post (not-found) (home-page)))
         ((string= sub "/filters") (if post (filter-add-post) (redirect (ctx-req *ctx*) (url "/"))))
+        ((string= sub "/password") (if post (own-password-post) (redirect (ctx-req *ctx*) (url "/"))))
         ((string= sub "/filters/delete") (if post (filter-delete-post) (redirect (ctx-req *ctx*) (url "/"))))
         ((and (>= (length sub) 6) (string= sub "/admin" :end1 6))
          (if (not (getf user :admin))

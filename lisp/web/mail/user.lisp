@@ -70,6 +70,12 @@ mmsmtpd tries them."
     ("priority" "Priority" :integer :min-value 0 :max-value 1000000 :default "100"
      :hint "lower numbers are tried first; the first match decides")))
 
+(defparameter +own-password-specs+
+  `(("current" "Current password" :password :required t :max 1024 :input :password)
+    ("password1" "New password" :password :required t :max 1024 :input :password
+     :hint ,(format nil "at least ~d characters" *min-password*))
+    ("password2" "New password again" :password :required t :max 1024 :input :password)))
+
 (defun home-page (&key (status 200))
   (let* ((user (session-user))
          (boxes (user-mailboxes (getf user :id)))
@@ -105,7 +111,35 @@ mmsmtpd tries them."
       (:form :method "post" :action (url "/filters") :class "edit" :id "filter-form"
         (:call csrf-field)
         (:call form-fields +filter-specs+)
-        (:p (:button :type "submit" :id "filter-submit" "Add the filter"))))))
+        (:p (:button :type "submit" :id "filter-submit" "Add the filter")))
+      (:h2 "Change your password")
+      (:p "The same password serves here and for POP3.")
+      (:form :method "post" :action (url "/password") :class "edit" :id "own-password-form"
+        (:call csrf-field)
+        (:call form-fields +own-password-specs+)
+        (:p (:button :type "submit" :id "own-password-submit" "Change the password"))))))
+
+(defun own-password-post ()
+  (let ((user (session-user)))
+    (multiple-value-bind (clean errors raw) (read-form +own-password-specs+)
+      (setf (ctx-values *ctx*) raw)
+      (when (and (null errors)
+                 (string/= (form-get clean "password1") (form-get clean "password2")))
+        (setf errors (list (cons "password2" "Does not match the new password."))))
+      (when (and (null errors)
+                 (not (crypt-verify (form-get clean "current")
+                                    (or (query-value "SELECT password_hash FROM users WHERE id = $1"
+                                                     (getf user :id))
+                                        ""))))
+        (setf errors (list (cons "current" "Wrong password."))))
+      (if errors
+          (progn (setf (ctx-errors *ctx*) errors) (home-page :status 400))
+          (progn
+            (query "UPDATE users SET password_hash = $2 WHERE id = $1"
+                   (getf user :id) (crypt-hash (form-get clean "password1")))
+            (log-info "mail web: ~a changed their password" (user-login user))
+            (set-notice "Your password was changed.")
+            (redirect (ctx-req *ctx*) (url "/") :status 303))))))
 
 (defun filter-add-post ()
   (let ((user (session-user)))
