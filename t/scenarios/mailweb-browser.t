@@ -131,6 +131,17 @@ def main():
         t.ok(r.returncode != 0 and re.search(r"<\*\* *550", r.stdout),
              "a Subject matching the administrator's header filter: rejected with 550", r.stdout[-1500:])
         t.eq(stored(), n0 + 1, "nothing more stored")
+
+        # the accepted message shows in demo's mailbox usage
+        import http.cookiejar, urllib.parse, urllib.request
+        jar = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        page = jar.open("http://127.0.0.1:%d/mail/login" % port, timeout=30).read().decode()
+        token = re.search(r'name="csrf" value="([0-9a-f]{64})"', page).group(1)
+        page = jar.open("http://127.0.0.1:%d/mail/login" % port, timeout=30,
+                        data=urllib.parse.urlencode({"csrf": token, "login": "demo", "password": "demo"}).encode()
+                        ).read().decode()
+        counts = re.findall(r'<td class="name">([^<]*)</td><td class="count">(\d+)</td>', page)
+        t.eq(counts, [("INBOX", "%d" % (n0 + 1)), ("work", "0")], "demo's mailbox usage counts the accepted message")
     finally:
         for p in procs:
             stop(p)
