@@ -164,3 +164,15 @@ request made here has no C unit to read the head from)."
 (test template-more-than-nine-values
   (is (string= "<p id=\"1\" class=\"&lt;2\" title=\"3\">1&lt;23456789101112</p>"
                (twelve-values 1 "<2" 3 4 5 6 7 8 9 10 11 12))))
+
+(test conninfo-relative-socket-directory
+  (flet ((r (info base) (crow.mailweb::resolve-conninfo-host info base)))
+    (is (string= "host=/srv/crow/etc/../var/pg/sock user=crow dbname=mail"
+                 (r "host=../var/pg/sock user=crow dbname=mail" "/srv/crow/etc/")))
+    (is (string= "dbname=mail host=/srv/etc/sock/" (r "dbname=mail host=sock/" "/srv/etc")) "a slash: a directory")
+    (is (string= "dbname=mail host=sock/" (r "dbname=mail host=sock/" nil)) "no base: unchanged")
+    (is (string= "host=/run/pg user=x" (r "host=/run/pg user=x" "/srv/etc/")) "absolute: unchanged")
+    (is (string= "host=db.example user=x" (r "host=db.example user=x" "/srv/etc/")) "a host name: unchanged")
+    (is (string= "host=/e/./s" (r "host=./s" "/e/")))
+    (is (string= "xhost=./s" (r "xhost=./s" "/e/")) "only the host keyword")
+    (is (string= "postgresql:///mail" (r "postgresql:///mail" "/e/")) "URIs are left alone")))

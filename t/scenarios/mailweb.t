@@ -289,6 +289,14 @@ def main():
         s, url, page, _ = a.get("/mail/admin/nosuch")
         t.eq(s, 404, "an unknown admin page: 404")
 
+        # -- guessing passwords: after 10 failures from one address in 5 minutes, 429
+        statuses = [login(Client(base), "demo", "guess%d" % i)[0] for i in range(12)]
+        t.ok(statuses[-1] == 429 and 403 in statuses and statuses.index(429) <= 10,
+             "repeated failed logins from one address end in 429", statuses)
+        s, url, page = login(Client(base), "demo", "demo2pass")[:3]
+        t.ok(s == 429 and "Too many failed logins" in (field_error(page, "password") or ""),
+             "then even the right password waits, and the page says why", (s, field_error(page, "password")))
+
         stop(p)
         procs.remove(p)
 

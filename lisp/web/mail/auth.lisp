@@ -102,3 +102,37 @@ planted) holding USER.  Returns the new session."
   "Logs REQ's session out.  Returns NIL."
   (let ((*session-cookie* *cookie*))
     (end-session req :path (%session-path))))
+
+;;; Failed logins per client address: guessing passwords costs a window of waiting.  Kept in
+;;; this process (like the sessions); an answer of 429 does not sleep in the worker thread.
+
+(defvar *failures* (make-hash-table :test 'equal) "Address -> (COUNT . WINDOW-START).")
+(defvar *failures-lock* (mp:make-lock :name "crow.mailweb login failures"))
+
+(defun peer-address (req)
+  "REQ's client address without the port."
+  (let* ((peer (request-peer req))
+         (colon (position #\: peer :from-end t)))
+    (if colon (subseq peer 0 colon) peer)))
+
+(defun login-blocked-p (address)
+  "True when ADDRESS used up its failed logins for the current window."
+  (let ((now (unix-time)))
+    (mp:with-lock (*failures-lock*)
+      (let ((f (gethash address *failures*)))
+        (cond ((null f) nil)
+              ((> now (+ (cdr f) *login-failure-window*)) (remhash address *failures*) nil)
+              (t (>= (car f) *login-failures-allowed*)))))))
+
+(defun note-login-failure (address)
+  "Counts a failed login from ADDRESS.  Returns the count in the current window."
+  (let ((now (unix-time)))
+    (mp:with-lock (*failures-lock*)
+      (when (> (hash-table-count *failures*) 10000)      ; bounded: forget the oldest windows
+        (let ((old '()))
+          (maphash (lambda (k v) (when (> now (+ (cdr v) *login-failure-window*)) (push k old))) *failures*)
+          (dolist (k old) (remhash k *failures*))))
+      (let ((f (gethash address *failures*)))
+        (if (or (null f) (> now (+ (cdr f) *login-failure-window*)))
+            (progn (setf (gethash address *failures*) (cons 1 now)) 1)
+            (incf (car f)))))))

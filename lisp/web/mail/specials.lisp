@@ -12,3 +12,8 @@
 key.  Neither set: /mail/ answers 503.")
 
 (defparameter *min-password* 4 "Shortest password accepted (the demo's is demo).")
+
+(defparameter *login-failures-allowed* 10
+  "Failed logins an address may make within *login-failure-window* seconds; past that its
+logins answer 429 until the window ends.")
+(defparameter *login-failure-window* 300 "Seconds over which failed logins are counted.")

@@ -20,8 +20,15 @@
 (defun login-post ()
   (multiple-value-bind (clean errors raw) (read-form +login-specs+)
     (setf (ctx-values *ctx*) raw)
-    (if errors
-        (progn (setf (ctx-errors *ctx*) errors) (login-page :status 400))
+    (cond
+      ((login-blocked-p (peer-address (ctx-req *ctx*)))
+       (setf (ctx-errors *ctx*)
+             (list (cons "password" (format nil "Too many failed logins from your address: wait ~d minutes and try again."
+                                            (ceiling *login-failure-window* 60)))))
+       (login-page :status 429))
+      (errors
+       (setf (ctx-errors *ctx*) errors) (login-page :status 400))
+      (t
         (multiple-value-bind (user message)
             (authenticate (form-get clean "login") (form-get clean "password"))
           (if user
@@ -30,10 +37,11 @@
                 (log-info "mail web: ~a logged in from ~a" (user-login user) (request-peer req))
                 (redirect req (url (if (getf user :admin) "/admin/" "/")) :status 303))
               (progn
-                (log-warn "mail web: failed login for ~s from ~a" (form-get clean "login")
-                          (request-peer (ctx-req *ctx*)))
+                (log-warn "mail web: failed login for ~s from ~a (~d in this window)" (form-get clean "login")
+                          (request-peer (ctx-req *ctx*))
+                          (note-login-failure (peer-address (ctx-req *ctx*))))
                 (setf (ctx-errors *ctx*) (list (cons "password" message)))
-                (login-page :status 403)))))))
+                (login-page :status 403))))))))
 
 (defun logout-post ()
   (let ((req (ctx-req *ctx*)))
@@ -131,6 +139,7 @@ mmsmtpd tries them."
                                     (or (query-value "SELECT password_hash FROM users WHERE id = $1"
                                                      (getf user :id))
                                         ""))))
+        (note-login-failure (peer-address (ctx-req *ctx*)))
         (setf errors (list (cons "current" "Wrong password."))))
       (if errors
           (progn (setf (ctx-errors *ctx*) errors) (home-page :status 400))
