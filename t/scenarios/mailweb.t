@@ -254,6 +254,34 @@ def main():
         t.eq(sql("SELECT max_bytes, max_messages FROM mailboxes WHERE name = 'lists'"), "5242880|100",
              "with its limits (5M = 5242880 bytes)")
 
+        lid = sql("SELECT id FROM mailboxes WHERE name = 'lists'")
+        s, url, page, _ = a.post("/mail/admin/mailboxes/limits", {"csrf": atok, "mailbox": lid,
+                                                                  "new_max_bytes": "lots", "new_max_messages": ""})
+        t.ok(s == 400 and "Not a size" in (field_error(page, "new_max_bytes") or ""), "limits: a bad size is said beside it")
+        s, url, page, _ = a.post("/mail/admin/mailboxes/limits", {"csrf": atok, "mailbox": lid,
+                                                                  "new_max_bytes": "1G", "new_max_messages": ""})
+        t.ok(s == 200 and "The limits were set." in page, "limits set")
+        t.eq(sql("SELECT max_bytes, max_messages FROM mailboxes WHERE id = %s" % lid), "1073741824|",
+             "1G, and no message limit (NULL)")
+
+        s, _, bpage, _ = b.get("/mail/")
+        t.ok('id="who">bob@example.org<' in bpage, "bob's session is live")
+        s, url, page, _ = a.post("/mail/admin/users/toggle", {"csrf": atok, "id": bid, "column": "name"})
+        t.ok("Nothing to switch." in page, "a column not offered as a switch is refused")
+        s, url, page, _ = a.post("/mail/admin/users/toggle", {"csrf": atok, "id": bid, "column": "active"})
+        t.ok("The Active was switched." in page, "the admin disables bob")
+        t.eq(sql("SELECT active FROM users WHERE id = %s" % bid), "f", "bob is inactive in the database")
+        s, url, page, _ = b.get("/mail/")
+        t.ok(url.endswith("/mail/login"), "bob's open session ends at his next request", url)
+        s, url, page = login(Client(base), "bob@example.org", "newpass9")[:3]
+        t.eq(s, 403, "and he cannot log in")
+        s, url, page, _ = a.post("/mail/admin/users/toggle", {"csrf": atok, "id": bid, "column": "active"})
+        t.eq(sql("SELECT active FROM users WHERE id = %s" % bid), "t", "switched back on")
+        s, url, page, _ = a.post("/mail/admin/users/toggle", {"csrf": atok, "id": sql("SELECT id FROM users WHERE name = 'admin'"),
+                                                              "column": "is_admin"})
+        t.ok("You cannot switch your own account" in page, "the admin cannot demote themself")
+        t.eq(sql("SELECT is_admin FROM users WHERE name = 'admin'"), "t", "still an administrator")
+
         s, url, page, _ = a.post("/mail/admin/aliases", {"csrf": atok, "domain": did, "kind": "regex",
                                                          "pattern": "^sales-(", "target": "bob@example.org"})
         t.ok(s == 400 and "regular expression" in (field_error(page, "pattern") or ""),

@@ -8,7 +8,8 @@
 (defstruct resource
   "One kind of thing the administrator manages at /mail/admin/NAME."
   name title singular intro columns list-fn specs insert-fn delete-fn check-fn conflict
-  extra-fn)
+  extra-fn
+  (toggles '()))            ; (CELL-INDEX . DB-COLUMN): boolean cells with a switch button
 
 (defvar *resources* '() "The resources, in the order of the administration menu.")
 
@@ -57,6 +58,7 @@
   :title "Users" :singular "user"
   :intro "A user logs in here and at POP3 as name@domain; a new user gets the mailbox INBOX."
   :columns '("Address" "Administrator" "Active" "Mailboxes" "Filters")
+  :toggles '((1 . "is_admin") (2 . "active"))
   :list-fn (lambda ()
              (mapcar (lambda (r)
                        (list (first r) (second r) (if (db-true-p (third r)) "yes" "no")
@@ -136,7 +138,38 @@
                (query "INSERT INTO mailboxes (user_id, name, max_bytes, max_messages) VALUES ($1, $2, $3, $4)"
                       (form-get v "user") (form-get v "name") (form-get v "max_bytes")
                       (form-get v "max_messages")))
-  :delete-fn (lambda (id) (query "DELETE FROM mailboxes WHERE id = $1 RETURNING id" id)))
+  :delete-fn (lambda (id) (query "DELETE FROM mailboxes WHERE id = $1 RETURNING id" id))
+  :extra-fn (lambda () (limits-form-html)))
+
+(defun mailbox-choices ()
+  (mapcar (lambda (r) (cons (first r) (second r)))
+          (query "SELECT b.id, u.name || '@' || d.name || ' ' || b.name
+                    FROM mailboxes b JOIN users u ON u.id = b.user_id JOIN domains d ON d.id = u.domain_id
+                   ORDER BY d.name, u.name, b.name")))
+
+(defparameter +limits-specs+
+  `(("mailbox" "Mailbox" :integer :required t :input :select :choices mailbox-choices)
+    ("new_max_bytes" "Size limit" :size :max-value ,(expt 2 62) :hint "empty: none")
+    ("new_max_messages" "Message limit" :integer :min-value 0 :max-value 2000000000 :hint "empty: none")))
+
+(defun limits-form-html ()
+  (html-string ()
+    (:h2 "Set a mailbox's limits")
+    (:form :method "post" :action (url "/admin/mailboxes/limits") :class "edit" :id "limits-form"
+      (:call csrf-field)
+      (:call form-fields +limits-specs+)
+      (:p (:button :type "submit" :id "limits-submit" "Set the limits")))))
+
+(defun limits-post ()
+  (multiple-value-bind (clean errors raw) (read-form +limits-specs+)
+    (setf (ctx-values *ctx*) raw (ctx-errors *ctx*) errors)
+    (if errors
+        (resource-page (find-resource "mailboxes") :status 400)
+        (let ((done (query "UPDATE mailboxes SET max_bytes = $2, max_messages = $3 WHERE id = $1 RETURNING id"
+                           (form-get clean "mailbox") (form-get clean "new_max_bytes")
+                           (form-get clean "new_max_messages"))))
+          (set-notice (if done "The limits were set." "No such mailbox."))
+          (redirect (ctx-req *ctx*) (url "/admin/mailboxes") :status 303)))))
 
 ;;; Aliases
 
@@ -190,6 +223,7 @@
   :title "Header filters" :singular "header filter"
   :intro "A message with a header field whose value matches the regular expression (Perl syntax, case-insensitive) is rejected (550), discarded, or tagged with X-Crow-Tag. Lower priorities are tried first; the first match wins."
   :columns '("Domain" "Header" "Regular expression" "Action" "Tag" "Priority" "Active")
+  :toggles '((6 . "active"))
   :list-fn (lambda ()
              (mapcar (lambda (r)
                        (list (first r) (or (second r) "all domains") (third r) (fourth r) (fifth r)
@@ -230,7 +264,15 @@
              (:tr (:dolist (c (resource-columns r)) (:th c)) (:th ""))
              (:dolist (row rows)
                (:tr :class "row"
-                 (:dolist (cell (rest row)) (:td cell))
+                 (:loop for cell in (rest row) for i from 0
+                        do (:let ((toggle (assoc i (resource-toggles r))))
+                             (:if toggle
+                                  (:td (:form :method "post" :action (resource-path r "/toggle")
+                                         (:call csrf-field)
+                                         (:input :type "hidden" :name "id" :value (first row))
+                                         (:input :type "hidden" :name "column" :value (cdr toggle))
+                                         (:button :type "submit" :class "toggle" :title "Switch" cell)))
+                                  (:td cell))))
                  (:td (:call delete-button (resource-path r "/delete") (first row)
                              (resource-singular r))))))
            (:p :class "empty" "None yet."))
@@ -267,6 +309,25 @@ not one the administrator can fix in the form."
           (log-info "mail web: ~a added a ~a" (user-login (session-user)) (resource-singular r))
           (set-notice (format nil "The ~a was added." (resource-singular r)))
           (redirect (ctx-req *ctx*) (resource-path r) :status 303)))))
+
+(defun resource-toggle-post (r)
+  (let* ((req (ctx-req *ctx*))
+         (id (http-param req "id" :from :post :type :integer))
+         (column (find (http-param req "column" :from :post) (resource-toggles r)
+                       :key #'cdr :test #'equal))
+         (self (and (string= (resource-name r) "users") (eql id (getf (session-user) :id)))))
+    (set-notice
+     (cond ((or (null id) (null column)) "Nothing to switch.")
+           (self "You cannot switch your own account's flags (ask another administrator).")
+           ;; the column comes from the resource's own list, never from the request
+           ((query (format nil "UPDATE ~a SET ~a = NOT ~a WHERE id = $1 RETURNING id"
+                           (substitute #\_ #\- (resource-name r)) (cdr column) (cdr column))
+                   id)
+            (log-info "mail web: ~a switched ~a of ~a ~d" (user-login (session-user)) (cdr column)
+                      (resource-singular r) id)
+            (format nil "The ~a was switched." (nth (car column) (resource-columns r))))
+           (t (format nil "No such ~a (deleted?)." (resource-singular r)))))
+    (redirect req (resource-path r) :status 303)))
 
 (defun resource-delete-post (r)
   (let ((id (http-param (ctx-req *ctx*) "id" :from :post :type :integer)))

@@ -18,9 +18,25 @@
                "This form was refused because it did not carry this session's security token (CSRF check): it may come from another site, or from a page older than your session. Open the page again and resubmit."
                :link (cons (url "/") "Back to your mail")))
 
+(defun refresh-user ()
+  "Re-reads the session's user from the database (an administrator may have disabled,
+deleted or demoted them since the login): updates the session, or logs it out when the user
+is gone or inactive.  Returns the user plist or NIL."
+  (let ((user (session-user)))
+    (when user
+      (let ((row (query-row "SELECT is_admin, active FROM users WHERE id = $1" (getf user :id))))
+        (if (and row (db-true-p (second row)))
+            (let ((admin (db-true-p (first row))))
+              (unless (eq admin (getf user :admin))
+                (setf user (list* :admin admin (loop for (k v) on user by #'cddr
+                                                      unless (eq k :admin) append (list k v)))
+                      (session-value (ctx-session *ctx*) :user) user))
+              user)
+            (progn (setf (session-value (ctx-session *ctx*) :user) nil) nil))))))
+
 (defun %dispatch (method sub)
   "Answers the request for the app path SUB (after the mount point) by METHOD."
-  (let ((user (session-user)) (post (eq method :post)))
+  (let ((user (refresh-user)) (post (eq method :post)))
     (flet ((need-login ()
              (redirect (ctx-req *ctx*) (url "/login") :status 303))
            (not-found () (simple-page 404 "Not found" "There is no such page here."
@@ -45,9 +61,11 @@
                     (r (find-resource name)))
                (cond ((string= rest "") (if post (not-found) (admin-index)))
                      ((and (string= name "users") (equal action "password") post) (password-post))
+                     ((and (string= name "mailboxes") (equal action "limits") post) (limits-post))
                      ((null r) (not-found))
                      ((null action) (if post (resource-add-post r) (resource-page r)))
                      ((and (string= action "delete") post) (resource-delete-post r))
+                     ((and (string= action "toggle") post (resource-toggles r)) (resource-toggle-post r))
                      (t (not-found))))))
         (t (not-found))))))
 
