@@ -145,7 +145,8 @@ request made here has no C unit to read the head from)."
         (is (search "checked" html) "the checkbox stays checked"))
       (let ((summary (html-string () (:call crow.mailweb::error-summary))))
         (is (search "3 fields need a change" summary))
-        (is (search "href=\"#f-priority\"" summary)))))
+        (is (search "href=\"#f-priority\"" summary))
+        (is (search ">Priority</a>: Must be at least 0." summary) "the summary names fields by their labels"))))
   (let ((crow.mailweb::*ctx*
           (crow.mailweb::make-ctx (post-request "sender=*@spam.example&action=reject&password=abcd") nil)))
     (multiple-value-bind (clean errors) (crow.mailweb::read-form +specs+)

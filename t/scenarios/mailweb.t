@@ -117,7 +117,8 @@ def main():
         s, url, page = login(c, "", "")[:3]
         t.ok(s == 400 and field_error(page, "login") == "Required." and field_error(page, "password") == "Required.",
              "empty login form: 400, Required beside both fields", (s, page[-600:]))
-        t.ok('id="errors"' in page and "2 fields need a change" in page, "and a summary of the errors")
+        t.ok('id="errors"' in page and "2 fields need a change" in page and ">Password</a>: Required." in page,
+             "and a summary of the errors, by the fields' labels")
         s, url, page = login(c, "demo", "wrong")[:3]
         t.ok(s == 403 and field_error(page, "password") == "Unknown user or wrong password.",
              "wrong password: 403, said beside the password", (s, field_error(page, "password")))
@@ -228,6 +229,8 @@ def main():
         did = sql("SELECT id FROM domains WHERE name = 'example.org'")
         s, url, page, _ = a.post("/mail/admin/users", {"csrf": atok, "name": "bob", "domain": did, "password": "ab"})
         t.ok(s == 400 and "at least" in (field_error(page, "password") or ""), "short password refused", field_error(page, "password"))
+        s, url, page, _ = a.post("/mail/admin/users", {"csrf": atok, "name": "bob", "domain": "", "password": "bobpass1"})
+        t.eq(field_error(page, "domain"), "Required.", "no domain chosen: Required")
         s, url, page, _ = a.post("/mail/admin/users", {"csrf": atok, "name": "bob", "domain": "999999", "password": "bobpass1"})
         t.eq(field_error(page, "domain"), "Choose one of the listed values.", "unknown domain id refused")
         s, url, page, _ = a.post("/mail/admin/users", {"csrf": atok, "name": "Bob", "domain": did, "password": "bob pass ü"})

@@ -10,8 +10,9 @@
 
 (defstruct (ctx (:constructor make-ctx (req session)))
   "The request being answered: REQ, its SESSION (a crow.web web-session or NIL), and the
-page's ERRORS (an alist FIELD -> message) and VALUES (the submitted form, FIELD -> string)."
-  req session (errors '()) (values '()))
+page's ERRORS (an alist FIELD -> message), VALUES (the submitted form, FIELD -> string) and
+LABELS (FIELD -> its label, for the error summary)."
+  req session (errors '()) (values '()) (labels '()))
 
 (defvar *ctx* nil "The ctx of the request this thread answers.")
 

@@ -21,6 +21,7 @@ CLEAN an alist NAME -> checked value, ERRORS an alist NAME -> message in the spe
 RAW an alist NAME -> submitted string (NIL when absent) for redisplay."
   (let ((clean '()) (errors '()) (raw '()) (req (ctx-req *ctx*)))
     (dolist (s specs)
+      (push (cons (spec-name s) (spec-label s)) (ctx-labels *ctx*))
       (let* ((name (spec-name s))
              (v (http-param req name :from :post))
              (kind (spec-kind s)))
@@ -30,6 +31,7 @@ RAW an alist NAME -> submitted string (NIL when absent) for redisplay."
                 (let ((choices (spec-choices s)))
                   (cond ((and (or (null v) (string= v "")) (not (spec-option s :required)))
                          (values nil nil))
+                        ((or (null v) (string= v "")) (values nil "Required."))
                         ((find v choices :key #'car :test #'equal)
                          (if (eq kind :integer) (check-value v :integer) (values v nil)))
                         (t (values nil "Choose one of the listed values."))))

@@ -73,10 +73,12 @@ footer{margin-top:2em;font-size:.8em;color:#666}")
   (:let ((errors (ctx-errors *ctx*)))
     (:when errors
       (:div :class "errors" :role "alert" :id "errors"
-        (:p (:b "The form was not saved: ") (length errors)
+        (:p (:b "The form was not accepted: ") (length errors)
             (if (= (length errors) 1) " field needs" " fields need") " a change.")
         (:ul (:dolist (e errors)
-               (:li (:a :href (concatenate 'string "#f-" (car e)) (car e)) ": " (cdr e))))))))
+               (:li (:a :href (concatenate 'string "#f-" (car e))
+                      (or (cdr (assoc (car e) (ctx-labels *ctx*) :test #'string=)) (car e)))
+                    ": " (cdr e))))))))
 
 (defmacro mail-page ((title &key (status 200)) &body body)
   "Answers the current request with the app's layout around BODY (a template) titled TITLE."
