@@ -134,7 +134,7 @@ request made here has no C unit to read the head from)."
       (is (null (cdr (assoc "password" raw :test #'string=))) "a password is never kept for redisplay")
       (setf (crow.mailweb::ctx-values crow.mailweb::*ctx*) raw
             (crow.mailweb::ctx-errors crow.mailweb::*ctx*) errors)
-      (let ((html (html-string () (:call crow.mailweb::form-fields +specs+))))
+      (let ((html (html-string () (:call crow.mailweb::render-fields +specs+))))
         (is (search "value=\"a b&lt;c\"" html) "the submitted value is shown again, escaped")
         (is (search "id=\"err-sender\"" html))
         (is (search "id=\"err-priority\"" html))
@@ -177,3 +177,16 @@ request made here has no C unit to read the head from)."
     (is (string= "host=/e/./s" (r "host=./s" "/e/")))
     (is (string= "xhost=./s" (r "xhost=./s" "/e/")) "only the host keyword")
     (is (string= "postgresql:///mail" (r "postgresql:///mail" "/e/")) "URIs are left alone")))
+
+(test no-inherited-function-redefined
+  ;; crow.mailweb uses crow.unix, crow.server, crow.http and crow.web: a defun of one of their
+  ;; names (address-p, peer-address were) silently replaces it for the whole image.
+  (let ((bad '()))
+    (do-symbols (s :crow.mailweb)
+      (when (and (not (eq (symbol-package s) (find-package :crow.mailweb)))
+                 (fboundp s) (not (macro-function s)) (not (special-operator-p s))
+                 (functionp (fdefinition s)))
+        (let ((file (ignore-errors (ext:compiled-function-file (fdefinition s)))))
+          (when (and (stringp file) (search "/lisp/web/mail/" file))
+            (push s bad)))))
+    (is (null bad) "redefined from lisp/web/mail/: ~s" bad)))

@@ -98,7 +98,7 @@
     (:h2 "Set a password")
     (:form :method "post" :action (url "/admin/users/password") :class "edit" :id "password-form"
       (:call csrf-field)
-      (:call form-fields +password-specs+)
+      (:call render-fields +password-specs+)
       (:p (:button :type "submit" :id "password-submit" "Set the password")))))
 
 (defun password-post ()
@@ -157,7 +157,7 @@
     (:h2 "Set a mailbox's limits")
     (:form :method "post" :action (url "/admin/mailboxes/limits") :class "edit" :id "limits-form"
       (:call csrf-field)
-      (:call form-fields +limits-specs+)
+      (:call render-fields +limits-specs+)
       (:p (:button :type "submit" :id "limits-submit" "Set the limits")))))
 
 (defun limits-post ()
@@ -279,7 +279,7 @@
       (:h2 "Add a " (resource-singular r))
       (:form :method "post" :action (resource-path r) :class "edit" :id "add-form"
         (:call csrf-field)
-        (:call form-fields (resource-specs r))
+        (:call render-fields (resource-specs r))
         (:p (:button :type "submit" :id "add-submit" "Add")))
       (:when extra (:raw (funcall extra))))))
 

@@ -110,7 +110,7 @@ planted) holding USER.  Returns the new session."
 (defvar *failures* (make-hash-table :test 'equal) "Address -> (COUNT . WINDOW-START).")
 (defvar *failures-lock* (mp:make-lock :name "crow.mailweb login failures"))
 
-(defun peer-address (req)
+(defun client-address (req)
   "REQ's client address without the port."
   (let* ((peer (request-peer req))
          (colon (position #\: peer :from-end t)))

@@ -47,7 +47,7 @@ RAW an alist NAME -> submitted string (NIL when absent) for redisplay."
   "The checked value of NAME in CLEAN (read-form's first value)."
   (cdr (assoc name clean :test #'string=)))
 
-(define-template form-fields (specs)
+(define-template render-fields (specs)
   (:dolist (s specs)
     (:let ((name (spec-name s)) (label (spec-label s)) (hint (spec-option s :hint))
            (default (spec-option s :default)) (input (spec-option s :input :text)))

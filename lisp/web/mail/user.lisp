@@ -14,14 +14,14 @@
   (mail-page ("Log in" :status status)
     (:form :method "post" :action (url "/login") :class "edit" :id "login-form"
       (:call csrf-field)
-      (:call form-fields +login-specs+)
+      (:call render-fields +login-specs+)
       (:p (:button :type "submit" :id "login-submit" "Log in")))))
 
 (defun login-post ()
   (multiple-value-bind (clean errors raw) (read-form +login-specs+)
     (setf (ctx-values *ctx*) raw)
     (cond
-      ((login-blocked-p (peer-address (ctx-req *ctx*)))
+      ((login-blocked-p (client-address (ctx-req *ctx*)))
        (setf (ctx-errors *ctx*)
              (list (cons "password" (format nil "Too many failed logins from your address: wait ~d minutes and try again."
                                             (ceiling *login-failure-window* 60)))))
@@ -39,7 +39,7 @@
               (progn
                 (log-warn "mail web: failed login for ~s from ~a (~d in this window)" (form-get clean "login")
                           (request-peer (ctx-req *ctx*))
-                          (note-login-failure (peer-address (ctx-req *ctx*))))
+                          (note-login-failure (client-address (ctx-req *ctx*))))
                 (setf (ctx-errors *ctx*) (list (cons "password" message)))
                 (login-page :status 403))))))))
 
@@ -118,13 +118,13 @@ mmsmtpd tries them."
       (:h2 "Add a filter")
       (:form :method "post" :action (url "/filters") :class "edit" :id "filter-form"
         (:call csrf-field)
-        (:call form-fields +filter-specs+)
+        (:call render-fields +filter-specs+)
         (:p (:button :type "submit" :id "filter-submit" "Add the filter")))
       (:h2 "Change your password")
       (:p "The same password serves here and for POP3.")
       (:form :method "post" :action (url "/password") :class "edit" :id "own-password-form"
         (:call csrf-field)
-        (:call form-fields +own-password-specs+)
+        (:call render-fields +own-password-specs+)
         (:p (:button :type "submit" :id "own-password-submit" "Change the password"))))))
 
 (defun own-password-post ()
@@ -139,7 +139,7 @@ mmsmtpd tries them."
                                     (or (query-value "SELECT password_hash FROM users WHERE id = $1"
                                                      (getf user :id))
                                         ""))))
-        (note-login-failure (peer-address (ctx-req *ctx*)))
+        (note-login-failure (client-address (ctx-req *ctx*)))
         (setf errors (list (cons "current" "Wrong password."))))
       (if errors
           (progn (setf (ctx-errors *ctx*) errors) (home-page :status 400))

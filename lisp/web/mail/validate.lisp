@@ -34,7 +34,7 @@ last or doubled.  Can't fail."
        (char/= (char s 0) #\.) (char/= (char s (1- (length s))) #\.)
        (not (search ".." s))))
 
-(defun address-p (s)
+(defun mail-address-p (s)
   "True when S (lowercase) is LOCAL@DOMAIN with a plain local part and a domain name."
   (let ((at (position #\@ s :from-end t)))
     (and at (local-part-p (subseq s 0 at)) (domain-name-p (subseq s (1+ at))))))
@@ -95,7 +95,7 @@ message saying what is wrong.  An empty value is NIL and fine unless REQUIRED.  
                (bad "Not a domain name: letters, digits and hyphens between dots, like example.org."))))
         (:address
          (let ((d (string-downcase s)))
-           (if (address-p d) (values d nil)
+           (if (mail-address-p d) (values d nil)
                (bad "Not a mail address: name@example.org."))))
         (:address-pattern
          (let ((d (string-downcase s)))
