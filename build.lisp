@@ -18,8 +18,10 @@
     (program "crow-hello" :system "crow/hello" :entry "CROW.HELLO:MAIN")
     (program "crow-appserv" :system "crow/appserv" :entry "CROW.APPSERV:MAIN")
     (program "mmspawnd" :system "crow/spawn" :entry "CROW.SPAWN:MAIN")
-    (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN")
-    (program "symbol-game" :system "crow/symbol-game" :entry "CROW.SYMBOL-GAME:MAIN")))
+    (program "symbol-game" :system "crow/symbol-game" :entry "CROW.SYMBOL-GAME:MAIN")
+    (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN" :libs ("-lpq"))
+    (program "mmsmtpd" :system "crow/mail" :entry "CROW.MAIL:SMTP-MAIN" :libs ("-lpq" "-lcrypt"))
+    (program "mmpop3d" :system "crow/mail" :entry "CROW.MAIL:POP3-MAIN" :libs ("-lpq" "-lcrypt"))))
 
 (defun entry-form (entry)
   (let* ((colon (position #\: entry))
@@ -37,9 +39,9 @@
        (ignore-errors (finish-output *error-output*))
        (funcall (intern "EXIT-PROCESS" "CROW.UNIX") (if (integerp status) status 0)))))
 
-(defun build-one (name &key system entry objects)
+(defun build-one (name &key system entry objects libs)
   "Builds build/bin/NAME from SYSTEM with ENTRY; OBJECTS (file names) are linked before the
-C core (make site's generated embedded-files object)."
+C core (make site's generated embedded-files object), LIBS (\"-lpq\" ...) after it."
   (let* ((out (root (format nil "build/bin/~a" name)))
          (core (namestring (root "build/libcrowcore.a"))))
     (format t "~&;;; build.lisp: ~a (~a)~%" name system)
@@ -49,7 +51,8 @@ C core (make site's generated embedded-files object)."
       (ensure-directories-exist out)
       (c:build-program (namestring out)
                        :lisp-files (list (namestring lib))
-                       :ld-flags (append objects (list core "-lssl" "-lcrypto" "-lpthread" "-lm"))
+                       :ld-flags (append objects (list core) libs
+                                         (list "-lssl" "-lcrypto" "-lcrypt" "-lpthread" "-lm"))
                        :epilogue-code (entry-form entry)))
     (unless (probe-file out)
       (error "build.lisp: ~a was not produced" out))))
@@ -60,7 +63,7 @@ C core (make site's generated embedded-files object)."
       ;; (make site, mk/embed.mk)
       (when (equal (first only) "--site")
         (destructuring-bind (name &rest objects) (rest only)
-          (build-one name :system "crow/site" :entry "CROW.HTTP:MAIN"
+          (build-one name :system "crow/site" :entry "CROW.HTTP:MAIN" :libs '("-lpq")
                           :objects (mapcar (lambda (o) (namestring (truename o))) objects))
           (ext:quit 0)))
       (dolist (p *programs*)

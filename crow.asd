@@ -67,7 +67,20 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "mpart")
                (:file "sess")
                (:file "digest")
-               (:file "embed")))
+               (:file "crypt")
+               (:file "ftpdata")
+               (:file "embed")
+               (:file "maildata")))
+
+(defsystem "crow/pq"
+  :description "crow.unix's libpq binding (PostgreSQL client), apart so only the programs that
+use it link -lpq."
+  :version "0.1.0"
+  :pathname "ecl-unix/"
+  :depends-on ("crow/unix")
+  ;; A live image needs libpq's symbols before loading the compiled file.
+  :perform (prepare-op :before (o c) (ffi:load-foreign-library "libpq.so.5"))
+  :components ((:file "pq")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
@@ -153,6 +166,22 @@ pre-forked, chrooted, unprivileged children."
                (:file "server")
                (:file "main")))
 
+(defsystem "crow/mail"
+  :description "mmsmtpd and mmpop3d: SMTP and POP3 over a PostgreSQL + message-file store."
+  :version "0.1.0"
+  :pathname "lisp/servers/mail/"
+  :depends-on ("crow/unix" "crow/pq" "crow/server" "cl-ppcre")
+  ;; pop3.lisp's interim crypt(3) call: a live image needs libcrypt before loading it.
+  :perform (prepare-op :before (o c) (ffi:load-foreign-library "libcrypt.so.1"))
+  :serial t
+  :components ((:file "package")
+               (:file "specials")
+               (:file "store")
+               (:file "filters")
+               (:file "smtp")
+               (:file "pop3")
+               (:file "main")))
+
 (defsystem "crow/web"
   :description "crow.web: compile-time HTML templates, http-let, cookies and sessions."
   :version "0.1.0"
@@ -166,11 +195,28 @@ pre-forked, chrooted, unprivileged children."
                (:file "response")
                (:file "session")))
 
+(defsystem "crow/mailweb"
+  :description "crow.mailweb: the mail web interface at /mail/ (filters, usage, administration)."
+  :version "0.1.0"
+  :pathname "lisp/web/mail/"
+  :depends-on ("crow/web" "crow/pq" "cl-ppcre")
+  :serial t
+  :components ((:file "package")
+               (:file "specials")
+               (:file "validate")
+               (:file "db")
+               (:file "auth")
+               (:file "layout")
+               (:file "forms")
+               (:file "user")
+               (:file "admin")
+               (:file "app")))
+
 (defsystem "crow/site"
   :description "crow.site: crow's own web site, served by crow-httpd (make run)."
   :version "0.1.0"
   :pathname "lisp/web/site/"
-  :depends-on ("crow/web")
+  :depends-on ("crow/web" "crow/mailweb")
   :serial t
   :components ((:file "package")
                (:file "markdown")
@@ -203,7 +249,8 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/symbol-game")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/symbol-game"
+               "crow/mailweb")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -214,6 +261,7 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
                (:file "unix-utf8")
                (:file "unix-sess")
                (:file "unix-admit")
+               (:file "unix-crypt")
                (:file "server-config")
                (:file "server-session")
                (:file "server-listen")
@@ -221,4 +269,5 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
                (:file "http")
                (:file "web-html")
                (:file "web-forms")
-               (:file "game-symbol")))
+               (:file "game-symbol")
+               (:file "mailweb")))

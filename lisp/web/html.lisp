@@ -356,7 +356,13 @@ with *html-fuse* each run of constants and dynamic text as one C block."
   (let ((items (remove "" items :test #'equal))
         (out '()))
     (loop while items
-          do (let ((run (loop while (and items (or (stringp (first items)) (%text-item-p (first items))))
+          do (let ((run (loop with texts = 0
+                              while (and items (or (stringp (first items))
+                                                   ;; c-inline numbers arguments #0-#9: the
+                                                   ;; buffer, then at most 9 values a block
+                                                   (and (%text-item-p (first items))
+                                                        (< texts 9)
+                                                        (incf texts))))
                               collect (pop items))))
                (cond ((and *html-fuse* run (find-if #'%text-item-p run))
                       (push (%fused-segment run) out))

@@ -33,6 +33,8 @@
             :doc "Access log lines to a command, as \"|command\" (same as access-log \"|command\").")
   (keepalive-timeout :duration :min 1 :default "60s"
                      :doc "Idle time allowed between requests on a connection.")
+  (mail-conninfo :string
+                 :doc "libpq connection string of the mail database for the /mail/ web app (crow.mailweb); unset, /mail/ answers 503.")
   (max-head :size :min 256 :max (* 1024 1024) :default "8K"
             :doc "Largest request head (431 beyond; 414 for a request line alone).")
   (max-headers :integer :min 1 :max 64 :default "64" :doc "Header fields allowed (431 beyond).")
@@ -183,10 +185,15 @@ missing or unusable.  Returns the context or NIL."
               (when old (free-tls-context old))
               ctx))))))
 
+(defvar *config* nil
+  "The configuration being served (set by configure in the parent, inherited by the serving
+process), so mounted apps read their own keys from it (crow.mailweb: mail-conninfo).")
+
 (defun configure (config)
   "crow.server's configure step, in the parent after each read of CONFIG: builds the vhosts
 \(signals an error listing the problems), loads the TLS certificate, reads the media types and
 opens the access log (before any chroot).  Returns NIL."
+  (setf *config* config)
   (let* ((root (getf crow.server::*options* :root))
          (problems (configure-vhosts config :root (if (consp root) (car (last root)) root))))
     (when problems (error "~{~a~^; ~}" problems)))

@@ -20,4 +20,4 @@
    #:*vhosts* #:add-route #:define-handler #:find-vhost #:vhost #:vhost-aliases
    #:vhost-charset #:vhost-mode #:vhost-name #:vhost-post-max #:vhost-root
    ;; the program
-   #:*version* #:echo #:handle #:hello #:hello-count #:main #:start-httpd #:stop-httpd #:status-reason #:stream-lines))
+   #:*config* #:*version* #:echo #:handle #:hello #:hello-count #:main #:start-httpd #:stop-httpd #:status-reason #:stream-lines))
