@@ -65,7 +65,9 @@ the store cannot be opened."
   (serve-with context 'serve-smtp
               (format nil "421 4.7.0 ~a Too many connections, try later~c~c"
                       (config-value (context-config context) :hostname) #\Return #\Newline)
-              :recover t))
+              ;; Only the first serving process: after SIGHUP the old one may still be between
+              ;; linking a file and committing its row.
+              :recover (= 1 (context-generation context))))
 
 (defun pop3-serve (context)
   (serve-with context 'serve-pop3

@@ -173,6 +173,7 @@ NIL after answering -ERR."
                           -1)))
            (cond ((null m))
                  ((null lines) (perr p "Syntax: TOP msg n"))
+                 ((and (eql lines -1) (fifth m)) (pop3-send-plain p m))
                  (t (let ((data (handler-case (read-file-octets (spool-path *store* (fourth m)))
                                   (unix-error (e) (log-warn "pop3: ~a" e) nil))))
                       (if data
@@ -189,6 +190,27 @@ NIL after answering -ERR."
          (fill (pop3-deleted p) 0)
          (pok p "~d messages" (length (pop3-messages p))))
         (t (perr p "Unknown command in TRANSACTION state"))))))
+
+(defparameter +dot-crlf+ (coerce (format nil ".~c~c" #\Return #\Newline) 'simple-base-string))
+
+(defun pop3-send-plain (p m)
+  "RETR of a message stored plain (no line starts with \".\", ends with CRLF): the file goes
+out as it is, by sendfile, between the +OK line and the terminating dot."
+  (let* ((session (pop3-session p))
+         (fd (handler-case (open-fd (spool-path *store* (fourth m)))
+               (unix-error (e) (log-warn "pop3: ~a" e) nil))))
+    (if (null fd)
+        (perr p "[SYS/TEMP] Message unreadable")
+        (unwind-protect
+             (let ((size (stat-size (fstat fd))))
+               (session-write session (format nil "+OK ~d octets~c~c" size #\Return #\Newline))
+               (let ((sent (session-sendfile session fd 0 size)))
+                 (when (< sent size)
+                   ;; the file shrank under us: the response cannot be completed honestly
+                   (error 'simple-crow-error :format-control "pop3: ~a: short file"
+                                             :format-arguments (list (fourth m)))))
+               (session-write session +dot-crlf+))
+          (close-fd fd)))))
 
 (defun pop3-authorization (p verb args)
   (let ((session (pop3-session p)))

@@ -135,10 +135,11 @@ unknown.  Signals pq-error."
 
 ;;; Delivery
 
-(defun deliver (store parts size mailboxes sender)
+(defun deliver (store parts size mailboxes sender &optional plain)
   "Stores one message (PARTS: octet vectors and base-strings, SIZE bytes in all) in every
 mailbox id of MAILBOXES (a non-empty list; duplicates are delivered once) for envelope
-SENDER.  Returns the UIDL of the first copy once the files are durable and the rows
+SENDER; PLAIN says no line of it starts with \".\" and it ends with CRLF (POP3 may send the
+file as it is).  Returns the UIDL of the first copy once the files are durable and the rows
 committed.  Signals unix-error (the files) or pq-error (the rows); nothing is left behind
 then, and nothing may be acknowledged."
   (let* ((boxes (remove-duplicates mailboxes))
@@ -154,23 +155,23 @@ then, and nothing may be acknowledged."
                             (dolist (f finals) (ignore-errors (unlink f))))))
       (with-store-connection (c store)
         (let ((sql (with-output-to-string (s)
-                     (write-string "INSERT INTO messages (mailbox_id, size, file, uidl, sender) VALUES " s)
+                     (write-string "INSERT INTO messages (mailbox_id, size, file, uidl, sender, plain) VALUES " s)
                      (loop for i from 0 below (length boxes)
-                           do (format s "~:[, ~;~]($~d, $~d, $~d, $~d, $~d)" (zerop i)
-                                      (+ 1 (* i 5)) (+ 2 (* i 5)) (+ 3 (* i 5)) (+ 4 (* i 5))
-                                      (+ 5 (* i 5))))))
+                           do (format s "~:[, ~;~](~{$~d~^, ~})" (zerop i)
+                                      (loop for k from 1 to 6 collect (+ k (* i 6)))))))
               (params (loop for b in boxes for f in files for u in uidls
-                            append (list b size f u sender))))
+                            append (list b size f u sender (if plain "t" "f")))))
           (apply #'pq-exec c sql params))))
     base))
 
 (defun mailbox-messages (conn mailbox)
-  "Returns the messages of MAILBOX as a list of (id size uidl file), oldest first.  Signals
-pq-error."
-  (loop for row in (pq-exec conn "SELECT id, size, uidl, file FROM messages WHERE mailbox_id = $1 ORDER BY id"
+  "Returns the messages of MAILBOX as a list of (id size uidl file plain), oldest first.
+Signals pq-error."
+  (loop for row in (pq-exec conn "SELECT id, size, uidl, file, plain FROM messages
+                                  WHERE mailbox_id = $1 ORDER BY id"
                             mailbox)
         collect (list (parse-integer (svref row 0)) (parse-integer (svref row 1))
-                      (svref row 2) (svref row 3))))
+                      (svref row 2) (svref row 3) (equal (svref row 4) "t"))))
 
 (defun delete-messages (store conn ids)
   "Deletes the messages IDS (committed), then unlinks their files.  Returns the count deleted.
