@@ -66,8 +66,8 @@ afterwards."
                                  #\Return #\Newline #\Return #\Newline)))
          (info (maildata-scan msg)))
     (is (= 1 (getf info :fields)))
-    (is (= 13 (getf info :header-len)))
-    (is (null (getf info :flags)))
+    (is (= 14 (getf info :header-len)))
+    (is (equal (quote (:dot-line :no-crlf)) (getf info :flags)))
     (is (equal (format nil "Subject: a~c~c~c~c..dot~c~cend~c~c.~c~c" #\Return #\Newline #\Return
                        #\Newline #\Return #\Newline #\Return #\Newline #\Return #\Newline)
                (octets-to-string (maildata-pop3 msg)))))
