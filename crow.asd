@@ -39,7 +39,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :version "0.1.0"
   :license "BSD-2-Clause"
   :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/appserv"
-               "crow/spawn" "crow/http"))
+               "crow/spawn" "crow/http" "crow/ftp"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -68,6 +68,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "digest")
                (:file "crypt")
                (:file "ftpdata")
+               (:file "tty")
                (:file "embed")))
 
 (defsystem "crow/sh"
@@ -151,6 +152,19 @@ pre-forked, chrooted, unprivileged children."
                (:file "static")
                (:file "access-log")
                (:file "server")
+               (:file "main")))
+
+(defsystem "crow/ftp"
+  :description "mmftpd: an FTP server for virtual users in simulated chroots, with FTPS, limits
+and throttling; mmftpasswd, its accounts tool (package crow.ftp)."
+  :version "0.1.0"
+  :pathname "lisp/servers/ftp/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "accounts")
+               (:file "vfs")
+               (:file "session")
                (:file "main")))
 
 (defsystem "crow/web"
