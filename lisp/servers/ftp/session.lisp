@@ -501,10 +501,10 @@ STATUS :aborted after ABOR (426 and 226 are then already sent)."
         (fail 552 "File quota exceeded."))
       ;; A plain STOR writes a temporary file renamed over the target only when complete: a
       ;; failed upload never leaves a half-written file under the target's name.
-      (let* ((tmp (unless in-place
-                    (concatenate 'string (host-path (ftp-home ftp) (virtual-parent vp))
-                                 (if (string= (virtual-parent vp) "/") "" "/")
-                                 ".mmftpd-" (random-suffix))))
+      (let* ((tmp (unless (or in-place (eq how :stou))
+                    (let ((dir (host-path (ftp-home ftp) (virtual-parent vp))))
+                      (concatenate 'string dir (if (char= (char dir (1- (length dir))) #\/) "" "/")
+                                   ".mmftpd-" (random-suffix)))))
              (fd (with-fs-errors (vp)
                    (cond ((eq how :stou) (open-file-nofollow real :create-new :mode #o666))
                          (tmp (open-file-nofollow tmp :create-new :mode #o666))
