@@ -512,6 +512,14 @@ STATUS :aborted after ABOR (426 and 226 are then already sent)."
                          (t (open-file-nofollow real :at :mode #o666 :offset offset)))))
              (final (if (eq how :stou) real tmp))
              (ok nil) (written 0))
+        (flet ((cleanup ()
+                 ;; before the reply: a client that saw 5xx/4xx finds nothing left over
+                 (when fd (ignore-errors (close-fd fd)) (setf fd nil))
+                 (unless ok
+                   ;; the temporary (or a new STOU file) goes; an in-place target stays as written
+                   (when final (ignore-errors (unlink final)) (setf final nil))
+                   (when (and in-place (not old-st) (zerop written))
+                     (ignore-errors (unlink real))))))
         (unwind-protect
              (let ((d (open-data ftp (if (eq how :stou)
                                          (format nil "FILE: ~a" (virtual-name vp))
@@ -538,14 +546,11 @@ STATUS :aborted after ABOR (426 and 226 are then already sent)."
                                               (t (- n old-size)))
                                     (if old-st 0 1))
                         (log-info "~a: ~a ~a: ~d bytes" (account-name acct) how vp n))
-                       (t (log-info "~a: ~a ~a failed: ~(~a~) after ~d bytes" (account-name acct) how vp st n)))
+                       (t (log-info "~a: ~a ~a failed: ~(~a~) after ~d bytes (~a)" (account-name acct) how vp st n
+                                    (if (zerop errno) "-" (strerror-short errno)))
+                          (cleanup)))
                  (finish-transfer ftp st errno)))
-          (when fd (ignore-errors (close-fd fd)))
-          (unless ok
-            ;; the temporary (or a new STOU file) goes; an in-place target stays as written
-            (when final (ignore-errors (unlink final)))
-            (when (and in-place (not old-st) (zerop written))
-              (ignore-errors (unlink real)))))))))
+          (cleanup)))))))
 
 ;;; The commands
 
