@@ -22,7 +22,7 @@ endif
 CFLAGS_CORE := -std=gnu11 -O2 -g -fPIC -D_GNU_SOURCE -pthread $(WARN) -MMD -MP
 CFLAGS_ASAN := -std=gnu11 -O1 -g -fPIC -D_GNU_SOURCE -pthread $(WARN) -MMD -MP \
                -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-CORE_LIBS   := -pthread -lm -lssl -lcrypto
+CORE_LIBS   := -pthread -lm -lssl -lcrypto -lcrypt
 
 CORE_SRC  := $(wildcard c-core/*.c)
 CORE_HDR  := $(wildcard c-core/*.h)
@@ -127,10 +127,10 @@ $(B)/fuzz/objp/%.o: c-core/%.c $(CORE_HDR)
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -DCROW_PLANTED_BUG -c $< -o $@
 $(B)/fuzz/%: t/fuzz/%.c $(FUZZ_OBJ)
 	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) -o $@ -lm -lssl -lcrypto
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJ) -o $@ -lm -lssl -lcrypto -lcrypt
 $(B)/fuzz/%_planted: t/fuzz/%.c $(FUZZ_OBJP)
 	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -DCROW_PLANTED_BUG $< $(FUZZ_OBJP) -o $@ -lm -lssl -lcrypto
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer -DCROW_PLANTED_BUG $< $(FUZZ_OBJP) -o $@ -lm -lssl -lcrypto -lcrypt
 fuzz: fuzz-bins
 	tools/fuzz-all $(FUZZ_SECONDS)
 

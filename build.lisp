@@ -19,8 +19,10 @@
     (program "crow-appserv" :system "crow/appserv" :entry "CROW.APPSERV:MAIN")
     (program "mmspawnd" :system "crow/spawn" :entry "CROW.SPAWN:MAIN")
     (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN")
-    (program "mmsmtpd" :system "crow/mail" :entry "CROW.MAIL:SMTP-MAIN" :libs ("-lpq" "-lcrypt"))
-    (program "mmpop3d" :system "crow/mail" :entry "CROW.MAIL:POP3-MAIN" :libs ("-lpq" "-lcrypt"))))
+    (program "mmftpd" :system "crow/ftp" :entry "CROW.FTP:MAIN")
+    (program "mmftpasswd" :system "crow/ftp" :entry "CROW.FTP:PASSWD-MAIN")
+    (program "mmsmtpd" :system "crow/mail" :entry "CROW.MAIL:SMTP-MAIN" :libs ("-lpq"))
+    (program "mmpop3d" :system "crow/mail" :entry "CROW.MAIL:POP3-MAIN" :libs ("-lpq"))))
 
 (defun entry-form (entry)
   (let* ((colon (position #\: entry))
@@ -51,7 +53,7 @@ C core (make site's generated embedded-files object), LIBS (\"-lpq\" ...) after 
       (c:build-program (namestring out)
                        :lisp-files (list (namestring lib))
                        :ld-flags (append objects (list core) libs
-                                         (list "-lssl" "-lcrypto" "-lpthread" "-lm"))
+                                         (list "-lssl" "-lcrypto" "-lcrypt" "-lpthread" "-lm"))
                        :epilogue-code (entry-form entry)))
     (unless (probe-file out)
       (error "build.lisp: ~a was not produced" out))))

@@ -39,7 +39,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :version "0.1.0"
   :license "BSD-2-Clause"
   :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/appserv"
-               "crow/spawn" "crow/http"))
+               "crow/spawn" "crow/http" "crow/ftp"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -66,6 +66,9 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "evhttp")
                (:file "sess")
                (:file "digest")
+               (:file "crypt")
+               (:file "ftpdata")
+               (:file "tty")
                (:file "embed")
                (:file "maildata")))
 
@@ -167,8 +170,6 @@ pre-forked, chrooted, unprivileged children."
   :version "0.1.0"
   :pathname "lisp/servers/mail/"
   :depends-on ("crow/unix" "crow/pq" "crow/server" "cl-ppcre")
-  ;; pop3.lisp's interim crypt(3) call: a live image needs libcrypt before loading it.
-  :perform (prepare-op :before (o c) (ffi:load-foreign-library "libcrypt.so.1"))
   :serial t
   :components ((:file "package")
                (:file "specials")
@@ -176,6 +177,19 @@ pre-forked, chrooted, unprivileged children."
                (:file "filters")
                (:file "smtp")
                (:file "pop3")
+               (:file "main")))
+
+(defsystem "crow/ftp"
+  :description "mmftpd: an FTP server for virtual users in simulated chroots, with FTPS, limits
+and throttling; mmftpasswd, its accounts tool (package crow.ftp)."
+  :version "0.1.0"
+  :pathname "lisp/servers/ftp/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "accounts")
+               (:file "vfs")
+               (:file "session")
                (:file "main")))
 
 (defsystem "crow/web"
@@ -221,6 +235,7 @@ pre-forked, chrooted, unprivileged children."
                (:file "unix-utf8")
                (:file "unix-sess")
                (:file "unix-admit")
+               (:file "unix-crypt")
                (:file "server-config")
                (:file "server-session")
                (:file "server-listen")

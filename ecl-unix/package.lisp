@@ -70,6 +70,15 @@
    ;; SHA-256 and HMAC (c-core/digest, over OpenSSL)
    #:embedded-config #:embedded-count #:embedded-file #:embedded-paths
    #:constant-time-equal #:hmac-sha256 #:octets-to-hex #:sha256 #:sha256-file
+   ;; password hashes (c-core/crypt, over libxcrypt's crypt(3))
+   #:crypt-hash #:crypt-verify
+   ;; FTP data connections (c-core/ftpdata)
+   #:free-ftpdata-share #:ftpdata #:ftpdata-close #:ftpdata-fd #:ftpdata-p #:ftpdata-recv-file
+   #:ftpdata-send #:ftpdata-send-file #:ftpdata-set-limits #:ftpdata-share #:ftpdata-starttls
+   #:make-ftpdata #:make-ftpdata-share #:open-file-nofollow #:set-oobinline #:wait-readable
+   #:wait-writable
+   ;; terminals
+   #:terminal-echo
    ;; HTTP request facts (evhttp.lisp)
    #:*http-methods* #:ev-unit-header-base #:ev-unit-header-values #:ev-unit-request
    #:ev-unit-string #:ev-unit-string-reusing #:realpath

@@ -22,25 +22,9 @@
 (defun perr (p fmt &rest args)
   (session-write (pop3-session p) (format nil "-ERR ~?~c~c" fmt args #\Return #\Newline)))
 
-(ffi:clines "#include <crypt.h>" "#include <string.h>" "#include <openssl/crypto.h>")
-
-(defun %crypt-verify-interim (password hash)
-  "Interim crypt(3) check until crow.unix:crypt-verify (helper ftp's ecl-unix/crypt.lisp) is
-merged; then verify-password uses that and this goes."
-  (let ((pw (string-to-c password)) (h (string-to-c hash)))
-    (ffi:c-inline (pw h) (:object :object) :bool
-      "{ struct crypt_data *d = (struct crypt_data *)ecl_alloc_atomic(sizeof *d);
-         memset(d, 0, sizeof *d);
-         const char *r = crypt_r((const char *)#0->vector.self.b8, (const char *)#1->vector.self.b8, d);
-         @(return) = r && r[0] != '*' && strlen(r) == strlen((const char *)#1->vector.self.b8)
-                     && CRYPTO_memcmp(r, #1->vector.self.b8, strlen(r)) == 0; }")))
-
 (defun verify-password (password hash)
-  "True when PASSWORD matches the crypt(3) HASH (crow.unix:crypt-verify)."
-  (let ((f (find-symbol "CRYPT-VERIFY" :crow.unix)))
-    (if (and f (fboundp f))
-        (funcall f password hash)
-        (and (plusp (length hash)) (%crypt-verify-interim password hash)))))
+  "True when PASSWORD matches the crypt(3) HASH.  Can't fail."
+  (and (plusp (length hash)) (crypt-verify password hash)))
 
 (defun parse-login (p login)
   "Returns (values DOMAIN USER MAILBOX) of LOGIN: user[+mailbox][@domain]."

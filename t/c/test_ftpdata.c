@@ -1,0 +1,221 @@
+/* test_ftpdata.c — c-core/ftpdata: ASCII conversion both ways (CR at chunk boundaries), a
+ * file sent by sendfile and in ASCII over a socket pair, a receive with CRLF conversion, a
+ * byte limit, fsync, a readable control connection interrupting a stalled send, a timeout,
+ * and a throttled send that never beats its rate. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ftpdata.h"
+#include "tap.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int temp_file(const char *content, size_t n)
+{
+    char path[] = "/tmp/crow-ftpdata-XXXXXX";
+    int fd = mkstemp(path);
+    unlink(path);
+    if (n && write(fd, content, n) != (ssize_t)n)
+        return -1;
+    return fd;
+}
+
+struct reader {
+    int fd;
+    size_t n;
+    char *buf;
+    size_t cap;
+};
+
+static void *read_all(void *arg)
+{
+    struct reader *r = arg;
+    for (;;) {
+        if (r->n == r->cap) {
+            r->cap = r->cap ? 2 * r->cap : 65536;
+            r->buf = realloc(r->buf, r->cap);
+        }
+        ssize_t k = read(r->fd, r->buf + r->n, r->cap - r->n);
+        if (k <= 0)
+            break;
+        r->n += (size_t)k;
+    }
+    return NULL;
+}
+
+static char *read_fd_all(int fd, size_t *n)
+{
+    char *b = malloc(1 << 20);
+    *n = (size_t)pread(fd, b, 1 << 20, 0);
+    return b;
+}
+
+int main(void)
+{
+    /* conversions */
+    unsigned char out[64];
+    int prev = 0;
+    size_t m = crow_ftpdata_to_crlf((const unsigned char *)"a\nb\r\nc\n", 7, out, &prev);
+    ok(m == 9 && memcmp(out, "a\r\nb\r\nc\r\n", 9) == 0, "to_crlf: bare LF -> CRLF, CRLF kept");
+    prev = '\r';
+    m = crow_ftpdata_to_crlf((const unsigned char *)"\nx", 2, out, &prev);
+    ok(m == 2 && memcmp(out, "\nx", 2) == 0, "to_crlf: LF after a CR ending the last chunk kept");
+    int held = 0;
+    m = crow_ftpdata_from_crlf((const unsigned char *)"a\r\nb\rc\r", 7, out, &held);
+    ok(m == 5 && memcmp(out, "a\nb\rc", 5) == 0 && held, "from_crlf: CRLF -> LF, bare CR kept, final CR held");
+    m = crow_ftpdata_from_crlf((const unsigned char *)"\nd", 2, out, &held);
+    ok(m == 2 && memcmp(out, "\nd", 2) == 0 && !held, "from_crlf: held CR + LF -> LF");
+    held = 1;
+    m = crow_ftpdata_from_crlf((const unsigned char *)"e", 1, out, &held);
+    ok(m == 2 && memcmp(out, "\re", 2) == 0, "from_crlf: held CR + other -> CR kept");
+
+    /* binary file by sendfile, from an offset */
+    size_t big = 3 * 1024 * 1024 + 17;
+    char *data = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (char)(i * 7 + (i >> 9));
+    int f = temp_file(data, big);
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    struct reader r = {.fd = sv[1]};
+    pthread_t th;
+    pthread_create(&th, NULL, read_all, &r);
+    struct crow_ftpdata *d = crow_ftpdata_new(sv[0], -1, 5000);
+    uint64_t sent = 0;
+    int st = crow_ftpdata_send_file(d, f, 100, 0, &sent);
+    crow_ftpdata_close(d, 0);
+    pthread_join(th, NULL);
+    ok(st == CROW_FTPDATA_OK && sent == big - 100 && r.n == big - 100 &&
+       memcmp(r.buf, data + 100, big - 100) == 0, "binary send_file from offset 100: %zu bytes", r.n);
+    free(r.buf);
+    close(sv[1]);
+    close(f);
+
+    /* ASCII file */
+    f = temp_file("one\ntwo\r\nthree\n", 15);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    memset(&r, 0, sizeof r);
+    r.fd = sv[1];
+    pthread_create(&th, NULL, read_all, &r);
+    d = crow_ftpdata_new(sv[0], -1, 5000);
+    st = crow_ftpdata_send_file(d, f, 0, 1, &sent);
+    crow_ftpdata_close(d, 0);
+    pthread_join(th, NULL);
+    ok(st == CROW_FTPDATA_OK && r.n == 17 && memcmp(r.buf, "one\r\ntwo\r\nthree\r\n", 17) == 0,
+       "ASCII send_file converts LF to CRLF");
+    free(r.buf);
+    close(sv[1]);
+    close(f);
+
+    /* ASCII receive with fsync, CR split across writes */
+    f = temp_file("", 0);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    if (write(sv[1], "l1\r", 3) != 3 || write(sv[1], "\nl2\r\nbare\rcr\r", 12) != 12)
+        diag("short write");
+    shutdown(sv[1], SHUT_WR);
+    d = crow_ftpdata_new(sv[0], -1, 5000);
+    uint64_t got = 0;
+    st = crow_ftpdata_recv_file(d, f, 1, UINT64_MAX, 1, &got);
+    crow_ftpdata_close(d, 0);
+    size_t n;
+    char *b = read_fd_all(f, &n);
+    ok(st == CROW_FTPDATA_OK && n == 13 && memcmp(b, "l1\nl2\nbare\rcr\r", 13) == 0 && got == 13,
+       "ASCII recv: CRLF -> LF across chunks, bare and final CR kept");
+    free(b);
+    close(sv[1]);
+    close(f);
+
+    /* binary receive over a limit */
+    f = temp_file("", 0);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    if (write(sv[1], "0123456789", 10) != 10)
+        diag("short write");
+    shutdown(sv[1], SHUT_WR);
+    d = crow_ftpdata_new(sv[0], -1, 5000);
+    st = crow_ftpdata_recv_file(d, f, 0, 6, 0, &got);
+    crow_ftpdata_close(d, 1);
+    b = read_fd_all(f, &n);
+    ok(st == CROW_FTPDATA_LIMIT && got == 6 && n == 6 && memcmp(b, "012345", 6) == 0,
+       "recv stops at its limit with exactly the limit written");
+    free(b);
+    close(sv[1]);
+    close(f);
+
+    /* a stalled send interrupted by the control connection */
+    f = temp_file(data, big);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    int cv[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, cv);
+    d = crow_ftpdata_new(sv[0], cv[0], 10000);
+    double t0 = now_s();
+    if (write(cv[1], "ABOR\r\n", 6) != 6)
+        diag("short write");
+    st = crow_ftpdata_send_file(d, f, 0, 0, &sent);
+    ok(st == CROW_FTPDATA_CONTROL && now_s() - t0 < 2 && sent < big,
+       "readable control ends a stalled send at once (%llu bytes sent)", (unsigned long long)sent);
+    crow_ftpdata_close(d, 1);
+    close(sv[1]);
+    close(cv[0]);
+    close(cv[1]);
+
+    /* a timeout: nobody reads */
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    d = crow_ftpdata_new(sv[0], -1, 200);
+    t0 = now_s();
+    st = crow_ftpdata_send_file(d, f, 0, 0, &sent);
+    ok(st == CROW_FTPDATA_TIMEOUT && errno == ETIMEDOUT && now_s() - t0 < 3, "stalled send times out");
+    crow_ftpdata_close(d, 1);
+    close(sv[1]);
+
+    /* throttled: 400 KB at 1 MB/s out (and a shared 4 MB/s user bucket) takes >= 0.4 s */
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    memset(&r, 0, sizeof r);
+    r.fd = sv[1];
+    pthread_create(&th, NULL, read_all, &r);
+    struct crow_ftpdata_share *sh = crow_ftpdata_share_new(4000000);
+    d = crow_ftpdata_new(sv[0], -1, 5000);
+    ok(crow_ftpdata_set_limits(d, 0, 1000000, NULL, sh) == 0, "set_limits");
+    t0 = now_s();
+    st = crow_ftpdata_send(d, data, 400000, 0, &sent);
+    double dt = now_s() - t0;
+    crow_ftpdata_close(d, 0);
+    pthread_join(th, NULL);
+    ok(st == CROW_FTPDATA_OK && r.n == 400000 && dt >= 0.399 && dt < 0.6,
+       "throttled send at 1 MB/s: 400 KB in %.3f s", dt);
+    free(r.buf);
+    close(sv[1]);
+
+    /* the shared bucket binds when it is the lower rate */
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    memset(&r, 0, sizeof r);
+    r.fd = sv[1];
+    pthread_create(&th, NULL, read_all, &r);
+    struct crow_ftpdata_share *sh2 = crow_ftpdata_share_new(500000);
+    d = crow_ftpdata_new(sv[0], -1, 5000);
+    crow_ftpdata_set_limits(d, 0, 4000000, NULL, sh2);
+    t0 = now_s();
+    st = crow_ftpdata_send(d, data, 200000, 1, &sent);
+    dt = now_s() - t0;
+    crow_ftpdata_close(d, 0);
+    pthread_join(th, NULL);
+    ok(st == CROW_FTPDATA_OK && dt >= 0.399, "shared 500 KB/s bucket: 200 KB+ in %.3f s", dt);
+    free(r.buf);
+    close(sv[1]);
+    crow_ftpdata_share_free(sh);
+    crow_ftpdata_share_free(sh2);
+    ok(crow_ftpdata_share_new((uint64_t)1 << 50) == NULL && errno == EINVAL, "absurd rate -> EINVAL");
+    close(f);
+    free(data);
+    return tap_done();
+}
