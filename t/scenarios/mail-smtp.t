@@ -50,6 +50,19 @@ def envelope(c, rcpt=b"demo@crow.test", sender=b"alice@client.example"):
 
 
 try:
+    # --- -n checks the configuration
+    from tap import BIN
+    good = m.conf("mmsmtpd", m.smtp_port, m.smtp_extra)
+    r = subprocess.run([os.path.join(BIN, "mmsmtpd"), "-n", "-f", good], capture_output=True, text=True)
+    t.ok(r.returncode == 0 and "configuration ok" in r.stdout, "mmsmtpd -n: a good configuration is ok", r.stderr)
+    bad = os.path.join(m.tmp, "bad.conf")
+    with open(bad, "w") as f:
+        f.write('spool "%s"\nmax-recipients none\n' % m.spool)
+    r = subprocess.run([os.path.join(BIN, "mmsmtpd"), "-n", "-f", bad], capture_output=True, text=True)
+    t.ok(r.returncode == 1 and "bad.conf:2:" in r.stderr and "conninfo" in r.stderr,
+         "mmsmtpd -n: errors as file:line (bad value, missing conninfo)", r.stderr)
+    r = subprocess.run([os.path.join(BIN, "mmpop3d"), "--help"], capture_output=True, text=True)
+    t.ok(r.returncode == 0 and "default-domain" in r.stdout, "mmpop3d --help lists its keys")
     m.start("mmsmtpd")
 
     # --- swaks: local accepted, relay refused, unknown user, pipelining, STARTTLS, SIZE

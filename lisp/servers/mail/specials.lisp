@@ -46,8 +46,8 @@
   (header-filters :boolean :default "yes" :doc "Apply the header filter rules of the database.")
   (envelope-filters :boolean :default "yes" :doc "Apply the users' envelope filters.")
   (filter-cache :duration :min 0 :default "5s" :doc "How long header filter rules are cached.")
-  (recipient-cache :duration :min 0 :default "2s"
-                   :doc "How long an address's resolution (for mailboxes without limits) is cached; 0: never."))
+  (recipient-cache :duration :min 0 :default "0"
+                   :doc "How long an address's resolution (mailboxes without limits) is cached; a new alias or envelope filter may wait that long.  0: never."))
 
 (define-config-keys *pop3-keys*
   (:include *common-keys*)
