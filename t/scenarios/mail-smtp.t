@@ -20,7 +20,7 @@ from mailfix import Line, Mail
 
 t = Tap()
 m = Mail("smtp", smtp_conf="greet-pause 400ms\nmax-message-size 64K\nmax-recipients 3\n"
-                           "max-header-length 2K\nmax-hops 10\nfilter-cache 0\nrecipient-cache 0\n")
+                           "max-header-length 2K\nmax-hops 10\n")
 
 
 def swaks(*args, port=None):
@@ -196,11 +196,15 @@ try:
                               b"Subject: ok\r\n\r\nbody")
     t.eq(code, 250, "9 Received: fields: accepted")
 
-    # --- header filter rules
+    # --- header filter rules (mmsmtpd caches rules and resolutions: the changes below must
+    # reach it through NOTIFY, its watcher must be connected for the test to mean that)
+    t.ok("caches on, dropped on NOTIFY mail_changed" in m.log("mmsmtpd"), "the cache watcher is connected",
+         m.log("mmsmtpd")[-500:])
     m.sql("INSERT INTO header_filters (header, regex, action, priority) VALUES "
           "('subject', 'cheap\\s+pills', 'reject', 1), ('subject', '^newsletter', 'discard', 2), "
           "('from', '@lists\\.example$', 'tag', 3)")
     m.sql("UPDATE header_filters SET tag = 'list' WHERE action = 'tag'")
+    time.sleep(0.3)     # mmsmtpd's caches are dropped on NOTIFY mail_changed (sql/mail/004)
     before = count()
     code, text = send_message(b"Subject: Cheap   PILLS today\r\n\r\nbuy")
     t.ok(code == 550 and count() == before, "header filter reject: 550, not stored", text)
@@ -217,6 +221,7 @@ try:
     m.sql("INSERT INTO envelope_filters (user_id, sender_pattern, recipient_pattern, action, priority) "
           "SELECT id, '*@spam.example', '*', 'reject', 1 FROM users WHERE name = 'demo' UNION ALL "
           "SELECT id, '*@junk.example', 'demo@*', 'discard', 2 FROM users WHERE name = 'demo'")
+    time.sleep(0.3)
     c = session()
     codes = envelope(c, sender=b"bob@spam.example")
     t.eq(codes, [250, 550], "envelope filter reject: 550 at RCPT")

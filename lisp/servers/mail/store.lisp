@@ -104,16 +104,27 @@ unknown.  Signals pq-error."
                         :used-bytes (int 4) :used-messages (int 5)
                         :filters (equal (svref row 6) "t") :address (svref row 7)))))
 
-;;; A short-lived cache of resolutions (like Postfix's address resolver caches): only
-;;; mailboxes without limits are cached, so a full mailbox is never accepted from the cache; a
-;;; change in the database (a new alias, an envelope filter) shows after at most the TTL.
+;;; A cache of resolutions (like Postfix's address resolver caches), kept correct by the
+;;; database: sql/mail/004's triggers NOTIFY mail_changed on any change to domains, users,
+;;; mailboxes, aliases or filters, and a watcher thread (start-cache-watcher) holding a LISTEN
+;;; connection drops every cache when one arrives.  While the watcher is not connected the
+;;; caches are bypassed.  Only mailboxes without limits are cached, so a full mailbox is never
+;;; accepted from the cache.
 
 (defvar *resolve-cache* (make-hash-table :test 'equal))
 (defvar *resolve-lock* (mp:make-lock :name "crow.mail resolve cache"))
+(defvar *cache-valid* nil "True while the watcher's LISTEN connection is up.")
+(defvar *cache-hooks* '() "Functions called (no arguments) when the caches must be dropped.")
+
+(defun drop-caches ()
+  "Empties the resolution cache and runs *cache-hooks*.  Can't fail."
+  (mp:with-lock (*resolve-lock*) (clrhash *resolve-cache*))
+  (dolist (h *cache-hooks*) (ignore-errors (funcall h))))
 
 (defun resolve-address-cached (conn domain local ttl-ms)
-  "resolve-address through a cache of TTL-MS (0: no cache).  Signals pq-error."
-  (if (<= ttl-ms 0)
+  "resolve-address through the cache (entries live TTL-MS; 0, or no watcher: no cache).
+Signals pq-error."
+  (if (or (<= ttl-ms 0) (not *cache-valid*))
       (resolve-address conn domain local)
       (let* ((key (concatenate 'string (string-downcase local) "@" domain))
              (now (get-internal-real-time))
@@ -128,6 +139,48 @@ unknown.  Signals pq-error."
                   (when (> (hash-table-count *resolve-cache*) 10000) (clrhash *resolve-cache*))
                   (setf (gethash key *resolve-cache*) (cons now boxes))))
               boxes)))))
+
+(defstruct (watcher (:constructor %make-watcher)) thread (stop nil))
+
+(defun %watch (store w)
+  (let ((events (make-epoll-events 4)))
+    (loop until (watcher-stop w)
+          do (handler-case
+                 (with-pq-connection (c (store-conninfo store))
+                   (pq-exec c "LISTEN mail_changed")
+                   (drop-caches)
+                   (setf *cache-valid* t)
+                   (log-info "store: caches on, dropped on NOTIFY mail_changed")
+                   (let ((ep (epoll-create)))
+                     (unwind-protect
+                          (progn
+                            (epoll-add ep (pq-socket c) +epollin+)
+                            (loop until (watcher-stop w)
+                                  do (epoll-wait ep events 500)
+                                     (when (pq-notifications c) (drop-caches))
+                                     (unless (pq-connection-ok-p c)
+                                       (error 'pq-error :message "LISTEN connection lost"))))
+                       (setf *cache-valid* nil)
+                       (close-fd ep))))
+               (error (e)
+                 (setf *cache-valid* nil)
+                 (drop-caches)
+                 (log-warn "store: cache watcher: ~a (caches off, retrying)" e)
+                 (loop repeat 20 until (watcher-stop w) do (sleep 0.1)))))
+    (setf *cache-valid* nil)))
+
+(defun start-cache-watcher (store)
+  "Starts the thread that keeps the caches honest (see above).  Returns the watcher."
+  (let ((w (%make-watcher)))
+    (setf (watcher-thread w) (mp:process-run-function "crow.mail cache watcher"
+                                                      (lambda () (%watch store w))))
+    w))
+
+(defun stop-cache-watcher (w)
+  "Stops W's thread (within a second).  Returns NIL."
+  (setf (watcher-stop w) t)
+  (mp:process-join (watcher-thread w))
+  nil)
 
 (defun local-domain-p (conn domain)
   "Returns true when DOMAIN is one of the store's domains.  Signals pq-error."
