@@ -253,18 +253,33 @@ Signals pq-error or unix-error."
     (with-store-connection (c store)
       (dolist (r (pq-exec c "SELECT id, file FROM messages"))
         (setf (gethash (svref r 1) known) (svref r 0)))
-      (let ((seen (make-hash-table :test 'equal)))
+      (let ((seen (make-hash-table :test 'equal)) (orphans '()) (total 0))
         (dotimes (i 256)
           (let ((dir (format nil "msg/~(~2,'0x~)" i)))
             (dolist (name (handler-case (read-directory (spool-path store dir))
                             (enoent () '())))
               (let ((f (concatenate 'string dir "/" name)))
+                (incf total)
                 (if (gethash f known)
                     (setf (gethash f seen) t)
-                    (progn (ignore-errors (unlink (spool-path store f)))
-                           (incf files-removed)))))))
+                    (push f orphans))))))
+        ;; A crash leaves a few files without rows (at most one per session in flight); most
+        ;; of the spool without rows means the wrong database: keep the files then.
+        (if (and (> (length orphans) 100) (> (* 2 (length orphans)) total))
+            (log-warn "store recovery: ~d of ~d files under ~a have no row: wrong database? files kept"
+                      (length orphans) total (store-spool store))
+            (dolist (f orphans)
+              (ignore-errors (unlink (spool-path store f)))
+              (incf files-removed)))
         (let ((gone (loop for f being the hash-keys of known using (hash-value id)
                           unless (gethash f seen) collect id)))
+          ;; Rows lose their files only by a crash between DELETE and unlink's opposite
+          ;; order, which never happens: many missing files mean a wrong spool directory or
+          ;; a lost disk, and deleting the rows would make that permanent.
+          (when (and gone (> (* 2 (length gone)) (hash-table-count known)))
+            (log-warn "store recovery: ~d of ~d messages have no file under ~a: wrong spool? rows kept"
+                      (length gone) (hash-table-count known) (store-spool store))
+            (setf gone '()))
           (when gone
             (setf rows-removed
                   (or (nth-value 1 (pq-exec c "DELETE FROM messages WHERE id = ANY($1::bigint[])"
