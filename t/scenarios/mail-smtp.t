@@ -19,8 +19,9 @@ from tap import Tap, free_port, wait_port
 from mailfix import Line, Mail
 
 t = Tap()
+port6 = free_port("::1")
 m = Mail("smtp", smtp_conf="greet-pause 400ms\nmax-message-size 64K\nmax-recipients 3\n"
-                           "max-header-length 2K\nmax-hops 10\n")
+                           "max-header-length 2K\nmax-hops 10\nlisten [::1]:%d\n" % port6)
 
 
 def swaks(*args, port=None):
@@ -238,6 +239,19 @@ try:
     code, text = c.reply()
     t.ok(code == 554 and c.closed(), "STARTTLS\\r\\nRSET in one segment: refused as unauthorised pipelining", text)
 
+    # --- IPv6, and SIGHUP: a new serving process (no second recovery), mail still accepted
+    import smtplib      # (Debian's swaks lacks IO::Socket::INET6)
+    with smtplib.SMTP("::1", port6, local_hostname="client.example", timeout=20) as sm:
+        refused = sm.sendmail("a@client.example", ["demo@crow.test"], b"Subject: v6\r\n\r\nover IPv6\r\n")
+    t.eq(refused, {}, "smtplib over [::1]: accepted")
+    import signal
+    m.procs["mmsmtpd"].send_signal(signal.SIGHUP)
+    deadline = time.time() + 30
+    while "generation 1) finished" not in m.log("mmsmtpd") and time.time() < deadline:
+        time.sleep(0.1)
+    rc, out = swaks("--to", "demo@crow.test")
+    t.ok(rc == 0 and "generation 1) finished" in m.log("mmsmtpd") and
+         m.log("mmsmtpd").count("store recovery") <= 1, "SIGHUP: replaced serving process accepts mail", out[-300:])
     # --- a second instance: rate limit, greylisting, no pipelining check (injection discarded)
     m2port = free_port()
     conf2 = m.conf("mmsmtpd2", m2port, "message-rate-per-address 3/1m\ngreylist yes\n"
