@@ -253,7 +253,11 @@ static size_t pop3_emit(const unsigned char *msg, size_t len, long lines, unsign
 
         if (lines >= 0 && body_lines >= lines)
             break;
+#ifdef CROW_PLANTED_BUG
+        if (line[0] == '.' && n > 3)               /* planted: a short dot line goes unstuffed */
+#else
         if (line[0] == '.')
+#endif
             PUT(".", 1);
         PUT(line, n);
         if (body_lines >= 0)
