@@ -255,13 +255,21 @@ try:
     # --- a second instance: rate limit, greylisting, no pipelining check (injection discarded)
     m2port = free_port()
     conf2 = m.conf("mmsmtpd2", m2port, "message-rate-per-address 3/1m\ngreylist yes\n"
-                   "greylist-delay 1s\nreject-unauth-pipelining no\n")
+                   "greylist-delay 1s\nreject-unauth-pipelining no\nmax-per-address 2\n")
     log2 = open(os.path.join(m.tmp, "mmsmtpd2.log"), "w")
     from tap import BIN, stop
     p2 = subprocess.Popen([os.path.join(BIN, "mmsmtpd"), "--foreground", "-f", conf2],
                           stdout=log2, stderr=subprocess.STDOUT)
     try:
         t.ok(wait_port("127.0.0.1", m2port, 60, p2), "second mmsmtpd (rate, greylisting) started")
+        time.sleep(0.5)
+        held = [session(m2port, helo=False), session(m2port, helo=False)]
+        c = Line(m2port)
+        code, text = c.reply()
+        t.ok(code == 421 and c.closed(), "max-per-address 2: the third connection gets 421", text)
+        for h in held:
+            h.close()
+        time.sleep(0.5)
         c = session(m2port)
         t.eq(envelope(c)[1], 451, "greylisting: first attempt gets 451")
         c.cmd(b"RSET\r\n")
