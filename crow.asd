@@ -39,7 +39,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :version "0.1.0"
   :license "BSD-2-Clause"
   :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/appserv"
-               "crow/spawn" "crow/http"))
+               "crow/spawn" "crow/http" "crow/ftp"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -69,6 +69,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "digest")
                (:file "crypt")
                (:file "ftpdata")
+               (:file "tty")
                (:file "embed")
                (:file "maildata")))
 
@@ -171,8 +172,6 @@ pre-forked, chrooted, unprivileged children."
   :version "0.1.0"
   :pathname "lisp/servers/mail/"
   :depends-on ("crow/unix" "crow/pq" "crow/server" "cl-ppcre")
-  ;; pop3.lisp's interim crypt(3) call: a live image needs libcrypt before loading it.
-  :perform (prepare-op :before (o c) (ffi:load-foreign-library "libcrypt.so.1"))
   :serial t
   :components ((:file "package")
                (:file "specials")
@@ -180,6 +179,19 @@ pre-forked, chrooted, unprivileged children."
                (:file "filters")
                (:file "smtp")
                (:file "pop3")
+               (:file "main")))
+
+(defsystem "crow/ftp"
+  :description "mmftpd: an FTP server for virtual users in simulated chroots, with FTPS, limits
+and throttling; mmftpasswd, its accounts tool (package crow.ftp)."
+  :version "0.1.0"
+  :pathname "lisp/servers/ftp/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "accounts")
+               (:file "vfs")
+               (:file "session")
                (:file "main")))
 
 (defsystem "crow/web"
@@ -250,7 +262,7 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
   :version "0.1.0"
   :pathname "t/lisp/"
   :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/symbol-game"
-               "crow/mailweb")
+               "crow/mail" "crow/mailweb")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -270,4 +282,5 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
                (:file "web-html")
                (:file "web-forms")
                (:file "game-symbol")
+               (:file "mail")
                (:file "mailweb")))

@@ -234,6 +234,8 @@ int crow_ftpdata_starttls(struct crow_ftpdata *d, struct crow_tls_ctx *ctx)
     d->tls = crow_tls_new(ctx, d->fd, NULL);
     if (!d->tls)
         return CROW_FTPDATA_NET;
+    /* an uploading client never reads: a ticket left unread makes its close a reset */
+    crow_tls_no_tickets(d->tls);
     for (;;) {
         if (crow_tls_handshake(d->tls) == 0)
             return CROW_FTPDATA_OK;

@@ -6,9 +6,10 @@
  * decoder, driven by c-core/sess.c (crow_sess_read_data), so the one state machine that the
  * fuzzers and unit tests cover decides where a message ends.  This module takes over once a
  * message is whole.  crow_maildata_store is the durability step: a message is written under
- * a temporary name, fsynced, hard-linked under its final name(s) (one per recipient
- * mailbox: the bytes are stored once), the temporary name removed and the final directories
- * fsynced; only after that does the caller commit the database rows and answer 250, so a
+ * a temporary name, hard-linked under its final name(s) (one per recipient mailbox: the
+ * bytes are stored once), fsynced (bytes and names in one journal commit), the temporary name
+ * removed and the final directories fsynced; only after that does the caller commit the
+ * database rows and answer 250, so a
  * crash at any point leaves either nothing acknowledged or a file whose row was never
  * committed (start-up recovery removes it).  crow_maildata_scan makes one pass over the
  * message measuring what RFC 5321/5322 limit (line and header field lengths, the
@@ -69,9 +70,11 @@ int crow_maildata_scan(const unsigned char *msg, size_t len, struct crow_maildat
     memset(info, 0, sizeof *info);
     info->header_len = len;
     if (len == 0) {
-        info->flags |= CROW_MAILDATA_F_NO_BODY;
+        info->flags |= CROW_MAILDATA_F_NO_BODY | CROW_MAILDATA_F_NO_CRLF;
         return 0;
     }
+    if (len < 2 || msg[len - 2] != CR || msg[len - 1] != LF)
+        info->flags |= CROW_MAILDATA_F_NO_CRLF;
     while (pos < len) {
         const unsigned char *line = msg + pos;
         const unsigned char *lf = memchr(line, LF, len - pos);
@@ -95,6 +98,8 @@ int crow_maildata_scan(const unsigned char *msg, size_t len, struct crow_maildat
         }
         if (n > info->max_line)
             info->max_line = n;
+        if (line[0] == '.' && (lf || n > 0))
+            info->flags |= CROW_MAILDATA_F_DOT_LINE;
         if (in_header) {
             if (n == 0 && lf) {
                 in_header = 0;
@@ -191,38 +196,37 @@ int crow_maildata_store(const char *tmp, const char *const *finals, size_t nfina
     fd = CROW_RETRY(open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (fd < 0)
         return -1;
-    if (write_all(fd, iov, iovcnt) < 0 || (!nosync && CROW_RETRY(fsync(fd)) < 0)) {
-        e = errno;
-        close(fd);
-        unlink(tmp);
-        errno = e;
-        return -1;
-    }
-    if (close(fd) < 0 && errno != EINTR) {
-        e = errno;                                     /* NFS-style late write error */
-        unlink(tmp);
-        errno = e;
-        return -1;
-    }
+    if (write_all(fd, iov, iovcnt) < 0)
+        goto fail;
+    /* The final names are linked before the fsync, so one journal commit makes the bytes and
+     * every name durable (a name whose bytes never reached the disk has no row: recovery
+     * removes it); the directory fsyncs below then find nothing left to do on ext4 and still
+     * give the guarantee on file systems where they are needed. */
     for (linked = 0; linked < nfinal; linked++)
         if (link(tmp, finals[linked]) < 0)
             goto fail;
+    if (!nosync && CROW_RETRY(fsync(fd)) < 0)
+        goto fail;
+    if (close(fd) < 0 && errno != EINTR) {
+        fd = -1;                                       /* NFS-style late write error */
+        goto fail;
+    }
+    fd = -1;
     unlink(tmp);
     if (!nosync) {
         for (i = 0; i < nfinal; i++) {
             for (j = 0; j < i; j++)
                 if (same_dir(finals[i], finals[j]))
                     break;
-            if (j == i && sync_dir_of(finals[i]) < 0) {
-                linked = nfinal;
-                unlink(tmp);
+            if (j == i && sync_dir_of(finals[i]) < 0)
                 goto fail;
-            }
         }
     }
     return 0;
 fail:
     e = errno;
+    if (fd >= 0)
+        close(fd);
     for (i = 0; i < linked; i++)
         unlink(finals[i]);
     unlink(tmp);
@@ -249,7 +253,11 @@ static size_t pop3_emit(const unsigned char *msg, size_t len, long lines, unsign
 
         if (lines >= 0 && body_lines >= lines)
             break;
+#ifdef CROW_PLANTED_BUG
+        if (line[0] == '.' && n > 3)               /* planted: a short dot line goes unstuffed */
+#else
         if (line[0] == '.')
+#endif
             PUT(".", 1);
         PUT(line, n);
         if (body_lines >= 0)

@@ -23,16 +23,18 @@ struct crow_maildata_info {
 #define CROW_MAILDATA_F_NO_BODY   0x04u  /* the header section never ended with an empty line */
 #define CROW_MAILDATA_F_BAD_FIELD 0x08u  /* a header line that is neither "name:" nor folded */
 #define CROW_MAILDATA_F_BARE      0x10u  /* a CR or LF not part of a CRLF pair */
+#define CROW_MAILDATA_F_DOT_LINE  0x20u  /* a line starts with "." (POP3 must stuff it) */
+#define CROW_MAILDATA_F_NO_CRLF   0x40u  /* the message does not end with CRLF (or is empty) */
 
 /* Scans MSG (LEN bytes) and fills *INFO.  Returns 0.  Can't fail (MSG may be NULL when LEN
  * is 0). */
 int crow_maildata_scan(const unsigned char *msg, size_t len, struct crow_maildata_info *info);
 
 /* Writes the IOVCNT buffers of IOV (not modified) to a new file TMP (created exclusively, mode
- * 0600), fsyncs it, then makes it appear under each of the NFINAL names FINALS (hard links,
- * so one copy of the bytes serves every recipient; all on TMP's file system, in existing
- * directories), removes TMP, and fsyncs each distinct directory of FINALS, so when it returns
- * 0 every final name survives a crash.  With NOSYNC non-zero the two fsync steps are skipped
+ * 0600), makes it appear under each of the NFINAL names FINALS (hard links, so one copy of the
+ * bytes serves every recipient; all on TMP's file system, in existing directories), fsyncs
+ * it, removes TMP, and fsyncs each distinct directory of FINALS, so when it returns 0 the
+ * bytes and every final name survive a crash.  With NOSYNC non-zero the two fsync steps are skipped
  * (tests, benchmarks of the rest).  Returns 0, or -1 with errno (EEXIST when TMP or a final
  * name exists, ENOSPC, EIO, EINVAL when NFINAL is 0 or IOVCNT < 0): then every name this call
  * created is removed again, best effort. */

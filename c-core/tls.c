@@ -291,6 +291,11 @@ int crow_tls_handshake(struct crow_tls *t)
     }
 }
 
+void crow_tls_no_tickets(struct crow_tls *t)
+{
+    SSL_set_num_tickets(t->ssl, 0);
+}
+
 ssize_t crow_tls_read(struct crow_tls *t, void *buf, size_t len)
 {
     if (len == 0)

@@ -71,6 +71,12 @@ ssize_t crow_tls_write(struct crow_tls *t, const void *buf, size_t len);
  * going away anyway). */
 int crow_tls_shutdown(struct crow_tls *t);
 
+/* Makes the server side of T send no TLS 1.3 session tickets (call before the handshake).
+ * For connections where the peer only writes and then closes, as FTP uploads: tickets it
+ * never reads would turn its close into a reset that destroys data still in flight.  Can't
+ * fail. */
+void crow_tls_no_tickets(struct crow_tls *t);
+
 /* Returns POLLIN or POLLOUT: what the last call that failed with EAGAIN waits for (POLLIN
  * when none did).  Can't fail. */
 int crow_tls_want(const struct crow_tls *t);

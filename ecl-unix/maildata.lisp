@@ -11,7 +11,8 @@
 (defun maildata-scan (message)
   "Scans MESSAGE (octets) and returns a plist: :header-len (bytes of the header section with
 its empty line), :max-line, :max-field (folded header fields joined), :fields, :received (the
-hop count) and :flags, a list of :8bit :nul :no-body :bad-field :bare.  Can't fail."
+hop count) and :flags, a list of :8bit :nul :no-body :bad-field :bare :dot-line (a line
+starts with \".\") :no-crlf (no final CRLF).  Can't fail."
   (check-type message octets)
   (multiple-value-bind (hl ml mf fields received flags)
       (ffi:c-inline (message) (:object)
@@ -23,7 +24,8 @@ hop count) and :flags, a list of :8bit :nul :no-body :bad-field :bare.  Can't fa
            @(return 4) = (int)in.received; @(return 5) = (int)in.flags; }")
     (list :header-len hl :max-line ml :max-field mf :fields fields :received received
           :flags (loop for (bit kw) in '((#x01 :8bit) (#x02 :nul) (#x04 :no-body)
-                                         (#x08 :bad-field) (#x10 :bare))
+                                         (#x08 :bad-field) (#x10 :bare) (#x20 :dot-line)
+                                         (#x40 :no-crlf))
                        when (logtest bit flags) collect kw))))
 
 (defun maildata-store (tmp finals parts &key nosync)

@@ -77,6 +77,8 @@
    #:ftpdata-send #:ftpdata-send-file #:ftpdata-set-limits #:ftpdata-share #:ftpdata-starttls
    #:make-ftpdata #:make-ftpdata-share #:open-file-nofollow #:set-oobinline #:wait-readable
    #:wait-writable
+   ;; terminals
+   #:terminal-echo
    ;; HTTP request facts (evhttp.lisp)
    #:*http-methods* #:ev-unit-header-base #:ev-unit-header-values #:ev-unit-request
    #:ev-unit-string #:ev-unit-string-reusing #:realpath

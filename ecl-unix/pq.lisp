@@ -14,7 +14,8 @@
 (export '(pq-error pq-error-message pq-error-sqlstate pq-error-query
           pq-connection pq-connection-p pq-connect pq-finish with-pq-connection
           pq-connection-ok-p pq-reset pq-exec pq-value pq-rows
-          with-pq-transaction pq-call-with-transaction pq-conninfo-escape))
+          with-pq-transaction pq-call-with-transaction pq-conninfo-escape
+          pq-socket pq-notifications))
 
 (define-condition pq-error (crow-error)
   ((message :initarg :message :reader pq-error-message)
@@ -189,6 +190,30 @@ rolled back: COMMIT of a failed transaction reports ROLLBACK, turned into pq-err
   "Runs BODY in a transaction on CONN: committed when BODY returns, rolled back when it exits
 otherwise.  See pq-call-with-transaction."
   `(pq-call-with-transaction ,conn (lambda () ,@body)))
+
+(defun pq-socket (conn)
+  "Returns CONN's socket descriptor (to wait for notifications with epoll), owned by libpq:
+never close it.  Can't fail (-1 when the connection is down)."
+  (let ((p (%pq-conn conn)))
+    (ffi:c-inline (p) (:pointer-void) :int "PQsocket((PGconn *)#0)" :one-liner t)))
+
+(defun pq-notifications (conn)
+  "Reads what the server sent on CONN without blocking and returns the notifications (LISTEN)
+received, oldest first, as a list of (CHANNEL . PAYLOAD).  Signals pq-error when the
+connection failed."
+  (let ((p (%pq-conn conn)) (out '()))
+    (unless (ffi:c-inline (p) (:pointer-void) :bool "PQconsumeInput((PGconn *)#0)" :one-liner t)
+      (error 'pq-error :message (%pq-conn-message p)))
+    (loop
+      (multiple-value-bind (got channel payload)
+          (ffi:c-inline (p) (:pointer-void) (values :bool :object :object)
+            "{ PGnotify *n = PQnotifies((PGconn *)#0);
+               @(return 0) = n != NULL;
+               @(return 1) = n ? ecl_make_simple_base_string(n->relname, -1) : ECL_NIL;
+               @(return 2) = n ? ecl_make_simple_base_string(n->extra, -1) : ECL_NIL;
+               if (n) PQfreemem(n); }")
+        (unless got (return (nreverse out)))
+        (push (cons channel payload) out)))))
 
 (defun pq-conninfo-escape (value)
   "Returns VALUE quoted for a conninfo string (single quotes, backslash escapes).  Can't fail."

@@ -23,7 +23,7 @@ static void test_scan(void)
     is_int(in.max_field, strlen("Subject: hello") + strlen(" world folded"),
            "scan: a folded field's length is the joined lines'");
     is_int(in.header_len, strstr(m, "\r\n\r\n") + 4 - m, "scan: header_len ends after the empty line");
-    is_int(in.flags, 0, "scan: clean message has no flags");
+    is_int(in.flags, CROW_MAILDATA_F_DOT_LINE, "scan: clean message has only its dot line flagged");
     is_int(in.max_line, strlen("Received: from a"), "scan: longest line");
 
     crow_maildata_scan(S("Subject: x\r\nno colon here\r\n\r\nb\r\n"), &in);
@@ -39,7 +39,13 @@ static void test_scan(void)
     crow_maildata_scan((const unsigned char *)"S: a\0b\r\n\r\n", 10, &in);
     ok(in.flags & CROW_MAILDATA_F_NUL, "scan: NUL flagged");
     crow_maildata_scan(NULL, 0, &in);
-    ok(in.flags & CROW_MAILDATA_F_NO_BODY, "scan: empty message");
+    ok((in.flags & CROW_MAILDATA_F_NO_BODY) && (in.flags & CROW_MAILDATA_F_NO_CRLF), "scan: empty message");
+    crow_maildata_scan(S("S: x\r\n\r\nbody\r\n.dot\r\n"), &in);
+    ok(in.flags & CROW_MAILDATA_F_DOT_LINE, "scan: a line starting with a dot is flagged");
+    crow_maildata_scan(S("S: x\r\n\r\nbody.\r\n x.\r\n"), &in);
+    ok(!(in.flags & (CROW_MAILDATA_F_DOT_LINE | CROW_MAILDATA_F_NO_CRLF)), "scan: dots elsewhere are not, CRLF end");
+    crow_maildata_scan(S("S: x\r\n\r\nno end"), &in);
+    ok(in.flags & CROW_MAILDATA_F_NO_CRLF, "scan: no final CRLF flagged");
 }
 
 static void pop3_case(const char *msg, long lines, const char *want, const char *what)

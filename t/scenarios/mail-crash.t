@@ -141,6 +141,14 @@ try:
     lost = [k for k in acked if k not in got]
     t.ok(not lost, "every acknowledged message is retrievable (%d checked)" % len(acked), lost[:20])
     t.eq(bad, 0, "every retrieved message is byte-identical")
+    # a spool that lost its files (wrong directory, lost disk) must not empty the database
+    m.stop("mmsmtpd")
+    rows = m.sql("SELECT count(*) FROM messages")
+    os.rename(m.spool, m.spool + ".moved")
+    os.mkdir(m.spool, 0o700)
+    m.start("mmsmtpd")
+    t.ok(m.sql("SELECT count(*) FROM messages") == rows and "rows kept" in m.log("mmsmtpd"),
+         "recovery with an empty spool keeps the rows (and says so)", m.log("mmsmtpd")[-400:])
 finally:
     m.close()
 t.done()

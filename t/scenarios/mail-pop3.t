@@ -79,6 +79,8 @@ try:
     t.ok(r.returncode == 0, "swaks message accepted", r.stdout[-500:])
     sent.append(body3)
     # swaks --data - sends the bytes as lines; normalise its line ends for the comparison
+    t.eq(m.sql("SELECT string_agg(plain::text, ',' ORDER BY id) FROM messages"), "false,true,false",
+         "messages with dot lines are stored for stuffing, the other for sendfile (both RETR paths)")
     p = pop()
     count, size = p.stat()
     t.eq(count, 3, "STAT: 3 messages")

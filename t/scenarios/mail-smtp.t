@@ -19,8 +19,9 @@ from tap import Tap, free_port, wait_port
 from mailfix import Line, Mail
 
 t = Tap()
+port6 = free_port("::1")
 m = Mail("smtp", smtp_conf="greet-pause 400ms\nmax-message-size 64K\nmax-recipients 3\n"
-                           "max-header-length 2K\nmax-hops 10\nfilter-cache 0\nrecipient-cache 0\n")
+                           "max-header-length 2K\nmax-hops 10\nlisten [::1]:%d\n" % port6)
 
 
 def swaks(*args, port=None):
@@ -50,6 +51,19 @@ def envelope(c, rcpt=b"demo@crow.test", sender=b"alice@client.example"):
 
 
 try:
+    # --- -n checks the configuration
+    from tap import BIN
+    good = m.conf("mmsmtpd", m.smtp_port, m.smtp_extra)
+    r = subprocess.run([os.path.join(BIN, "mmsmtpd"), "-n", "-f", good], capture_output=True, text=True)
+    t.ok(r.returncode == 0 and "configuration ok" in r.stdout, "mmsmtpd -n: a good configuration is ok", r.stderr)
+    bad = os.path.join(m.tmp, "bad.conf")
+    with open(bad, "w") as f:
+        f.write('spool "%s"\nmax-recipients none\n' % m.spool)
+    r = subprocess.run([os.path.join(BIN, "mmsmtpd"), "-n", "-f", bad], capture_output=True, text=True)
+    t.ok(r.returncode == 1 and "bad.conf:2:" in r.stderr and "conninfo" in r.stderr,
+         "mmsmtpd -n: errors as file:line (bad value, missing conninfo)", r.stderr)
+    r = subprocess.run([os.path.join(BIN, "mmpop3d"), "--help"], capture_output=True, text=True)
+    t.ok(r.returncode == 0 and "default-domain" in r.stdout, "mmpop3d --help lists its keys")
     m.start("mmsmtpd")
 
     # --- swaks: local accepted, relay refused, unknown user, pipelining, STARTTLS, SIZE
@@ -183,11 +197,15 @@ try:
                               b"Subject: ok\r\n\r\nbody")
     t.eq(code, 250, "9 Received: fields: accepted")
 
-    # --- header filter rules
+    # --- header filter rules (mmsmtpd caches rules and resolutions: the changes below must
+    # reach it through NOTIFY, its watcher must be connected for the test to mean that)
+    t.ok("caches on, dropped on NOTIFY mail_changed" in m.log("mmsmtpd"), "the cache watcher is connected",
+         m.log("mmsmtpd")[-500:])
     m.sql("INSERT INTO header_filters (header, regex, action, priority) VALUES "
           "('subject', 'cheap\\s+pills', 'reject', 1), ('subject', '^newsletter', 'discard', 2), "
           "('from', '@lists\\.example$', 'tag', 3)")
     m.sql("UPDATE header_filters SET tag = 'list' WHERE action = 'tag'")
+    time.sleep(0.3)     # mmsmtpd's caches are dropped on NOTIFY mail_changed (sql/mail/004)
     before = count()
     code, text = send_message(b"Subject: Cheap   PILLS today\r\n\r\nbuy")
     t.ok(code == 550 and count() == before, "header filter reject: 550, not stored", text)
@@ -204,6 +222,7 @@ try:
     m.sql("INSERT INTO envelope_filters (user_id, sender_pattern, recipient_pattern, action, priority) "
           "SELECT id, '*@spam.example', '*', 'reject', 1 FROM users WHERE name = 'demo' UNION ALL "
           "SELECT id, '*@junk.example', 'demo@*', 'discard', 2 FROM users WHERE name = 'demo'")
+    time.sleep(0.3)
     c = session()
     codes = envelope(c, sender=b"bob@spam.example")
     t.eq(codes, [250, 550], "envelope filter reject: 550 at RCPT")
@@ -220,16 +239,37 @@ try:
     code, text = c.reply()
     t.ok(code == 554 and c.closed(), "STARTTLS\\r\\nRSET in one segment: refused as unauthorised pipelining", text)
 
+    # --- IPv6, and SIGHUP: a new serving process (no second recovery), mail still accepted
+    import smtplib      # (Debian's swaks lacks IO::Socket::INET6)
+    with smtplib.SMTP("::1", port6, local_hostname="client.example", timeout=20) as sm:
+        refused = sm.sendmail("a@client.example", ["demo@crow.test"], b"Subject: v6\r\n\r\nover IPv6\r\n")
+    t.eq(refused, {}, "smtplib over [::1]: accepted")
+    import signal
+    m.procs["mmsmtpd"].send_signal(signal.SIGHUP)
+    deadline = time.time() + 30
+    while "generation 1) finished" not in m.log("mmsmtpd") and time.time() < deadline:
+        time.sleep(0.1)
+    rc, out = swaks("--to", "demo@crow.test")
+    t.ok(rc == 0 and "generation 1) finished" in m.log("mmsmtpd") and
+         m.log("mmsmtpd").count("store recovery") <= 1, "SIGHUP: replaced serving process accepts mail", out[-300:])
     # --- a second instance: rate limit, greylisting, no pipelining check (injection discarded)
     m2port = free_port()
     conf2 = m.conf("mmsmtpd2", m2port, "message-rate-per-address 3/1m\ngreylist yes\n"
-                   "greylist-delay 1s\nreject-unauth-pipelining no\n")
+                   "greylist-delay 1s\nreject-unauth-pipelining no\nmax-per-address 2\n")
     log2 = open(os.path.join(m.tmp, "mmsmtpd2.log"), "w")
     from tap import BIN, stop
     p2 = subprocess.Popen([os.path.join(BIN, "mmsmtpd"), "--foreground", "-f", conf2],
                           stdout=log2, stderr=subprocess.STDOUT)
     try:
         t.ok(wait_port("127.0.0.1", m2port, 60, p2), "second mmsmtpd (rate, greylisting) started")
+        time.sleep(0.5)
+        held = [session(m2port, helo=False), session(m2port, helo=False)]
+        c = Line(m2port)
+        code, text = c.reply()
+        t.ok(code == 421 and c.closed(), "max-per-address 2: the third connection gets 421", text)
+        for h in held:
+            h.close()
+        time.sleep(0.5)
         c = session(m2port)
         t.eq(envelope(c)[1], 451, "greylisting: first attempt gets 451")
         c.cmd(b"RSET\r\n")

@@ -54,11 +54,18 @@ logged and skipped.  Signals pq-error."
           collect (make-hfilter (svref row 0) (string-downcase (svref row 1)) scanner
                                 (intern (string-upcase (svref row 3)) :keyword) (svref row 4))))
 
+(defun forget-header-filters ()
+  "Makes the next header-filters call reload the rules.  Can't fail."
+  (mp:with-lock (*hfilters-lock*) (setf *hfilters-time* 0)))
+
+(pushnew 'forget-header-filters *cache-hooks*)
+
 (defun header-filters (conn cache-ms)
-  "Returns the header filter rules, reloaded when older than CACHE-MS.  Signals pq-error."
+  "Returns the header filter rules, reloaded when older than CACHE-MS (or the cache watcher
+is not connected).  Signals pq-error."
   (let ((now (get-internal-real-time)))
     (mp:with-lock (*hfilters-lock*)
-      (when (or (zerop *hfilters-time*)
+      (when (or (zerop *hfilters-time*) (not *cache-valid*)
                 (> (- now *hfilters-time*) (* cache-ms (/ internal-time-units-per-second 1000))))
         (setf *hfilters* (load-header-filters conn) *hfilters-time* (max 1 now)))
       *hfilters*)))

@@ -22,9 +22,9 @@
       (append (and per (list :max-per-address per))
               (and rate (list :rate-count (car rate) :rate-period-ms (cdr rate)))))))
 
-(defun serve-with (context handler refusal &key recover)
-  "The serving process of either server: opens the store (RECOVER: run the start-up recovery
-first), serves HANDLER on session threads until told to stop, drains.  Returns 0, or 1 when
+(defun serve-with (context handler refusal &key recover watch)
+  "The serving process of either server: opens the store (RECOVER, mmsmtpd: run the start-up
+recovery first; WATCH: keep the caches' watcher), serves HANDLER on session threads until told to stop, drains.  Returns 0, or 1 when
 the store cannot be opened."
   (let* ((config (context-config context))
          (store (handler-case
@@ -42,7 +42,8 @@ the store cannot be opened."
         ((or pq-error unix-error) (e)
           (log-warn "store recovery: ~a" e)
           (return-from serve-with 1))))
-    (let ((server (start-session-server handler
+    (let* ((watcher (and watch (start-cache-watcher store)))
+           (server (start-session-server handler
                                         :listeners (context-listeners context)
                                         :max-sessions (config-value config :max-connections)
                                         :spare-threads (max 2 (config-value config :workers))
@@ -58,6 +59,7 @@ the store cannot be opened."
       (log-info "serving on ~{~a~^, ~}" (mapcar #'listener-description (context-listeners context)))
       (loop until (wait-for-stop context :timeout-ms 1000))
       (stop-session-server server :timeout (ceiling (shutdown-timeout config) 1000))
+      (when watcher (stop-cache-watcher watcher))
       (close-store store)
       0)))
 
@@ -65,7 +67,10 @@ the store cannot be opened."
   (serve-with context 'serve-smtp
               (format nil "421 4.7.0 ~a Too many connections, try later~c~c"
                       (config-value (context-config context) :hostname) #\Return #\Newline)
-              :recover t))
+              ;; Only the first serving process: after SIGHUP the old one may still be between
+              ;; linking a file and committing its row.
+              :recover (= 1 (context-generation context))
+              :watch t))
 
 (defun pop3-serve (context)
   (serve-with context 'serve-pop3

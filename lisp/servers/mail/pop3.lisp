@@ -22,25 +22,9 @@
 (defun perr (p fmt &rest args)
   (session-write (pop3-session p) (format nil "-ERR ~?~c~c" fmt args #\Return #\Newline)))
 
-(ffi:clines "#include <crypt.h>" "#include <string.h>" "#include <openssl/crypto.h>")
-
-(defun %crypt-verify-interim (password hash)
-  "Interim crypt(3) check until crow.unix:crypt-verify (helper ftp's ecl-unix/crypt.lisp) is
-merged; then verify-password uses that and this goes."
-  (let ((pw (string-to-c password)) (h (string-to-c hash)))
-    (ffi:c-inline (pw h) (:object :object) :bool
-      "{ struct crypt_data *d = (struct crypt_data *)ecl_alloc_atomic(sizeof *d);
-         memset(d, 0, sizeof *d);
-         const char *r = crypt_r((const char *)#0->vector.self.b8, (const char *)#1->vector.self.b8, d);
-         @(return) = r && r[0] != '*' && strlen(r) == strlen((const char *)#1->vector.self.b8)
-                     && CRYPTO_memcmp(r, #1->vector.self.b8, strlen(r)) == 0; }")))
-
 (defun verify-password (password hash)
-  "True when PASSWORD matches the crypt(3) HASH (crow.unix:crypt-verify)."
-  (let ((f (find-symbol "CRYPT-VERIFY" :crow.unix)))
-    (if (and f (fboundp f))
-        (funcall f password hash)
-        (and (plusp (length hash)) (%crypt-verify-interim password hash)))))
+  "True when PASSWORD matches the crypt(3) HASH.  Can't fail."
+  (and (plusp (length hash)) (crypt-verify password hash)))
 
 (defun parse-login (p login)
   "Returns (values DOMAIN USER MAILBOX) of LOGIN: user[+mailbox][@domain]."
@@ -173,6 +157,7 @@ NIL after answering -ERR."
                           -1)))
            (cond ((null m))
                  ((null lines) (perr p "Syntax: TOP msg n"))
+                 ((and (eql lines -1) (fifth m)) (pop3-send-plain p m))
                  (t (let ((data (handler-case (read-file-octets (spool-path *store* (fourth m)))
                                   (unix-error (e) (log-warn "pop3: ~a" e) nil))))
                       (if data
@@ -189,6 +174,27 @@ NIL after answering -ERR."
          (fill (pop3-deleted p) 0)
          (pok p "~d messages" (length (pop3-messages p))))
         (t (perr p "Unknown command in TRANSACTION state"))))))
+
+(defparameter +dot-crlf+ (coerce (format nil ".~c~c" #\Return #\Newline) 'simple-base-string))
+
+(defun pop3-send-plain (p m)
+  "RETR of a message stored plain (no line starts with \".\", ends with CRLF): the file goes
+out as it is, by sendfile, between the +OK line and the terminating dot."
+  (let* ((session (pop3-session p))
+         (fd (handler-case (open-fd (spool-path *store* (fourth m)))
+               (unix-error (e) (log-warn "pop3: ~a" e) nil))))
+    (if (null fd)
+        (perr p "[SYS/TEMP] Message unreadable")
+        (unwind-protect
+             (let ((size (stat-size (fstat fd))))
+               (session-write session (format nil "+OK ~d octets~c~c" size #\Return #\Newline))
+               (let ((sent (session-sendfile session fd 0 size)))
+                 (when (< sent size)
+                   ;; the file shrank under us: the response cannot be completed honestly
+                   (error 'simple-crow-error :format-control "pop3: ~a: short file"
+                                             :format-arguments (list (fourth m)))))
+               (session-write session +dot-crlf+))
+          (close-fd fd)))))
 
 (defun pop3-authorization (p verb args)
   (let ((session (pop3-session p)))

@@ -403,7 +403,8 @@ an address literal [1.2.3.4] / [IPv6:...]."
          (if (null boxes)
              (reply s 250 "2.0.0 Ok (discarded)")
              (handler-case
-                 (let ((uidl (deliver *store* parts size boxes (smtp-sender s))))
+                 (let ((uidl (deliver *store* parts size boxes (smtp-sender s)
+                                      (null (intersection '(:dot-line :no-crlf) (getf info :flags))))))
                    (reply s 250 "2.0.0 Ok: queued as ~a" uidl))
                ((or unix-error pq-error) (e)
                  (log-warn "smtp: store: ~a" e)

@@ -45,9 +45,10 @@
   (greylist-delay :duration :min 0 :default "5m" :doc "How long a greylisted triplet must wait.")
   (header-filters :boolean :default "yes" :doc "Apply the header filter rules of the database.")
   (envelope-filters :boolean :default "yes" :doc "Apply the users' envelope filters.")
-  (filter-cache :duration :min 0 :default "5s" :doc "How long header filter rules are cached.")
-  (recipient-cache :duration :min 0 :default "2s"
-                   :doc "How long an address's resolution (for mailboxes without limits) is cached; 0: never."))
+  (filter-cache :duration :min 0 :default "5m"
+                :doc "How long header filter rules are cached (a change in the database drops the cache at once).")
+  (recipient-cache :duration :min 0 :default "5m"
+                   :doc "How long an address's resolution (mailboxes without limits) is cached (a change in the database drops the cache at once); 0: never."))
 
 (define-config-keys *pop3-keys*
   (:include *common-keys*)

@@ -104,16 +104,27 @@ unknown.  Signals pq-error."
                         :used-bytes (int 4) :used-messages (int 5)
                         :filters (equal (svref row 6) "t") :address (svref row 7)))))
 
-;;; A short-lived cache of resolutions (like Postfix's address resolver caches): only
-;;; mailboxes without limits are cached, so a full mailbox is never accepted from the cache; a
-;;; change in the database (a new alias, an envelope filter) shows after at most the TTL.
+;;; A cache of resolutions (like Postfix's address resolver caches), kept correct by the
+;;; database: sql/mail/004's triggers NOTIFY mail_changed on any change to domains, users,
+;;; mailboxes, aliases or filters, and a watcher thread (start-cache-watcher) holding a LISTEN
+;;; connection drops every cache when one arrives.  While the watcher is not connected the
+;;; caches are bypassed.  Only mailboxes without limits are cached, so a full mailbox is never
+;;; accepted from the cache.
 
 (defvar *resolve-cache* (make-hash-table :test 'equal))
 (defvar *resolve-lock* (mp:make-lock :name "crow.mail resolve cache"))
+(defvar *cache-valid* nil "True while the watcher's LISTEN connection is up.")
+(defvar *cache-hooks* '() "Functions called (no arguments) when the caches must be dropped.")
+
+(defun drop-caches ()
+  "Empties the resolution cache and runs *cache-hooks*.  Can't fail."
+  (mp:with-lock (*resolve-lock*) (clrhash *resolve-cache*))
+  (dolist (h *cache-hooks*) (ignore-errors (funcall h))))
 
 (defun resolve-address-cached (conn domain local ttl-ms)
-  "resolve-address through a cache of TTL-MS (0: no cache).  Signals pq-error."
-  (if (<= ttl-ms 0)
+  "resolve-address through the cache (entries live TTL-MS; 0, or no watcher: no cache).
+Signals pq-error."
+  (if (or (<= ttl-ms 0) (not *cache-valid*))
       (resolve-address conn domain local)
       (let* ((key (concatenate 'string (string-downcase local) "@" domain))
              (now (get-internal-real-time))
@@ -129,16 +140,59 @@ unknown.  Signals pq-error."
                   (setf (gethash key *resolve-cache*) (cons now boxes))))
               boxes)))))
 
+(defstruct (watcher (:constructor %make-watcher)) thread (stop nil))
+
+(defun %watch (store w)
+  (let ((events (make-epoll-events 4)))
+    (loop until (watcher-stop w)
+          do (handler-case
+                 (with-pq-connection (c (store-conninfo store))
+                   (pq-exec c "LISTEN mail_changed")
+                   (drop-caches)
+                   (setf *cache-valid* t)
+                   (log-info "store: caches on, dropped on NOTIFY mail_changed")
+                   (let ((ep (epoll-create)))
+                     (unwind-protect
+                          (progn
+                            (epoll-add ep (pq-socket c) +epollin+)
+                            (loop until (watcher-stop w)
+                                  do (epoll-wait ep events 500)
+                                     (when (pq-notifications c) (drop-caches))
+                                     (unless (pq-connection-ok-p c)
+                                       (error 'pq-error :message "LISTEN connection lost"))))
+                       (setf *cache-valid* nil)
+                       (close-fd ep))))
+               (error (e)
+                 (setf *cache-valid* nil)
+                 (drop-caches)
+                 (log-warn "store: cache watcher: ~a (caches off, retrying)" e)
+                 (loop repeat 20 until (watcher-stop w) do (sleep 0.1)))))
+    (setf *cache-valid* nil)))
+
+(defun start-cache-watcher (store)
+  "Starts the thread that keeps the caches honest (see above).  Returns the watcher."
+  (let ((w (%make-watcher)))
+    (setf (watcher-thread w) (mp:process-run-function "crow.mail cache watcher"
+                                                      (lambda () (%watch store w))))
+    w))
+
+(defun stop-cache-watcher (w)
+  "Stops W's thread (within a second).  Returns NIL."
+  (setf (watcher-stop w) t)
+  (mp:process-join (watcher-thread w))
+  nil)
+
 (defun local-domain-p (conn domain)
   "Returns true when DOMAIN is one of the store's domains.  Signals pq-error."
   (and (pq-value conn "SELECT 1 FROM domains WHERE name = lower($1)" domain) t))
 
 ;;; Delivery
 
-(defun deliver (store parts size mailboxes sender)
+(defun deliver (store parts size mailboxes sender &optional plain)
   "Stores one message (PARTS: octet vectors and base-strings, SIZE bytes in all) in every
 mailbox id of MAILBOXES (a non-empty list; duplicates are delivered once) for envelope
-SENDER.  Returns the UIDL of the first copy once the files are durable and the rows
+SENDER; PLAIN says no line of it starts with \".\" and it ends with CRLF (POP3 may send the
+file as it is).  Returns the UIDL of the first copy once the files are durable and the rows
 committed.  Signals unix-error (the files) or pq-error (the rows); nothing is left behind
 then, and nothing may be acknowledged."
   (let* ((boxes (remove-duplicates mailboxes))
@@ -154,23 +208,23 @@ then, and nothing may be acknowledged."
                             (dolist (f finals) (ignore-errors (unlink f))))))
       (with-store-connection (c store)
         (let ((sql (with-output-to-string (s)
-                     (write-string "INSERT INTO messages (mailbox_id, size, file, uidl, sender) VALUES " s)
+                     (write-string "INSERT INTO messages (mailbox_id, size, file, uidl, sender, plain) VALUES " s)
                      (loop for i from 0 below (length boxes)
-                           do (format s "~:[, ~;~]($~d, $~d, $~d, $~d, $~d)" (zerop i)
-                                      (+ 1 (* i 5)) (+ 2 (* i 5)) (+ 3 (* i 5)) (+ 4 (* i 5))
-                                      (+ 5 (* i 5))))))
+                           do (format s "~:[, ~;~](~{$~d~^, ~})" (zerop i)
+                                      (loop for k from 1 to 6 collect (+ k (* i 6)))))))
               (params (loop for b in boxes for f in files for u in uidls
-                            append (list b size f u sender))))
+                            append (list b size f u sender (if plain "t" "f")))))
           (apply #'pq-exec c sql params))))
     base))
 
 (defun mailbox-messages (conn mailbox)
-  "Returns the messages of MAILBOX as a list of (id size uidl file), oldest first.  Signals
-pq-error."
-  (loop for row in (pq-exec conn "SELECT id, size, uidl, file FROM messages WHERE mailbox_id = $1 ORDER BY id"
+  "Returns the messages of MAILBOX as a list of (id size uidl file plain), oldest first.
+Signals pq-error."
+  (loop for row in (pq-exec conn "SELECT id, size, uidl, file, plain FROM messages
+                                  WHERE mailbox_id = $1 ORDER BY id"
                             mailbox)
         collect (list (parse-integer (svref row 0)) (parse-integer (svref row 1))
-                      (svref row 2) (svref row 3))))
+                      (svref row 2) (svref row 3) (equal (svref row 4) "t"))))
 
 (defun delete-messages (store conn ids)
   "Deletes the messages IDS (committed), then unlinks their files.  Returns the count deleted.
@@ -199,18 +253,33 @@ Signals pq-error or unix-error."
     (with-store-connection (c store)
       (dolist (r (pq-exec c "SELECT id, file FROM messages"))
         (setf (gethash (svref r 1) known) (svref r 0)))
-      (let ((seen (make-hash-table :test 'equal)))
+      (let ((seen (make-hash-table :test 'equal)) (orphans '()) (total 0))
         (dotimes (i 256)
           (let ((dir (format nil "msg/~(~2,'0x~)" i)))
             (dolist (name (handler-case (read-directory (spool-path store dir))
                             (enoent () '())))
               (let ((f (concatenate 'string dir "/" name)))
+                (incf total)
                 (if (gethash f known)
                     (setf (gethash f seen) t)
-                    (progn (ignore-errors (unlink (spool-path store f)))
-                           (incf files-removed)))))))
+                    (push f orphans))))))
+        ;; A crash leaves a few files without rows (at most one per session in flight); most
+        ;; of the spool without rows means the wrong database: keep the files then.
+        (if (and (> (length orphans) 100) (> (* 2 (length orphans)) total))
+            (log-warn "store recovery: ~d of ~d files under ~a have no row: wrong database? files kept"
+                      (length orphans) total (store-spool store))
+            (dolist (f orphans)
+              (ignore-errors (unlink (spool-path store f)))
+              (incf files-removed)))
         (let ((gone (loop for f being the hash-keys of known using (hash-value id)
                           unless (gethash f seen) collect id)))
+          ;; Rows lose their files only by a crash between DELETE and unlink's opposite
+          ;; order, which never happens: many missing files mean a wrong spool directory or
+          ;; a lost disk, and deleting the rows would make that permanent.
+          (when (and gone (> (* 2 (length gone)) (hash-table-count known)))
+            (log-warn "store recovery: ~d of ~d messages have no file under ~a: wrong spool? rows kept"
+                      (length gone) (hash-table-count known) (store-spool store))
+            (setf gone '()))
           (when gone
             (setf rows-removed
                   (or (nth-value 1 (pq-exec c "DELETE FROM messages WHERE id = ANY($1::bigint[])"
