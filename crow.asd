@@ -66,7 +66,9 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "evhttp")
                (:file "sess")
                (:file "digest")
-               (:file "embed")))
+               (:file "embed")
+               (:file "mmstat")
+               (:file "statlog")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
