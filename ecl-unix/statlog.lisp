@@ -157,8 +157,6 @@ unix-error (ENOMEM)."
     "{ const unsigned char *b; size_t n; crow_statlog_batch(#1, &b, &n);
        crow_statlog_iter_init(#0, b, n); }"))
 
-(declaim (inline statlog-iter-next statlog-iter-key-into statlog-iter-value
-                 statlog-iter-flags statlog-iter-time))
 (defun statlog-iter-next (it)
   "Loads the next operation.  Returns its type (1 update, 2 reset, 3 delete, 4 text, 5
 restore, 6 meta) or 0 at the end.  Can't fail."
