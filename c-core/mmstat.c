@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,7 +29,8 @@ struct mmstat {
     struct sockaddr_un logger, librarian;
     int fd;                 /* datagram socket, or -1 (reconnect on next send) */
     int autoflush, nonblock, timeout_ms, in_txn;
-    uint64_t seq;
+    int64_t rcv_timeout_ms; /* SO_RCVTIMEO currently set on fd (0: none) */
+    uint64_t seq, async_seq;
     size_t tlen;            /* bytes in txn, head included */
     uint32_t tops;
     size_t plen;            /* bytes of single ops in pend (batched mode) */
@@ -75,6 +77,7 @@ static int dgram_connect(mmstat_t *ms)
         return -1;
     }
     ms->fd = fd;
+    ms->rcv_timeout_ms = 0;
     return 0;
 }
 
@@ -234,40 +237,76 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits for the ack of sequence SEQ.  Older acks (of transactions that timed out) are
- * skipped. */
+/* Waits for the ack of sequence SEQ with blocking recv calls bounded by SO_RCVTIMEO (one
+ * system call per ack instead of poll + recv).  Older acks (of transactions that timed out)
+ * are skipped. */
 static int wait_ack(mmstat_t *ms, uint64_t seq)
 {
     int64_t deadline = now_ms() + ms->timeout_ms;
+    int64_t left = ms->timeout_ms;
     for (;;) {
-        int64_t left = deadline - now_ms();
+        struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+        if (left != ms->rcv_timeout_ms) {
+            if (setsockopt(ms->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+                return -1;
+            ms->rcv_timeout_ms = left;
+        }
+        struct mmstat_wire_ack ack;
+        ssize_t r = recv(ms->fd, &ack, sizeof ack, 0);
+        if (r < 0 && errno != EINTR && errno != EAGAIN)
+            return -1;
+        if (r == (ssize_t)sizeof ack && ack.magic == MMSTAT_WIRE_MAGIC && ack.seq == seq) {
+            if (ack.status) {
+                errno = (int)ack.status;
+                return -1;
+            }
+            return 0;
+        }
+        left = deadline - now_ms();
         if (left <= 0) {
             errno = ETIMEDOUT;
             return -1;
         }
-        struct pollfd p = {ms->fd, POLLIN, 0};
-        int n = poll(&p, 1, (int)left);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (n == 0)
-            continue;
+        if (r >= 0)
+            left = ms->rcv_timeout_ms;   /* a stale ack: keep the timeout set (coarse) */
+    }
+}
+
+int mmstat_commit_async(mmstat_t *ms)
+{
+    if (!ms->in_txn) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (send_txn(ms, MMSTAT_WIRE_ACK) < 0)
+        return -1;
+    ms->async_seq = ms->seq;
+    return 0;
+}
+
+int mmstat_fd(mmstat_t *ms) { return ms->fd; }
+
+int mmstat_ack_check(mmstat_t *ms)
+{
+    if (ms->fd < 0) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    for (;;) {
         struct mmstat_wire_ack ack;
         ssize_t r = recv(ms->fd, &ack, sizeof ack, MSG_DONTWAIT);
         if (r < 0) {
-            if (errno == EINTR || errno == EAGAIN)
+            if (errno == EINTR)
                 continue;
-            return -1;
+            return errno == EAGAIN ? 0 : -1;
         }
-        if ((size_t)r != sizeof ack || ack.magic != MMSTAT_WIRE_MAGIC || ack.seq != seq)
-            continue;
-        if (ack.status) {
-            errno = (int)ack.status;
-            return -1;
+        if (r == (ssize_t)sizeof ack && ack.magic == MMSTAT_WIRE_MAGIC && ack.seq == ms->async_seq) {
+            if (ack.status) {
+                errno = (int)ack.status;
+                return -1;
+            }
+            return 1;
         }
-        return 0;
     }
 }
 

@@ -80,6 +80,21 @@ int mmstat_commit(mmstat_t *ms);
  * may not be durable); EINVAL if the server refused it as malformed. */
 int mmstat_commit_sync(mmstat_t *ms);
 
+/* For event-driven clients (one thread, many handles): sends the open transaction as
+ * mmstat_commit does, asking for an acknowledgement without waiting for it; poll
+ * mmstat_fd(MS) for input and call mmstat_ack_check.  Returns 0, or -1 with errno as
+ * mmstat_commit. */
+int mmstat_commit_async(mmstat_t *ms);
+
+/* The descriptor acknowledgements arrive on (readable when one may be there), or -1 when the
+ * handle is not connected.  Can't fail. */
+int mmstat_fd(mmstat_t *ms);
+
+/* Reads waiting acknowledgements without blocking.  Returns 1 when the last transaction sent
+ * with mmstat_commit_async is acknowledged, 0 when not yet, or -1 with errno (EINVAL: the
+ * server refused it as malformed; a receive error). */
+int mmstat_ack_check(mmstat_t *ms);
+
 /* Discards the open transaction.  Returns 0, or -1 with EINVAL if none is open. */
 int mmstat_rollback(mmstat_t *ms);
 

@@ -250,8 +250,29 @@ fail."
          @(return) = fnmatch((const char *)#0->base_string.self, buf, 0) == 0; }")))
 
 (defun glob-pattern-p (key)
-  "True when KEY holds a shell pattern character (*, ? or [).  Can't fail."
-  (and (find-if (lambda (c) (member c '(#\* #\? #\[))) key) t))
+  "True when KEY (a base-string) holds a shell pattern character (*, ? or [).  Can't fail."
+  (if (typep key 'base-string)
+      (ffi:c-inline (key) (:object) :bool
+        "{ cl_object s = #0; const char *p = (const char *)s->base_string.self;
+           size_t n = s->base_string.fillp;
+           @(return) = memchr(p, '*', n) || memchr(p, '?', n) || memchr(p, '[', n); }")
+      (and (find-if (lambda (c) (member c '(#\* #\? #\[))) key) t)))
+
+(defun statlog-iter-fetch (it buffer)
+  "Loads the next operation into IT and its key into BUFFER (as statlog-iter-key-into).
+Returns (values TYPE FLAGS VALUE TIME PATTERN-P): TYPE 0 at the end; PATTERN-P true when the
+key holds *, ? or [.  One call per operation for the apply loop.  Can't fail."
+  (ffi:c-inline (it buffer) (:pointer-void :object) (values :int :int :int64-t :int64-t :bool)
+    "{ struct crow_statlog_iter *i = #0; cl_object s = #1;
+       if (!crow_statlog_iter_next(i)) {
+         @(return 0) = 0; @(return 1) = 0; @(return 2) = 0; @(return 3) = 0; @(return 4) = 0;
+       } else {
+         memcpy(s->base_string.self, i->key, i->keylen); s->base_string.fillp = i->keylen;
+         @(return 0) = (int)i->type; @(return 1) = (int)i->flags; @(return 2) = i->value;
+         @(return 3) = i->time;
+         @(return 4) = memchr(i->key, '*', i->keylen) || memchr(i->key, '?', i->keylen)
+                       || memchr(i->key, '[', i->keylen);
+       } }"))
 
 (defun truncate-file (path length)
   "Truncates PATH to LENGTH bytes and fsyncs it.  Returns NIL.  Signals unix-error."

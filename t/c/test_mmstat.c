@@ -149,10 +149,18 @@ int main(void)
     mmstat_update(ms, "synced", 1, 1);
     ok(mmstat_commit_sync(ms) == 0, "commit_sync is acknowledged");
     ok(mmstat_commit_sync(ms) == 0, "a barrier outside a transaction is acknowledged");
+    ok(mmstat_commit_async(ms) < 0 && errno == EINVAL, "commit_async without a transaction: EINVAL");
+    mmstat_begin(ms);
+    mmstat_update(ms, "async", 1, 0);
+    ok(mmstat_commit_async(ms) == 0 && mmstat_fd(ms) >= 0, "commit_async sends");
+    int acked = 0;
+    for (int i = 0; i < 500 && !(acked = mmstat_ack_check(ms)); i++)
+        usleep(2000);
+    ok(acked == 1, "mmstat_ack_check sees its acknowledgement");
     stop_pumping = 1;
     pthread_join(th, NULL);
     crow_statlog_get_stats(lg, &st);
-    ok(st.syncs >= 1 && st.barriers == 1, "policy always synced; one barrier");
+    ok(st.syncs >= 1 && st.barriers == 1 && st.acks == 3, "policy always synced; one barrier; three acks");
     mmstat_timeout(ms, 200);
     mmstat_begin(ms);
     mmstat_update(ms, "lost", 1, 1);
@@ -171,7 +179,7 @@ int main(void)
         off += (size_t)fl;
         frames++;
     }
-    ok(off == (size_t)size && frames == 1 + 2 + 3 + 1 + 1 + 1, "the log is %d whole frames", frames);
+    ok(off == (size_t)size && frames == 1 + 2 + 3 + 1 + 1 + 1 + 1, "the log is %d whole frames", frames);
     int torn_ok = 1;
     for (size_t cut = last + 1; cut < (size_t)size; cut++)
         if (crow_statlog_frame_check(log, cut, last) != 0 || crow_statlog_frame_find(log, cut, last) != -1)

@@ -38,17 +38,17 @@ without consing; one is copied only when it is inserted)."
         (setf (gethash (coerce key 'simple-base-string) db)
               (make-entry value time time persistent)))))
 
-(defun apply-op (db type key value text time persistent)
+(defun apply-op (db type key value text time persistent &optional (pattern (glob-pattern-p key)))
   "Applies one operation (TYPE 1 update, 2 reset, 3 delete, 4 text) on KEY (a key buffer or
-string; a shell pattern acts on the existing keys it matches) at TIME.  Returns NIL.  Can't
-fail."
+string; a shell pattern, PATTERN true, acts on the existing keys it matches) at TIME.  Returns
+NIL.  Can't fail."
   (declare (fixnum type))
-  (if (glob-pattern-p key)
+  (if pattern
       (let ((keys (matching-keys db key)))
         (dolist (k keys)
           (case type
             (3 (remhash k db))
-            (t (apply-op db type k value text time persistent)))))
+            (t (apply-op db type k value text time persistent nil)))))
       (case type
         (1 (let ((e (gethash key db)))
              (if (and e (integerp (entry-value e)))
@@ -65,22 +65,19 @@ fail."
 a meta entry returned.  Returns the meta entry's (LOG OFFSET NEXT-TXN) when one was seen,
 else NIL.  Can't fail."
   (let ((meta nil))
-    (loop for type fixnum = (statlog-iter-next it)
-          until (zerop type)
-          do (let ((key (statlog-iter-key-into it key-buffer)))
-               (case type
-                 ((1 2 3) (apply-op db type key (statlog-iter-value it) nil (statlog-iter-time it)
-                                    (logtest 1 (statlog-iter-flags it))))
-                 (4 (apply-op db 4 key 0 (statlog-iter-text it) (statlog-iter-time it)
-                              (logtest 1 (statlog-iter-flags it))))
-                 (5 (multiple-value-bind (created modified) (statlog-iter-times it)
-                      (setf (gethash (coerce key 'simple-base-string) db)
-                            (make-entry (if (logtest 2 (statlog-iter-flags it))
-                                            (statlog-iter-text it)
-                                            (statlog-iter-value it))
-                                        created modified (logtest 1 (statlog-iter-flags it))))))
-                 (6 (multiple-value-bind (offset next) (statlog-iter-times it)
-                      (setf meta (list (statlog-iter-value it) offset next)))))))
+    (loop
+      (multiple-value-bind (type flags value time pattern) (statlog-iter-fetch it key-buffer)
+        (declare (fixnum type flags))
+        (case type
+          (0 (return))
+          ((1 2 3) (apply-op db type key-buffer value nil time (logtest 1 flags) pattern))
+          (4 (apply-op db 4 key-buffer 0 (statlog-iter-text it) time (logtest 1 flags) pattern))
+          (5 (multiple-value-bind (created modified) (statlog-iter-times it)
+               (setf (gethash (coerce key-buffer 'simple-base-string) db)
+                     (make-entry (if (logtest 2 flags) (statlog-iter-text it) value)
+                                 created modified (logtest 1 flags)))))
+          (6 (multiple-value-bind (offset next) (statlog-iter-times it)
+               (setf meta (list value offset next)))))))
     meta))
 
 (defun drop-volatile (db)
