@@ -191,7 +191,8 @@ pre-forked, chrooted, unprivileged children."
                (:static-file "web-README.md" :pathname "../README.md")
                (:file "site")
                (:file "test")
-               (:file "bench")))
+               (:file "bench")
+               (:file "stats")))
 
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
