@@ -198,7 +198,7 @@ pre-forked, chrooted, unprivileged children."
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/mmstatd")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -215,4 +215,5 @@ pre-forked, chrooted, unprivileged children."
                (:file "server-prefork")
                (:file "http")
                (:file "web-html")
-               (:file "web-forms")))
+               (:file "web-forms")
+               (:file "mmstatd")))
