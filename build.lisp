@@ -18,6 +18,7 @@
     (program "crow-hello" :system "crow/hello" :entry "CROW.HELLO:MAIN")
     (program "crow-appserv" :system "crow/appserv" :entry "CROW.APPSERV:MAIN")
     (program "mmspawnd" :system "crow/spawn" :entry "CROW.SPAWN:MAIN")
+    (program "mmstatd" :system "crow/mmstatd" :entry "CROW.MMSTATD:MAIN")
     (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN" :libs ("-lpq"))
     (program "symbol-game" :system "crow/symbol-game" :entry "CROW.SYMBOL-GAME:MAIN")
     (program "mmftpd" :system "crow/ftp" :entry "CROW.FTP:MAIN")

@@ -39,7 +39,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :version "0.1.0"
   :license "BSD-2-Clause"
   :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/appserv"
-               "crow/spawn" "crow/http" "crow/ftp"))
+               "crow/spawn" "crow/http" "crow/ftp" "crow/mmstatd"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -71,7 +71,9 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "ftpdata")
                (:file "tty")
                (:file "embed")
-               (:file "maildata")))
+               (:file "maildata")
+               (:file "mmstat")
+               (:file "statlog")))
 
 (defsystem "crow/pq"
   :description "crow.unix's libpq binding (PostgreSQL client), apart so only the programs that
@@ -194,6 +196,18 @@ and throttling; mmftpasswd, its accounts tool (package crow.ftp)."
                (:file "session")
                (:file "main")))
 
+(defsystem "crow/mmstatd"
+  :description "mmstatd: the counter database server (package crow.mmstatd)."
+  :version "0.1.0"
+  :pathname "lisp/servers/stat/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "db")
+               (:file "store")
+               (:file "server")
+               (:file "main")))
+
 (defsystem "crow/web"
   :description "crow.web: compile-time HTML templates, http-let, cookies and sessions."
   :version "0.1.0"
@@ -237,7 +251,8 @@ and throttling; mmftpasswd, its accounts tool (package crow.ftp)."
                (:static-file "web-README.md" :pathname "../README.md")
                (:file "site")
                (:file "test")
-               (:file "bench")))
+               (:file "bench")
+               (:file "stats")))
 
 (defsystem "crow/symbol-game"
   :description "symbol-game: the Symbol Game (portable; lisp/games/symbol-game/symbol-game.asd
@@ -262,7 +277,7 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
   :version "0.1.0"
   :pathname "t/lisp/"
   :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/symbol-game"
-               "crow/mail" "crow/mailweb")
+               "crow/mail" "crow/mailweb" "crow/mmstatd")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -283,4 +298,5 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
                (:file "web-forms")
                (:file "game-symbol")
                (:file "mail")
-               (:file "mailweb")))
+               (:file "mailweb")
+               (:file "mmstatd")))
