@@ -18,7 +18,8 @@
     (program "crow-hello" :system "crow/hello" :entry "CROW.HELLO:MAIN")
     (program "crow-appserv" :system "crow/appserv" :entry "CROW.APPSERV:MAIN")
     (program "mmspawnd" :system "crow/spawn" :entry "CROW.SPAWN:MAIN")
-    (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN")))
+    (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN")
+    (program "irclog" :system "crow/irc" :entry "CROW.IRC:MAIN")))
 
 (defun entry-form (entry)
   (let* ((colon (position #\: entry))
