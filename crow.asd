@@ -151,6 +151,21 @@ pre-forked, chrooted, unprivileged children."
                (:file "server")
                (:file "main")))
 
+(defsystem "crow/irc"
+  :description "irclog: logs IRC channels as humanized files and records events (package crow.irc)."
+  :version "0.1.0"
+  :pathname "lisp/servers/irc/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "specials")
+               (:file "message")
+               (:file "format")
+               (:file "logfile")
+               (:file "events")
+               (:file "client")
+               (:file "main")))
+
 (defsystem "crow/web"
   :description "crow.web: compile-time HTML templates, http-let, cookies and sessions."
   :version "0.1.0"
@@ -177,13 +192,14 @@ pre-forked, chrooted, unprivileged children."
                (:static-file "web-README.md" :pathname "../README.md")
                (:file "site")
                (:file "test")
-               (:file "bench")))
+               (:file "bench")
+               (:file "irc")))
 
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/irc")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -200,4 +216,5 @@ pre-forked, chrooted, unprivileged children."
                (:file "server-prefork")
                (:file "http")
                (:file "web-html")
-               (:file "web-forms")))
+               (:file "web-forms")
+               (:file "irc")))
