@@ -3,4 +3,4 @@
 
 (defpackage :crow.site
   (:use :cl :crow.unix :crow.server :crow.http :crow.web)
-  (:export #:contact #:docs #:gallery #:index #:render-markdown #:software #:test-page #:tpl))
+  (:export #:contact #:docs #:gallery #:index #:irc-log #:render-markdown #:software #:test-page #:tpl))
