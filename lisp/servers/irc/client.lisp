@@ -104,16 +104,23 @@ bucket, capability negotiation and reconnect state."
              (network-channels net))
     (sort out #'string< :key #'channel-name)))
 
+(defun channel-specs (net)
+  "NET's configured channels as (NAME [KEY]) lists, a bare name given a #."
+  (mapcar (lambda (s)
+            (cons (if (channel-name-p (first s)) (first s) (concatenate 'string "#" (first s)))
+                  (rest s)))
+          (nv net :channel)))
+
 (defun join-channels (net)
   "Queues a JOIN for every configured channel (with keys: keyed channels first, as JOIN wants)."
-  (let ((specs (nv net :channel)))
+  (let ((specs (channel-specs net)))
     (dolist (s (sort (copy-list specs) #'> :key #'length))
       (if (second s)
           (send net "JOIN ~a ~a" (first s) (second s))
           (send net "JOIN ~a" (first s))))))
 
 (defun %channel-key (net name)
-  (second (find (irc-downcase name) (nv net :channel) :key (lambda (s) (irc-downcase (first s)))
+  (second (find (irc-downcase name) (channel-specs net) :key (lambda (s) (irc-downcase (first s)))
                                                      :test #'string=)))
 
 ;;; Registration

@@ -4,9 +4,9 @@
 (in-package :crow.irc)
 
 (defun %check-channel (words)
-  (cond ((not (channel-name-p (first words)))
-         (format nil "~s is not a channel name (#name)" (first words)))
-        ((cddr words) "expected #CHANNEL [KEY]")))
+  (cond ((find-if (lambda (c) (member c '(#\, #\Space #\Bel #\Nul))) (first words))
+         (format nil "~s is not a channel name" (first words)))
+        ((cddr words) "expected CHANNEL [KEY]")))
 
 (defun configure (config)
   "Checks CONFIG beyond its key table: at least one network, channel names, the fake clock.

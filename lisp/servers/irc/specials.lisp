@@ -17,7 +17,8 @@
   (realname :string :default "crow irclog" :doc "The real name (USER).")
   (sasl-user :string :doc "SASL PLAIN account (with sasl-password), when the server offers SASL.")
   (sasl-password :string :doc "SASL PLAIN password.")
-  (channel :list :repeatable t :meta "#CHANNEL [KEY]" :doc "A channel to join and log, with its key."))
+  (channel :list :repeatable t :meta "CHANNEL [KEY]"
+           :doc "A channel to join and log, with its key: \"#name\" quoted (# starts a comment), or name alone for #name."))
 
 (define-config-keys *irc-keys*
   (:include *common-keys*)
