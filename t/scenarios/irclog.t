@@ -28,7 +28,7 @@ FIX = os.path.join(ROOT, "t", "scenarios", "fixtures", "irclog")
 ROOTUSER = os.geteuid() == 0
 tmp = tempfile.mkdtemp(prefix="crow-irclog.")
 os.chmod(tmp, 0o755)          # ngircd drops to nobody when started as root: it reads from here
-LOGS = os.path.join(tmp, "logs")
+LOGS = os.path.join(tmp, "irclog")     # $CROW_VAR/irclog, where crow-httpd's /irc/ looks
 os.mkdir(LOGS)
 ROLL = os.path.join(tmp, "roll")
 os.mkdir(ROLL)
@@ -281,7 +281,7 @@ try:
     t.ok(bob.wait(lambda l: b" 366 " in l) is not None, "bob joins the keyed channel with its key")
 
     conf = irclog_conf(os.path.join(tmp, "irclog.conf"), """# irclog.t
-log-dir logs
+log-dir irclog
 log stderr
 strip-colours yes
 event-keyword lisp
@@ -320,7 +320,7 @@ network fake {
 """ % (port, port, iport, fport))
     r = subprocess.run([IRCLOG, "-n", "-f", conf], capture_output=True, text=True, timeout=60)
     t.eq((r.returncode, r.stdout.strip()), (0, "irclog: configuration ok"), "irclog -n accepts the test config")
-    bad = irclog_conf(os.path.join(tmp, "bad.conf"), "log-dir logs\nnetwork x {\n  server 127.0.0.1:1\n  nick n\n  channel a,b\n}\n")
+    bad = irclog_conf(os.path.join(tmp, "bad.conf"), "log-dir irclog\nnetwork x {\n  server 127.0.0.1:1\n  nick n\n  channel a,b\n}\n")
     r = subprocess.run([IRCLOG, "-n", "-f", bad], capture_output=True, text=True, timeout=60)
     t.ok(r.returncode == 1 and "bad.conf:5:" in r.stderr and "not a channel" in r.stderr,
          "irclog -n refuses a bad channel as file:line: message", r.stderr)
@@ -522,6 +522,54 @@ print('unparsed', bad)
     html = open(out, encoding="utf-8").read() if os.path.exists(out) else ""
     t.ok(r.returncode == 0 and "héllo wörld ✓" in html and "is now known as" in html,
          "irclog2html renders #crow", r.stderr)
+
+
+    # The web view: crow-httpd with the demo site's config shows the logs at /irc/.
+    hport = free_port()
+    with open(os.path.join(ROOT, "etc", "httpd.conf")) as f:
+        hconf = f.read().replace("127.0.0.1:8080", "127.0.0.1:%d" % hport)
+    hconf = hconf.replace("root site", "root " + os.path.join(ROOT, "etc", "site"))
+    hconf = "".join(l for l in hconf.splitlines(True) if l.split()[:1] not in (["listen-tls"], ["tls-cert"], ["tls-key"]))
+    with open(os.path.join(tmp, "httpd.conf"), "w") as f:
+        f.write(hconf)
+    hp = subprocess.Popen([os.path.join(BIN, "crow-httpd"), "-f", os.path.join(tmp, "httpd.conf"), "--foreground"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(ENV, CROW_VAR=tmp))
+    procs.append(hp)
+    t.ok(wait_port("127.0.0.1", hport, 60, hp), "crow-httpd serves the demo site")
+
+    def get(path):
+        import urllib.request
+        import urllib.error
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (hport, path), timeout=20) as r:
+                return r.status, r.read().decode("utf-8")
+        except urllib.error.HTTPError as e:
+            return e.code, ""
+
+    st, body = get("/irc/")
+    t.ok(st == 200 and 'href="/irc/local/"' in body and 'href="/irc/v4/"' in body and 'id="irc-q"' in body,
+         "/irc/ lists the networks and has a search box", body[-800:])
+    st, body = get("/irc/local/")
+    t.ok(st == 200 and 'href="/irc/local/%23crow/"' in body and 'href="/irc/local/%23keyed/"' in body,
+         "/irc/local/ lists its channels", body[-800:])
+    st, body = get("/irc/local/%23crow/")
+    t.ok(st == 200 and ('href="/irc/local/%%23crow/%s"' % today()) in body, "the channel lists its days", body[-800:])
+    st, body = get("/irc/local/%%23crow/%s" % today())
+    nlines = len(read_lines(C))
+    t.ok(st == 200 and ('id="l%d"' % nlines) in body and 'href="#l1"' in body
+         and "héllo wörld ✓" in body and "&lt;alice&gt;" in body and "Crow&#39;s nest" in body.replace("&#x27;", "&#39;"),
+         "a day's log: one anchor per line (%d), escaped and UTF-8" % nlines, body[-1500:])
+    st, body = get("/irc/local/%23crow/?q=LISP")
+    t.ok(st == 200 and ('/irc/local/%%23crow/%s#l9' % today()) in body and 'id="hit-count">1<' in body,
+         "search in a channel finds the line, linked to its anchor", body[-1500:])
+    st, body = get("/irc/?q=midnight")
+    t.ok(st == 200 and 'id="hit-count">0<' in body, "a search over every log (the rollover logs are elsewhere)", body[-600:])
+    st, body = get("/irc/?q=from%20the%20future")
+    t.ok(st == 200 and "/irc/insp/%23skew/2030-01-01#l3" in body, "search across networks", body[-800:])
+    codes = [get(p)[0] for p in ("/irc/nonet/", "/irc/local/%23nochan/", "/irc/local/%23crow/1999-01-01",
+                                 "/irc/local/..%2F..%2F/", "/irc/local/%23crow/../../../etc/passwd", "/ircx")]
+    t.ok(codes[:3] == [404] * 3 and all(c in (400, 404) for c in codes[3:]),
+         "unknown names get 404, traversal attempts 400 or 404", codes)
 
     # SIGTERM: irclog says QUIT and ends.
     watcher = Client("watcher", port)
