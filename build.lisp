@@ -18,6 +18,7 @@
     (program "crow-hello" :system "crow/hello" :entry "CROW.HELLO:MAIN")
     (program "crow-appserv" :system "crow/appserv" :entry "CROW.APPSERV:MAIN")
     (program "mmspawnd" :system "crow/spawn" :entry "CROW.SPAWN:MAIN")
+    (program "mmstatd" :system "crow/mmstatd" :entry "CROW.MMSTATD:MAIN")
     (program "crow-httpd" :system "crow/site" :entry "CROW.HTTP:MAIN")
     (program "irclog" :system "crow/irc" :entry "CROW.IRC:MAIN")))
 

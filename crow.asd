@@ -39,7 +39,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
   :version "0.1.0"
   :license "BSD-2-Clause"
   :depends-on ("crow/unix" "crow/server" "crow/sh" "crow/echo" "crow/hello" "crow/appserv"
-               "crow/spawn" "crow/http"))
+               "crow/spawn" "crow/http" "crow/mmstatd"))
 
 (defsystem "crow/unix"
   :description "crow.unix: Linux system calls and libcrowcore bindings through ECL inline C."
@@ -66,7 +66,9 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "evhttp")
                (:file "sess")
                (:file "digest")
-               (:file "embed")))
+               (:file "embed")
+               (:file "mmstat")
+               (:file "statlog")))
 
 (defsystem "crow/sh"
   :description "crow-sh: run Lisp scripts and a REPL with crow.unix loaded."
@@ -164,6 +166,18 @@ pre-forked, chrooted, unprivileged children."
                (:file "logfile")
                (:file "events")
                (:file "client")
+               (:file "main")))
+
+(defsystem "crow/mmstatd"
+  :description "mmstatd: the counter database server (package crow.mmstatd)."
+  :version "0.1.0"
+  :pathname "lisp/servers/stat/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "db")
+               (:file "store")
+               (:file "server")
                (:file "main")))
 
 (defsystem "crow/web"

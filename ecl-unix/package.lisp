@@ -23,6 +23,19 @@
    #:peer-credentials #:recv-from #:send-to #:set-socket-option #:shutdown-socket
    #:socket-pair #:tcp-connect #:tcp-listen #:udp-socket #:unix-connect #:unix-listen
    #:socket-error-code #:send-fd #:receive-fd
+   ;; mmstat client (c-core/mmstat)
+   #:mmstat #:mmstat-autoflush #:mmstat-begin #:mmstat-close #:mmstat-commit
+   #:mmstat-commit-sync #:mmstat-delete #:mmstat-flush #:mmstat-nonblocking #:mmstat-open
+   #:mmstat-p #:mmstat-report #:mmstat-reset #:mmstat-rollback #:mmstat-rotate
+   #:mmstat-set-text #:mmstat-update #:with-mmstat #:with-mmstat-transaction
+   ;; mmstatd's logger (c-core/statlog)
+   #:free-statlog-iter #:glob-match-p #:glob-pattern-p #:make-statlog #:make-statlog-iter
+   #:map-file #:statlog-ack #:truncate-file #:statlog-frame-check #:statlog-frame-find #:statlog-free
+   #:statlog-iter-fetch #:statlog-iter-flags #:statlog-iter-key-into #:statlog-iter-next #:statlog-iter-start
+   #:statlog-iter-start-batch #:statlog-iter-text #:statlog-iter-time #:statlog-iter-times
+   #:statlog-iter-txn #:statlog-iter-value #:statlog-next-txn #:statlog-offset #:statlog-pump
+   #:statlog-set-log #:statlog-set-policy #:statlog-snapshot-add #:statlog-snapshot-finish
+   #:statlog-snapshot-open #:statlog-stats #:statlog-sync #:unmap-file
    ;; epoll and eventfd
    #:+epollerr+ #:+epollet+ #:+epollhup+ #:+epollin+ #:+epolloneshot+ #:+epollout+
    #:+epollrdhup+ #:epoll-add #:epoll-create #:epoll-del #:epoll-event-data
