@@ -21,6 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tap import BIN, ROOT, Tap, free_port, stop, swank_eval, wait_port
+from stat_common import Stat
 
 t = Tap()
 IRCLOG = os.path.join(BIN, "irclog")
@@ -262,6 +263,10 @@ try:
     fake = threading.Thread(target=fake_server, args=(lsock, ctx), daemon=True)
     fake.start()
 
+    # mmstatd, where irclog counts its events.
+    mmstat = Stat()
+    t.ok(mmstat.start(), "mmstatd (for the event counts) started")
+
     # The scripted clients, before irclog comes: a squatter holds its nick.
     squatter = Client("irclog", port)
     alice = Client("alice", port)
@@ -287,6 +292,7 @@ strip-colours yes
 event-keyword lisp
 event-nick carol
 event-join carol
+stat-dir %s
 flood-burst 3
 flood-interval 300ms
 reconnect-min 300ms
@@ -317,7 +323,7 @@ network fake {
     sasl-password "s3cret pass"
     channel "#fake"
 }
-""" % (port, port, iport, fport))
+""" % (mmstat.run, port, port, iport, fport))
     r = subprocess.run([IRCLOG, "-n", "-f", conf], capture_output=True, text=True, timeout=60)
     t.eq((r.returncode, r.stdout.strip()), (0, "irclog: configuration ok"), "irclog -n accepts the test config")
     bad = irclog_conf(os.path.join(tmp, "bad.conf"), "log-dir irclog\nnetwork x {\n  server 127.0.0.1:1\n  nick n\n  channel a,b\n}\n")
@@ -499,6 +505,14 @@ network roll {
     t.eq(bodies(read_lines(V)), golden("v4.golden"), "#v4 (the IPv4 network) equals the golden file")
     ev = read_lines(os.path.join(LOGS, "events.log"))
     t.eq(bodies(ev), golden("events.golden"), "events.log has the keyword, nick and join events")
+    want = {"irclog|keyword|lisp": 1, "irclog|join|carol": 1, "irclog|nick|carol": 1}
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        counts = mmstat.values("irclog|*")
+        if counts == want:
+            break
+        time.sleep(0.1)
+    t.eq(counts, want, "mmstatd counted each event (irclog|CATEGORY|DETAIL)")
     t.ok(all(STAMP.match(l) for l in read_lines(C) + read_lines(K)), "every line starts with an ISO-8601 timestamp")
 
     # irclog2html: every line parsed (nothing OTHER), and it renders.
@@ -580,6 +594,10 @@ print('unparsed', bad)
     t.ok(q is not None and b"irclog stopping" in q, "SIGTERM: irclog says QUIT", q)
     t.eq(il.wait(15), 0, "and exits 0")
 finally:
+    try:
+        mmstat.cleanup()
+    except Exception:
+        pass
     for p in procs:
         try:
             stop(p)
