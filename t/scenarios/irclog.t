@@ -419,6 +419,7 @@ network roll {
     wait_lines(K, 4)
     step("QUIT :bye now", dave)
     wait_lines(K, 5)
+    step("KICK #crow irclog_alt :out", expect=3)      # kicked, irclog joins again (and gets the topic)
     v4 = wait_lines(V, 1)
     alice.send("PRIVMSG #v4 :over IPv4")
     wait_lines(V, 2)
@@ -487,6 +488,12 @@ network roll {
     step("JOIN #crow")
     step("PRIVMSG #crow :after restart")
     wait_lines(V, 3)
+
+    # The reconnect waits double from reconnect-min up to reconnect-max.
+    with open(os.path.join(tmp, "irclog.err")) as f:
+        waits = [float(x) for x in re.findall(r"local: reconnecting in ([0-9.]+)s", f.read())]
+    t.ok(len(waits) >= 2 and waits[0] == 0.3 and all(b == min(2 * a, 2.0) for a, b in zip(waits, waits[1:])),
+         "reconnect backoff: 0.3s doubling up to 2s", waits)
 
     # Live redefinition through swank: the next line follows the new formatter.
     t.ok(wait_port("127.0.0.1", sw, 60, il), "swank listens in irclog")
