@@ -88,3 +88,32 @@
     (is (equal '(("nick" "carol")) (crow.irc:match-events rules (entry :message :nick "CAROL" :text "x"))))
     (is (equal '(("join" "dave")) (crow.irc:match-events rules (entry :join :nick "Dave"))))
     (is (null (crow.irc:match-events rules (entry :part :nick "dave" :text "lisp"))))))
+
+(test irc-random-lines
+  ;; Random and mutated lines: decoding, parsing and stripping never signal.
+  (let ((*random-state* (make-random-state t))
+        (seeds (mapcar #'utf8-encode
+                       (list "@time=2026-11-30T00:00:00.000Z;a=b\\s :n!u@h PRIVMSG #c :hi"
+                             (format nil ":n!u@h PRIVMSG #c :~cACTION x~c" (code-char 1) (code-char 1))
+                             (format nil "~c03,04x~c99,99y~cFFFFFF,zz" (code-char 3) (code-char 3) (code-char 4))
+                             ":srv 353 me = #c :@a +b" "KICK #c" "@" ":" "CAP * LS * :")))
+        (failures '()))
+    (loop repeat 3000 do
+      (let* ((base (nth (random (length seeds)) seeds))
+             (line (if (zerop (random 3))
+                       (coerce (loop repeat (random 80) collect (random 256)) 'octets)
+                       (let ((v (copy-seq base)))
+                         (loop repeat (1+ (random 4)) finally (return v) do
+                           (when (plusp (length v))
+                             (setf (aref v (random (length v))) (random 256))))))))
+        (let ((f (handler-case
+                      (let* ((text (crow.irc:decode-line line))
+                             (m (crow.irc:parse-message text)))
+                        (crow.irc:strip-colours text)
+                        (when m
+                          (crow.irc:message-time m)
+                          (crow.irc:parse-server-time (or (cdr (first (crow.irc:message-tags m))) "")))
+                        nil)
+                    (error (e) (format nil "~a on ~s" e line)))))
+          (when f (push f failures)))))
+    (is (null failures) "~{~a~%~}" (subseq failures 0 (min 5 (length failures))))))

@@ -236,7 +236,7 @@ bucket, capability negotiation and reconnect state."
                (progn (setf (network-nick net) (nth (network-nick-try net) candidates))
                       (log-info "~a: nick taken, trying ~a" (network-name net) (network-nick net))
                       (send-now net "NICK ~a" (network-nick net)))
-               (error "every nick is taken"))))
+               (error 'simple-crow-error :format-control "every nick is taken"))))
         ((string= cmd "JOIN")
          (let ((name (first params)))
            (when (%me-p net nick)
@@ -299,11 +299,25 @@ bucket, capability negotiation and reconnect state."
 
 ;;; The connection loop
 
+(defun %open-connection (address)
+  "Returns a socket connected to ADDRESS.  A host name may resolve to IPv6 first (the socket
+layer takes the first address): then an IPv6 socket is tried.  Signals unix-error."
+  (let ((host (address-host address)) (port (address-port address)))
+    (if (eq (address-family address) :name)
+        (handler-case (tcp-connect host port)
+          (unix-error (e)
+            (let ((fd (make-socket :inet6 :stream)))
+              (handler-case (progn (connect-address fd host port)
+                                   (set-socket-option fd :tcp-nodelay t)
+                                   fd)
+                (error () (%close fd) (error e))))))
+        (tcp-connect host port))))
+
 (defun %connect (net)
   "Connects NET (TLS when configured) and registers.  Signals unix-error, tls-error."
   (let* ((address (nv net :server))
-         (host (address-host address)) (port (address-port address))
-         (session (make-session (tcp-connect host port) :max-line 16384 :idle-timeout +tick+
+         (host (address-host address))
+         (session (make-session (%open-connection address) :max-line 16384 :idle-timeout +tick+
                                                         :write-timeout 30)))
     (setf (network-session net) session)
     (when (nv net :tls)
@@ -341,7 +355,14 @@ bucket, capability negotiation and reconnect state."
                (setf (network-last-input net) (monotonic-seconds) (network-ping-sent net) nil)
                (let ((m (parse-message (decode-line line))))
                  (log-debug "~a << ~a" (network-name net) (decode-line line))
-                 (when m (handle-message net m))))
+                 (when m
+                   ;; A message we cannot make sense of is logged and skipped; failures of
+                   ;; the connection itself (crow errors) end it.
+                   (handler-case (handle-message net m)
+                     (crow-error (e) (error e))
+                     (error (e)
+                       (log-warn "~a: skipped ~a message: ~a" (network-name net)
+                                 (message-command m) e))))))
               (line (log-warn "~a: line ~(~a~), skipped" (network-name net) line))
               (t (let ((quiet (* 1000 (- (monotonic-seconds) (network-last-input net)))))
                    (cond ((and (network-ping-sent net) (> quiet (* 2 ping-ms)))
