@@ -340,6 +340,7 @@ network fake {
     rport_conf = irclog_conf(os.path.join(tmp, "roll.conf"), """log-dir roll
 log stderr
 time-zone local
+strip-colours no
 fake-clock 2026-06-30T21:59:52Z
 network roll {
     server 127.0.0.1:%d
@@ -369,7 +370,9 @@ network roll {
 
     # The day rollover: before the injected local midnight, then after it.
     rolled = rolly.wait(lambda l: l.startswith(b":roller!") and b"JOIN" in l, 10) is not None
-    before_ok = rolled and time.time() - roll_t0 < 6.5
+    roll_seen = time.time()
+    # The injected clock runs no later than 23:59:52 + the time since launch.
+    before_ok = rolled and roll_seen - roll_t0 < 6.5
     rolly.send("PRIVMSG #roll :before midnight")
 
     n = 1
@@ -457,9 +460,13 @@ network roll {
          "replies are paced (burst 3, then one per 300ms: >= 1.5s for ten)", times)
 
     # The rollover: after the injected midnight.
-    while time.time() - roll_t0 < 11.5:
+    # Local midnight comes (60 - ss) seconds after irclog stamped its join 23:59:ss.
+    first = read_lines(chan_file("roll", "#roll", "2026-06-30", ROLL))
+    m = re.match(r"2026-06-30T23:59:(\d\d)", first[0]) if first else None
+    midnight = roll_seen + (60 - int(m.group(1)) if m else 8) + 1.2
+    while time.time() < midnight:
         time.sleep(0.1)
-    rolly.send("PRIVMSG #roll :after midnight")
+    rolly.send("PRIVMSG #roll :after \x02midnight\x02")
     R1 = chan_file("roll", "#roll", "2026-06-30", ROLL)
     R2 = chan_file("roll", "#roll", "2026-07-01", ROLL)
     r2 = wait_lines(R2, 1)
@@ -470,7 +477,8 @@ network roll {
         t.ok(all(l.startswith("2026-06-30T23:59:5") for l in r1), "its stamps are 23:59:5x local", r1)
     else:
         t.ok(False, "rollover: irclog joined too late to log before midnight (%.1fs)" % (time.time() - roll_t0))
-    t.eq(bodies(r2), ["<rolly> after midnight"], "rollover: the next line opens 2026-07-01.log")
+    t.eq(bodies(r2), ["<rolly> after \x02midnight\x02"],
+         "rollover: the next line opens 2026-07-01.log (strip-colours no: the bold codes stay)")
     t.ok(r2 and r2[0].startswith("2026-07-01T00:00:"), "stamped just after local midnight", r2)
 
     # Kill the IRC server and start it again: irclog reconnects and rejoins.

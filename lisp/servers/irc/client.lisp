@@ -44,10 +44,16 @@ bucket, capability negotiation and reconnect state."
           (loop while (and (> end 0) (= (logand (aref bytes end) #xC0) #x80)) do (decf end))
           (utf8-decode bytes :end end)))))
 
+(defun %prefix-p (prefix s)
+  (and (>= (length s) (length prefix)) (string= prefix s :end2 (length prefix))))
+
 (defun send-now (net fmt &rest args)
   "Writes one line to NET's server at once (PONG, QUIT).  Signals session errors."
   (let ((line (%clean-line (apply #'format nil fmt args))))
-    (log-debug "~a >> ~a" (network-name net) line)
+    (log-debug "~a >> ~a" (network-name net)
+               (if (or (%prefix-p "PASS " line) (%prefix-p "AUTHENTICATE " line))
+                   (concatenate 'string (subseq line 0 (position #\Space line)) " (not logged)")
+                   line))
     (session-write (network-session net) line (coerce '(#\Return #\Newline) 'base-string))))
 
 (defun send (net fmt &rest args)
