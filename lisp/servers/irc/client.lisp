@@ -359,8 +359,9 @@ layer takes the first address): then an IPv6 socket is tried.  Signals unix-erro
                     (session-timeout () nil))))
         (cond ((typep line 'octets)
                (setf (network-last-input net) (monotonic-seconds) (network-ping-sent net) nil)
-               (let ((m (parse-message (decode-line line))))
-                 (log-debug "~a << ~a" (network-name net) (decode-line line))
+               (let* ((text (decode-line line))
+                      (m (parse-message text)))
+                 (log-debug "~a << ~a" (network-name net) text)
                  (when m
                    ;; A message we cannot make sense of is logged and skipped; failures of
                    ;; the connection itself (crow errors) end it.

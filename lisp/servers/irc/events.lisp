@@ -48,12 +48,12 @@ handle or NIL (logged).  Can't fail."
 (defun record-events (rules network entry line)
   "Writes one events-log line per event ENTRY is (LINE being its log line) and counts each in
 mmstatd.  Returns the events.  Failures are logged, never signalled."
-  (let ((events (match-events rules entry))
-        (stamp (format-stamp (entry-stamp entry))))
-    ;; The event line has its own timestamp: drop the log line's.
-    (when (and (> (length line) (+ 2 (length stamp))) (string= stamp line :end2 (length stamp)))
-      (setf line (string-left-trim " " (subseq line (length stamp)))))
+  (let ((events (match-events rules entry)))
     (when events
+      (let ((stamp (format-stamp (entry-stamp entry))))
+        ;; The event line has its own timestamp: drop the log line's.
+        (when (and (> (length line) (+ 2 (length stamp))) (string= stamp line :end2 (length stamp)))
+          (setf line (string-left-trim " " (subseq line (length stamp))))))
       (mp:with-lock ((event-rules-lock rules))
         (dolist (e events)
           (handler-case
@@ -62,7 +62,7 @@ mmstatd.  Returns the events.  Failures are logged, never signalled."
                   (setf (event-rules-fd rules) (%open-log (event-rules-path rules))))
                 (write-all (event-rules-fd rules)
                            (utf8-encode (format nil "~a  ~a ~a ~a ~a: ~a~%"
-                                                stamp network
+                                                (format-stamp (entry-stamp entry)) network
                                                 (entry-channel entry) (first e) (second e)
                                                 line))))
             (error (c) (log-warn "events: ~a: ~a" (event-rules-path rules) c)))

@@ -5,7 +5,8 @@
 (in-package :crow.irc)
 
 (defstruct (log-writer (:constructor %make-log-writer (directory)))
-  "Open log files under DIRECTORY (a string ending in /): PATH -> fd; one lock for all."
+  "Open log files under DIRECTORY (a string ending in /): \"network channel\" -> (PATH DAY
+. FD); one lock for all."
   directory (files (make-hash-table :test 'equal)) (lock (mp:make-lock :name "irclog files")))
 
 (defun make-log-writer (directory)
@@ -29,8 +30,8 @@ leading dot too (no `..`)."
 
 (defun log-file-path (writer network channel seconds)
   "Returns the log file for CHANNEL of NETWORK on the day of SECONDS.  Can't fail."
-  (format nil "~a~a/~a/~a.log" (log-writer-directory writer) (%safe-name network)
-          (%safe-name channel) (subseq (format-iso8601 (floor seconds) :utc *utc*) 0 10)))
+  (concatenate 'string (log-writer-directory writer) (%safe-name network) "/"
+               (%safe-name channel) "/" (subseq (format-stamp seconds) 0 10) ".log"))
 
 (defun %ensure-directories (path)
   "Creates the missing directories of file PATH (mode 0755)."
@@ -48,18 +49,20 @@ leading dot too (no `..`)."
 (defun write-log-line (writer network channel seconds line)
   "Appends LINE and a newline to CHANNEL's file of the day of SECONDS; the file of the day
 before is closed.  Returns the path.  Signals unix-error (the caller logs and goes on)."
-  (let ((path (log-file-path writer network channel seconds))
-        (key (cons (irc-downcase network) (irc-downcase channel)))
+  (let ((key (concatenate 'string (irc-downcase network) " " (irc-downcase channel)))
+        (day (subseq (format-stamp seconds) 0 10))
         (bytes (utf8-encode (concatenate 'string line (string #\Newline)))))
     (mp:with-lock ((log-writer-lock writer))
-      (let ((open (gethash key (log-writer-files writer))))
-        (unless (and open (string= (car open) path))
-          (when open (ignore-errors (close-fd (cdr open))))
+      ;; An open file is (PATH DAY . FD): the path is made again only when the day changes.
+      (let ((open (gethash key (log-writer-files writer))) path)
+        (unless (and open (string= (cadr open) day))
+          (setf path (log-file-path writer network channel seconds))
+          (when open (ignore-errors (close-fd (cddr open))))
           (remhash key (log-writer-files writer))
-          (setf open (cons path (%open-log path))
+          (setf open (list* path day (%open-log path))
                 (gethash key (log-writer-files writer)) open))
-        (write-all (cdr open) bytes)))
-    path))
+        (write-all (cddr open) bytes)
+        (car open)))))
 
 (defun write-entry (writer network entry)
   "Formats ENTRY through format-line (looked up by name on every call) and appends it to its
@@ -73,6 +76,6 @@ unix-error."
 (defun close-log-files (writer)
   "Closes every open file of WRITER.  Can't fail."
   (mp:with-lock ((log-writer-lock writer))
-    (maphash (lambda (k v) (declare (ignore k)) (ignore-errors (close-fd (cdr v))))
+    (maphash (lambda (k v) (declare (ignore k)) (ignore-errors (close-fd (cddr v))))
              (log-writer-files writer))
     (clrhash (log-writer-files writer))))
