@@ -69,10 +69,10 @@ $(B)/asan/libcrowcore.a: $(ASAN_OBJ)
 
 # C unit tests: t/c/test_<mod>.c, each a TAP-printing program, plain and sanitized.
 ctests: $(CTEST_BIN) $(CTEST_ASAN)
-$(B)/t/c/%: t/c/%.c t/c/tap.h $(B)/libcrowcore.a
+$(B)/t/c/%: t/c/%.c $(wildcard t/c/*.h) $(B)/libcrowcore.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_CORE) -Ic-core -It/c $< -o $@ $(B)/libcrowcore.a $(CORE_LIBS)
-$(B)/asan/t/c/%: t/c/%.c t/c/tap.h $(B)/asan/libcrowcore.a
+$(B)/asan/t/c/%: t/c/%.c $(wildcard t/c/*.h) $(B)/asan/libcrowcore.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ASAN) -Ic-core -It/c $< -o $@ $(B)/asan/libcrowcore.a $(CORE_LIBS)
 

@@ -20,6 +20,7 @@
 
 #include "admit.h"
 #include "evloop.h"
+#include "evnet.h"
 
 #define MIB ((size_t)1 << 20)
 #define CHUNK (16 * MIB)
@@ -28,10 +29,7 @@ static char *big;      /* CHUNK bytes */
 static int file_fd = -1;
 
 struct server {
-    struct crow_ev *ev;
-    pthread_t th;
-    atomic_int stop;
-    int lfd[2], port[2]; /* LINE, RAW */
+    struct evnet net; /* net.port[]: LINE, RAW */
     atomic_long raw_in;
     long raw_goal;
 };
@@ -51,14 +49,14 @@ static void handle(struct server *s, const struct crow_ev_unit *u)
         long n = atomic_fetch_add(&s->raw_in, (long)u->len) + (long)u->len;
         if (s->raw_goal && n >= s->raw_goal) {
             struct iovec iov = {"done\n", 5};
-            crow_ev_reply(s->ev, u->conn, &iov, 1, 0);
+            crow_ev_reply(s->net.ev, u->conn, &iov, 1, 0);
         } else {
-            crow_ev_done(s->ev, u->conn, 0);
+            crow_ev_done(s->net.ev, u->conn, 0);
         }
         return;
     }
     if (u->kind != CROW_EV_LINE_UNIT || u->len < 3) {
-        crow_ev_done(s->ev, u->conn, 0);
+        crow_ev_done(s->net.ev, u->conn, 0);
         return;
     }
     size_t n = strtoull(u->data + 2, NULL, 10);
@@ -69,74 +67,26 @@ static void handle(struct server *s, const struct crow_ev_unit *u)
             iov[i].iov_base = big;
             iov[i].iov_len = i + 1 < cnt ? CHUNK : n - i * CHUNK;
         }
-        crow_ev_reply(s->ev, u->conn, iov, (int)cnt, 0);
+        crow_ev_reply(s->net.ev, u->conn, iov, (int)cnt, 0);
         free(iov);
     } else {
         while (n > 0) {
             size_t k = n < CHUNK ? n : CHUNK;
             n -= k;
-            crow_ev_sendfile(s->ev, u->conn, file_fd, 0, k, n ? CROW_EV_MORE : 0);
+            crow_ev_sendfile(s->net.ev, u->conn, file_fd, 0, k, n ? CROW_EV_MORE : 0);
         }
     }
 }
 
-static void *server_main(void *arg)
-{
-    struct server *s = arg;
-    struct crow_ev_unit u;
-    while (!atomic_load(&s->stop)) {
-        int r = crow_ev_next(s->ev, &u, -1);
-        if (r == 1)
-            handle(s, &u);
-        else if (r < 0)
-            break;
-    }
-    return NULL;
-}
+static void handle_unit(void *ctx, const struct crow_ev_unit *u) { handle(ctx, u); }
 
 static struct server *server_start(const struct crow_ev_config *cfg)
 {
-    struct server *s = calloc(1, sizeof *s);
-    if (!(s->ev = crow_ev_new(cfg)))
-        return NULL;
     static const int modes[2] = {CROW_EV_LINE, CROW_EV_RAW};
-    for (int i = 0; i < 2; i++) {
-        s->lfd[i] = crow_ev_tcp_listener("127.0.0.1", 0, 0, 128);
-        if (s->lfd[i] < 0 || crow_ev_listen(s->ev, s->lfd[i], modes[i], 0) != i)
-            return NULL;
-        struct sockaddr_in in;
-        socklen_t sl = sizeof in;
-        getsockname(s->lfd[i], (struct sockaddr *)&in, &sl);
-        s->port[i] = ntohs(in.sin_port);
-    }
-    pthread_create(&s->th, NULL, server_main, s);
-    return s;
+    return evnet_spawn(sizeof(struct server), cfg, modes, 2, handle_unit);
 }
 
-static void server_stop(struct server *s)
-{
-    atomic_store(&s->stop, 1);
-    crow_ev_wake(s->ev);
-    pthread_join(s->th, NULL);
-    crow_ev_destroy(s->ev);
-    for (int i = 0; i < 2; i++)
-        close(s->lfd[i]);
-    free(s);
-}
-
-static int dial(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&in, sizeof in) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
+static void server_stop(struct server *s) { evnet_free(&s->net); }
 
 struct dl {
     int port;
@@ -184,7 +134,7 @@ static void bench_out(char path, uint64_t rate, int secs)
     cfg.bandwidth_out = rate;
     cfg.write_ms = 0;
     struct server *s = server_start(&cfg);
-    struct dl d = {.port = s->port[0], .n = (size_t)(rate * (uint64_t)secs)};
+    struct dl d = {.port = s->net.port[0], .n = (size_t)(rate * (uint64_t)secs)};
     snprintf(d.cmd, sizeof d.cmd, "%c %zu\n", path, d.n);
     dl_main(&d);
     server_stop(s);
@@ -205,7 +155,7 @@ static void bench_in(uint64_t rate, int secs)
     struct server *s = server_start(&cfg);
     size_t n = (size_t)(rate * (uint64_t)secs);
     s->raw_goal = (long)n;
-    int fd = dial(s->port[1]);
+    int fd = dial(s->net.port[1]);
     double t0 = now_s();
     size_t sent = 0;
     while (sent < n) {
@@ -247,7 +197,7 @@ static void bench_shared(uint64_t rate, int secs)
     struct dl d[2];
     pthread_t th[2];
     for (int i = 0; i < 2; i++) {
-        d[i] = (struct dl){.port = s->port[0], .n = (size_t)(rate * (uint64_t)secs / 2)};
+        d[i] = (struct dl){.port = s->net.port[0], .n = (size_t)(rate * (uint64_t)secs / 2)};
         snprintf(d[i].cmd, sizeof d[i].cmd, "f %zu\n", d[i].n);
         pthread_create(&th[i], NULL, dl_main, &d[i]);
     }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "evloop.h"
+#include "evnet.h"
 #include "failalloc.h"
 #include "tap.h"
 
@@ -26,11 +27,8 @@
 #define FILE_LEN ((1u << 20) + 3)
 
 struct server {
-    struct crow_ev *ev;
-    pthread_t th;
-    atomic_int stop, wakes, closed_notices, opens, heads;
-    int port[3]; /* LINE, HTTP, RAW */
-    int lfd[3];
+    struct evnet net; /* net.port[]: LINE, HTTP, RAW */
+    atomic_int closed_notices, opens, heads;
     /* stale-id probes */
     uint64_t stale_id;
     int stale_r, stale_errno;
@@ -39,20 +37,6 @@ struct server {
 static char *big;
 static char file_path[64];
 static int file_fd = -1;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
 
 static void reply_str(struct crow_ev *ev, const struct crow_ev_unit *u, const char *s, int flags)
 {
@@ -73,7 +57,7 @@ static void http_reply(struct crow_ev *ev, const struct crow_ev_unit *u, int sta
 
 static void handle(struct server *s, const struct crow_ev_unit *u)
 {
-    struct crow_ev *ev = s->ev;
+    struct crow_ev *ev = s->net.ev;
     char out[512];
     switch (u->kind) {
     case CROW_EV_OPEN:
@@ -170,121 +154,15 @@ static void handle(struct server *s, const struct crow_ev_unit *u)
     free(body);
 }
 
-static void *server_main(void *arg)
-{
-    struct server *s = arg;
-    struct crow_ev_unit u;
-    while (!atomic_load(&s->stop)) {
-        int r = crow_ev_next(s->ev, &u, -1);
-        if (r == 1)
-            handle(s, &u);
-        else if (r == 0)
-            atomic_fetch_add(&s->wakes, 1);
-        else
-            break;
-    }
-    return NULL;
-}
-
-static int local_port(int fd)
-{
-    struct sockaddr_in in;
-    socklen_t sl = sizeof in;
-    getsockname(fd, (struct sockaddr *)&in, &sl);
-    return ntohs(in.sin_port);
-}
+static void handle_unit(void *ctx, const struct crow_ev_unit *u) { handle(ctx, u); }
 
 static struct server *server_start(const struct crow_ev_config *cfg)
 {
-    struct server *s = calloc(1, sizeof *s);
-    s->ev = crow_ev_new(cfg);
-    if (!s->ev)
-        return NULL;
     static const int modes[3] = {CROW_EV_LINE, CROW_EV_HTTP, CROW_EV_RAW};
-    for (int i = 0; i < 3; i++) {
-        s->lfd[i] = crow_ev_tcp_listener("127.0.0.1", 0, 0, 1024);
-        if (s->lfd[i] < 0 || crow_ev_listen(s->ev, s->lfd[i], modes[i], 0) != i)
-            return NULL;
-        s->port[i] = local_port(s->lfd[i]);
-    }
-    pthread_create(&s->th, NULL, server_main, s);
-    return s;
+    return evnet_spawn(sizeof(struct server), cfg, modes, 3, handle_unit);
 }
 
-static void server_stop(struct server *s)
-{
-    atomic_store(&s->stop, 1);
-    crow_ev_wake(s->ev);
-    pthread_join(s->th, NULL);
-    crow_ev_destroy(s->ev);
-    for (int i = 0; i < 3; i++)
-        close(s->lfd[i]);
-    free(s);
-}
-
-static int dial(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {10, 0};
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&in, sizeof in) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void put(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-        if (w <= 0) {
-            if (w < 0 && errno == EINTR)
-                continue;
-            return;
-        }
-        c += w, n -= (size_t)w;
-    }
-}
-
-static void puts_(int fd, const char *s) { put(fd, s, strlen(s)); }
-
-/* Reads exactly N bytes (or until EOF/timeout).  Returns the count. */
-static size_t get(int fd, char *buf, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = recv(fd, buf + got, n - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    return got;
-}
-
-/* Reads one LF-terminated line into BUF (terminator kept).  Returns its length (0 on EOF). */
-static size_t get_line(int fd, char *buf, size_t max)
-{
-    size_t n = 0;
-    while (n + 1 < max) {
-        ssize_t r = recv(fd, buf + n, 1, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        if (buf[n++] == '\n')
-            break;
-    }
-    buf[n] = 0;
-    return n;
-}
+static void server_stop(struct server *s) { evnet_free(&s->net); }
 
 /* Reads an HTTP response; the body goes to *BODY (malloc'ed, NUL-terminated).  Returns the
  * status, or -1. */
@@ -318,22 +196,12 @@ static int roundtrip(int fd, const char *req, char *body_out, size_t max)
     return st;
 }
 
-static int at_eof(int fd)
-{
-    char c;
-    ssize_t r;
-    do
-        r = recv(fd, &c, 1, 0);
-    while (r < 0 && errno == EINTR);
-    return r == 0;
-}
-
 /* ------------------------------------------------------------------ tests */
 
 static void test_lines(struct server *s)
 {
     char line[256];
-    int fd = dial(s->port[0]);
+    int fd = dial(s->net.port[0]);
     puts_(fd, "hello\r\nwor");
     sleep_ms(20);
     puts_(fd, "ld\n\n");
@@ -377,7 +245,7 @@ static void test_lines(struct server *s)
     get(fd, line, 1);
     close(fd);
 
-    fd = dial(s->port[2]);
+    fd = dial(s->net.port[2]);
     puts_(fd, "xyz");
     n = get(fd, line, 6);
     line[n] = 0;
@@ -390,7 +258,7 @@ static void test_http_split(struct server *s)
     static const char req[] = "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-Y:  z z \r\n\r\n";
     const char *want = "GET /a?b=1 body=0 chunked=0 ka=1 v=11 h=2 last=X-Y:z z|";
     size_t len = sizeof req - 1;
-    int fd = dial(s->port[1]);
+    int fd = dial(s->net.port[1]);
     int good = 0;
     for (size_t k = 1; k < len; k++) {
         char body[512], *b;
@@ -427,7 +295,7 @@ static void test_http_split(struct server *s)
 static void test_http_bodies(struct server *s)
 {
     char body[512];
-    int fd = dial(s->port[1]);
+    int fd = dial(s->net.port[1]);
     /* pipelined: three requests in one write, answered in order */
     puts_(fd, "GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
               "GET /3 HTTP/1.1\r\nConnection: close\r\n\r\n");
@@ -486,7 +354,7 @@ static void test_http_bodies(struct server *s)
 static void expect_error(struct server *s, const char *what, const char *req, size_t len,
                          int status)
 {
-    int fd = dial(s->port[1]);
+    int fd = dial(s->net.port[1]);
     put(fd, req, len);
     char *b;
     size_t bl;
@@ -530,12 +398,12 @@ struct reader {
 
 static void test_big_reply(struct server *s)
 {
-    int fd = dial(s->port[1]);
+    int fd = dial(s->net.port[1]);
     puts_(fd, "GET /big HTTP/1.1\r\n\r\n");
     sleep_ms(200); /* let the send buffer fill: the rest waits for EPOLLOUT */
     /* the loop still serves others meanwhile */
     int64_t t0 = now_ms();
-    int other = dial(s->port[1]);
+    int other = dial(s->net.port[1]);
     char body[256];
     int st = roundtrip(other, "GET /other HTTP/1.1\r\n\r\n", body, sizeof body);
     ok(st == 200 && now_ms() - t0 < 5000, "another client is served while 8 MiB wait for a slow reader");
@@ -563,7 +431,7 @@ static void test_big_reply(struct server *s)
 
 static void test_sendfile(struct server *s)
 {
-    int fd = dial(s->port[1]);
+    int fd = dial(s->net.port[1]);
     char *b;
     size_t bl;
     puts_(fd, "GET /file HTTP/1.1\r\n\r\n");
@@ -583,7 +451,7 @@ static void test_sendfile(struct server *s)
 static void test_stale(struct server *s)
 {
     char line[128];
-    int fd = dial(s->port[0]);
+    int fd = dial(s->net.port[0]);
     puts_(fd, "stale\n");
     ok(at_eof(fd), "crow_ev_close closes the connection");
     close(fd);
@@ -591,7 +459,7 @@ static void test_stale(struct server *s)
     for (int i = 0; i < 2000 && !__atomic_load_n(&s->stale_errno, __ATOMIC_ACQUIRE); i++)
         usleep(1000);
     ok(s->stale_r == -1 && s->stale_errno == EBADF, "reply to a closed id fails with EBADF");
-    fd = dial(s->port[0]);
+    fd = dial(s->net.port[0]);
     puts_(fd, "old\n");
     get_line(fd, line, sizeof line);
     char want[64];
@@ -606,7 +474,7 @@ static void test_many(struct server *s)
     static int fds[N];
     int good = 0;
     for (int i = 0; i < N; i++) {
-        fds[i] = dial(s->port[1]);
+        fds[i] = dial(s->net.port[1]);
         char req[64];
         snprintf(req, sizeof req, "GET /n%d HTTP/1.1\r\n\r\n", i);
         puts_(fds[i], req);
@@ -622,7 +490,7 @@ static void test_many(struct server *s)
     }
     is_int(good, N, "500 concurrent connections each answered");
     struct crow_ev_stats st;
-    crow_ev_stats(s->ev, &st); /* racy read of counters, only for a lower bound */
+    crow_ev_stats(s->net.ev, &st); /* racy read of counters, only for a lower bound */
     ok(st.open >= 1 && st.accepted >= N, "stats count the connections");
     for (int i = 0; i < N; i++)
         close(fds[i]);
@@ -630,12 +498,12 @@ static void test_many(struct server *s)
 
 static void test_wake(struct server *s)
 {
-    int before = atomic_load(&s->wakes);
+    int before = atomic_load(&s->net.wakes);
     int64_t t0 = now_ms();
-    crow_ev_wake(s->ev);
-    while (atomic_load(&s->wakes) == before && now_ms() - t0 < 5000)
+    crow_ev_wake(s->net.ev);
+    while (atomic_load(&s->net.wakes) == before && now_ms() - t0 < 5000)
         sleep_ms(1);
-    ok(atomic_load(&s->wakes) > before, "crow_ev_wake from another thread returns crow_ev_next 0 (%lld ms)",
+    ok(atomic_load(&s->net.wakes) > before, "crow_ev_wake from another thread returns crow_ev_next 0 (%lld ms)",
        (long long)(now_ms() - t0));
 }
 
@@ -653,11 +521,11 @@ static void test_limits(void)
     cfg.notify_open = cfg.notify_close = 1;
     struct server *s = server_start(&cfg);
     char line[128];
-    int a = dial(s->port[0]), b = dial(s->port[0]);
+    int a = dial(s->net.port[0]), b = dial(s->net.port[0]);
     get_line(a, line, sizeof line);
     ok(!strcmp(line, "HELLO\r\n"), "OPEN unit: the greeting is sent");
     get_line(b, line, sizeof line);
-    int c = dial(s->port[0]);
+    int c = dial(s->net.port[0]);
     get_line(c, line, sizeof line);
     ok(!strcmp(line, "HTTP/1.1 503 Busy\r\n") && (get_line(c, line, sizeof line), at_eof(c)),
        "beyond max_connections: refusal bytes, then closed");
@@ -676,7 +544,7 @@ static void test_limits(void)
     close(a);
     close(b);
     /* a partial unit is not kept past the head deadline either */
-    int d = dial(s->port[1]);
+    int d = dial(s->net.port[1]);
     get_line(d, line, sizeof line);
     puts_(d, "GET / HTTP/1.1\r\n");
     t0 = now_ms();
@@ -689,7 +557,7 @@ static void test_limits(void)
     is_int(atomic_load(&s->closed_notices), 3, "a CLOSED unit per connection that went (refused ones excluded)");
     is_int(atomic_load(&s->opens), 3, "an OPEN unit per accepted connection");
     struct crow_ev_stats st;
-    crow_ev_stats(s->ev, &st);
+    crow_ev_stats(s->net.ev, &st);
     ok(st.refused == 1 && st.timeouts == 3 && st.accepted == 4 && st.open == 0,
        "stats: refused %llu, timeouts %llu, accepted %llu, open %llu",
        (unsigned long long)st.refused, (unsigned long long)st.timeouts,
@@ -710,7 +578,7 @@ static void test_idle_silent(void)
     cfg.timeout_started_only = 1;
     struct server *s = server_start(&cfg);
     char line[128], body[64];
-    int a = dial(s->port[1]), b = dial(s->port[1]), d = dial(s->port[1]);
+    int a = dial(s->net.port[1]), b = dial(s->net.port[1]), d = dial(s->net.port[1]);
     int st = roundtrip(a, "GET /x HTTP/1.1\r\nHost: h\r\n\r\n", body, sizeof body);
     ok(st == 200, "a request is answered before the idle time (%d)", st);
     puts_(d, "GET / HTTP/1.1\r\n");
@@ -728,7 +596,7 @@ static void test_idle_silent(void)
     close(b);
     close(d);
     struct crow_ev_stats st2;
-    crow_ev_stats(s->ev, &st2);
+    crow_ev_stats(s->net.ev, &st2);
     ok(st2.timeouts == 3, "three timeouts counted (%llu)", (unsigned long long)st2.timeouts);
     server_stop(s);
 }
@@ -743,14 +611,14 @@ static void test_head_first(void)
     cfg.head_first_over = 16;
     struct server *s = server_start(&cfg);
     char buf[512], body[256];
-    int fd = dial(s->port[1]);
+    int fd = dial(s->net.port[1]);
     puts_(fd, "POST /small HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n");
     size_t n = get(fd, buf, sizeof buf - 1);
     buf[n] = 0;
     ok(!strncmp(buf, "HTTP/1.1 413", 12) && !strstr(buf, "100 Continue"),
        "a refused head gets 413 and no 100 Continue: %.20s", buf);
     close(fd);
-    fd = dial(s->port[1]);
+    fd = dial(s->net.port[1]);
     puts_(fd, "POST /ok HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n");
     get_line(fd, buf, sizeof buf);
     ok(!strcmp(buf, "HTTP/1.1 100 Continue\r\n") && get_line(fd, buf, sizeof buf) == 2,
@@ -767,14 +635,14 @@ static void test_head_first(void)
     st = roundtrip(fd, "POST /ok HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n", body, sizeof body);
     ok(st == 413 && at_eof(fd), "a Content-Length beyond the continue limit: 413 and close (%d)", st);
     close(fd);
-    fd = dial(s->port[1]);
+    fd = dial(s->net.port[1]);
     char chunked[600];
     snprintf(chunked, sizeof chunked, "POST /ok HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
              "50\r\n%080d\r\n0\r\n\r\n", 0);
     st = roundtrip(fd, chunked, body, sizeof body);
     ok(st == 413, "a chunked body beyond the continue limit: 413 (%d)", st);
     close(fd);
-    fd = dial(s->port[1]);
+    fd = dial(s->net.port[1]);
     st = roundtrip(fd, "GET /after HTTP/1.1\r\nHost: h\r\n\r\n", body, sizeof body);
     ok(st == 200, "the loop goes on (%d)", st);
     close(fd);

@@ -21,37 +21,20 @@
 
 #include "admit.h"
 #include "evloop.h"
+#include "evnet.h"
 #include "tap.h"
 
 #define MIB (1u << 20)
 #define KIB 1024u
 
 struct server {
-    struct crow_ev *ev;
-    pthread_t th;
-    atomic_int stop;
-    int port[3]; /* LINE, HTTP, RAW */
-    int lfd[3];
+    struct evnet net; /* net.port[]: LINE, HTTP, RAW */
     atomic_long raw_in;   /* RAW bytes received (all connections) */
     long raw_goal;        /* reply "done" once raw_in reaches it */
 };
 
 static char *big;
 static int file_fd = -1;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
 
 static double cpu_seconds(void)
 {
@@ -72,7 +55,7 @@ static void reply_str(struct crow_ev *ev, uint64_t conn, const char *s, int flag
  * HTTP: 200 with no body.  RAW: counted; "done\n" once raw_goal bytes came. */
 static void handle(struct server *s, const struct crow_ev_unit *u)
 {
-    struct crow_ev *ev = s->ev;
+    struct crow_ev *ev = s->net.ev;
     char out[256];
     if (u->kind == CROW_EV_DATA) {
         long n = atomic_fetch_add(&s->raw_in, (long)u->len) + (long)u->len;
@@ -114,133 +97,15 @@ static void handle(struct server *s, const struct crow_ev_unit *u)
     reply_str(ev, u->conn, out, 0);
 }
 
-static void *server_main(void *arg)
-{
-    struct server *s = arg;
-    struct crow_ev_unit u;
-    while (!atomic_load(&s->stop)) {
-        int r = crow_ev_next(s->ev, &u, -1);
-        if (r == 1)
-            handle(s, &u);
-        else if (r < 0)
-            break;
-    }
-    return NULL;
-}
-
-static int local_port(int fd)
-{
-    struct sockaddr_in in;
-    socklen_t sl = sizeof in;
-    getsockname(fd, (struct sockaddr *)&in, &sl);
-    return ntohs(in.sin_port);
-}
+static void handle_unit(void *ctx, const struct crow_ev_unit *u) { handle(ctx, u); }
 
 static struct server *server_start(const struct crow_ev_config *cfg)
 {
-    struct server *s = calloc(1, sizeof *s);
-    s->ev = crow_ev_new(cfg);
-    if (!s->ev) {
-        free(s);
-        return NULL;
-    }
     static const int modes[3] = {CROW_EV_LINE, CROW_EV_HTTP, CROW_EV_RAW};
-    for (int i = 0; i < 3; i++) {
-        s->lfd[i] = crow_ev_tcp_listener("127.0.0.1", 0, 0, 1024);
-        if (s->lfd[i] < 0 || crow_ev_listen(s->ev, s->lfd[i], modes[i], 0) != i)
-            return NULL;
-        s->port[i] = local_port(s->lfd[i]);
-    }
-    pthread_create(&s->th, NULL, server_main, s);
-    return s;
+    return evnet_spawn(sizeof(struct server), cfg, modes, 3, handle_unit);
 }
 
-static void server_stop(struct server *s)
-{
-    atomic_store(&s->stop, 1);
-    crow_ev_wake(s->ev);
-    pthread_join(s->th, NULL);
-    crow_ev_destroy(s->ev);
-    for (int i = 0; i < 3; i++)
-        close(s->lfd[i]);
-    free(s);
-}
-
-/* Connects to 127.0.0.1:PORT from SOURCE (an IPv4 loopback address). */
-static int dial_from(const char *source, int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in src = {.sin_family = AF_INET};
-    inet_pton(AF_INET, source, &src.sin_addr);
-    struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {20, 0};
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0 ||
-        connect(fd, (struct sockaddr *)&in, sizeof in) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void put(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-        if (w <= 0) {
-            if (w < 0 && errno == EINTR)
-                continue;
-            return;
-        }
-        c += w, n -= (size_t)w;
-    }
-}
-
-static void puts_(int fd, const char *s) { put(fd, s, strlen(s)); }
-
-static size_t get(int fd, char *buf, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = recv(fd, buf + got, n - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    return got;
-}
-
-static size_t get_line(int fd, char *buf, size_t max)
-{
-    size_t n = 0;
-    while (n + 1 < max) {
-        ssize_t r = recv(fd, buf + n, 1, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        if (buf[n++] == '\n')
-            break;
-    }
-    buf[n] = 0;
-    return n;
-}
-
-static int at_eof(int fd)
-{
-    char c;
-    ssize_t r;
-    do
-        r = recv(fd, &c, 1, 0);
-    while (r < 0 && errno == EINTR);
-    return r == 0;
-}
+static void server_stop(struct server *s) { evnet_free(&s->net); }
 
 /* A line round trip: served (the echo came back) or not. */
 static int served(int fd)
@@ -288,7 +153,7 @@ static void test_admission(void)
     cfg.idle_ms = 400;
     struct server *s = server_start(&cfg);
     ok(s != NULL, "a loop with an admission table");
-    int p = s->port[0];
+    int p = s->net.port[0];
     char line[128];
     int c1 = dial_from("127.0.0.1", p), c2 = dial_from("127.0.0.1", p);
     ok(served(c1) && served(c2), "two connections from 127.0.0.1 served");
@@ -314,7 +179,7 @@ static void test_admission(void)
     ok(get_line(c3, line, sizeof line) && !strcmp(line, "bye\n") && at_eof(c3), "CLOSE_AFTER closes");
     close(c3);
     is_int(wait_active(a, 2), 2, "a CLOSE_AFTER reply leaves the table");
-    int h = dial_from("127.0.0.3", s->port[1]);
+    int h = dial_from("127.0.0.3", s->net.port[1]);
     puts_(h, "BAD REQUEST\r\n\r\n"); /* an HTTP error unit: closed after the reply */
     ok(at_eof(h), "an HTTP error closes");
     close(h);
@@ -348,14 +213,14 @@ static void test_admission(void)
     cfg.admit = a;
     cfg.idle_ms = 60000;
     struct server *s1 = server_start(&cfg), *s2 = server_start(&cfg);
-    int x1 = dial_from("127.0.0.4", s1->port[0]), x2 = dial_from("127.0.0.4", s2->port[0]);
+    int x1 = dial_from("127.0.0.4", s1->net.port[0]), x2 = dial_from("127.0.0.4", s2->net.port[0]);
     ok(served(x1) && served(x2), "2 per minute from 127.0.0.4, through two loops");
-    int x3 = dial_from("127.0.0.4", s1->port[0]); /* only now: the loops accept in any order */
+    int x3 = dial_from("127.0.0.4", s1->net.port[0]); /* only now: the loops accept in any order */
     ok(get_line(x3, line, sizeof line) && !strcmp(line, refusal) && at_eof(x3),
        "the third within the minute is refused (rate)");
-    int y1 = dial_from("127.0.0.5", s2->port[0]);
+    int y1 = dial_from("127.0.0.5", s2->net.port[0]);
     ok(served(y1), "another source is served");
-    int y2 = dial_from("127.0.0.6", s1->port[0]); /* only once y1 is in */
+    int y2 = dial_from("127.0.0.6", s1->net.port[0]); /* only once y1 is in */
     ok(get_line(y2, line, sizeof line) && !strcmp(line, refusal),
        "the fourth connection over both loops is refused (max_connections 3)");
     crow_admit_stats(a, &st);
@@ -408,18 +273,18 @@ static void test_throttle(void)
     char cmd[64];
     snprintf(cmd, sizeof cmd, "big %u\n", MIB);
     double cpu0 = cpu_seconds();
-    int64_t ms = download("127.0.0.1", s->port[0], cmd, MIB, big);
+    int64_t ms = download("127.0.0.1", s->net.port[0], cmd, MIB, big);
     double cpu = cpu_seconds() - cpu0;
     ok(ms >= 3500, "writev: 1 MiB at 256 KiB/s takes %lld ms (>= 3500)", (long long)ms);
     ok(cpu < 0.5 * (double)ms / 1000, "no busy loop while throttled: %.2f s CPU in %.2f s",
        cpu, (double)ms / 1000);
     snprintf(cmd, sizeof cmd, "file %u\n", MIB / 2);
-    ms = download("127.0.0.1", s->port[0], cmd, MIB / 2, big);
+    ms = download("127.0.0.1", s->net.port[0], cmd, MIB / 2, big);
     ok(ms >= 1700, "sendfile: 512 KiB at 256 KiB/s takes %lld ms (>= 1700)", (long long)ms);
 
     /* in: the server reads 1 MiB at 256 KiB/s, the client's send is throttled by TCP */
     s->raw_goal = MIB;
-    int fd = dial_from("127.0.0.1", s->port[2]);
+    int fd = dial_from("127.0.0.1", s->net.port[2]);
     int64_t t0 = now_ms();
     cpu0 = cpu_seconds();
     put(fd, big, MIB);
@@ -439,7 +304,7 @@ static void test_throttle(void)
     cfg.bandwidth_in = 64 * KIB;
     cfg.head_ms = 1000;
     s = server_start(&cfg);
-    fd = dial_from("127.0.0.1", s->port[1]);
+    fd = dial_from("127.0.0.1", s->net.port[1]);
     char head[128];
     snprintf(head, sizeof head, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %u\r\n\r\n", 192 * KIB);
     t0 = now_ms();
@@ -450,7 +315,7 @@ static void test_throttle(void)
     ok(!strncmp(line, "HTTP/1.1 200", 12) && ms >= 2500,
        "a 192 KiB body at 64 KiB/s (%lld ms) outlives head_ms 1000: answered 200", (long long)ms);
     close(fd);
-    int sl = dial_from("127.0.0.1", s->port[1]);
+    int sl = dial_from("127.0.0.1", s->net.port[1]);
     puts_(sl, "POST /up HTTP/1.1\r\n");
     t0 = now_ms();
     int eof = at_eof(sl);
@@ -468,9 +333,9 @@ static void test_throttle(void)
     cfg.admit = a;
     s = server_start(&cfg);
     snprintf(cmd, sizeof cmd, "big %u\n", MIB / 2);
-    struct dl d[3] = {{"127.0.0.7", cmd, s->port[0], MIB / 2, 0},
-                      {"127.0.0.7", cmd, s->port[0], MIB / 2, 0},
-                      {"127.0.0.8", cmd, s->port[0], MIB / 2, 0}};
+    struct dl d[3] = {{"127.0.0.7", cmd, s->net.port[0], MIB / 2, 0},
+                      {"127.0.0.7", cmd, s->net.port[0], MIB / 2, 0},
+                      {"127.0.0.8", cmd, s->net.port[0], MIB / 2, 0}};
     pthread_t th[3];
     for (int i = 0; i < 3; i++)
         pthread_create(&th[i], NULL, dl_main, &d[i]);

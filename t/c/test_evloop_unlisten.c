@@ -8,22 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "evloop.h"
+#include "evnet.h"
 #include "tap.h"
-
-static int dial(int port)
-{
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((unsigned short)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
 
 int main(void)
 {
@@ -33,10 +19,7 @@ int main(void)
     struct crow_ev *ev = crow_ev_new(&cfg);
     int lfd = crow_ev_tcp_listener("127.0.0.1", 0, 0, 16);
     ok(ev && lfd >= 0, "a loop and a listener");
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof sa;
-    getsockname(lfd, (struct sockaddr *)&sa, &sl);
-    int port = ntohs(sa.sin_port);
+    int port = local_port(lfd);
     ok(crow_ev_listen(ev, lfd, CROW_EV_LINE, CROW_EV_EXCLUSIVE) == 0, "listen (exclusive)");
 
     struct crow_ev_unit u;
