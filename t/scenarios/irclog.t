@@ -228,6 +228,22 @@ def fake_server(lsock, ctx):
             l = line()
             if l.startswith("NOTICE x :\x01PING"):
                 FAKE["replies"].append((time.time() - t0, l))
+        # Silence since t0: irclog pings after ping-interval (3s), and without an answer
+        # reconnects.
+        t1 = t0
+        while not line().startswith("PING "):
+            pass
+        FAKE["ping"] = time.time() - t1
+        try:
+            while True:
+                line()
+        except (EOFError, OSError):
+            FAKE["dropped"] = time.time() - t1
+        lsock.settimeout(15)
+        again, _ = lsock.accept()
+        FAKE["again"] = time.time() - t1
+        again.close()
+        lsock.close()
         s.close()
     except Exception as e:           # reported by the test below
         FAKE["error"] = repr(e)
@@ -293,6 +309,7 @@ event-keyword lisp
 event-nick carol
 event-join carol
 stat-dir %s
+ping-interval 3s
 flood-burst 3
 flood-interval 300ms
 reconnect-min 300ms
@@ -444,7 +461,9 @@ network roll {
         t.ok(False, "inspircd did not start")
 
     # The scripted TLS server.
-    fake.join(30)
+    deadline = time.time() + 30
+    while time.time() < deadline and len(FAKE["replies"]) < 10 and FAKE["error"] is None:
+        time.sleep(0.1)
     t.ok(FAKE["error"] is None, "TLS server conversation completed", FAKE["error"])
     t.eq(FAKE.get("first"), ["CAP LS 302", "NICK ifake", "USER irclog 0 * :crow irclog"],
          "registration starts with CAP LS 302, NICK, USER (over TLS)")
@@ -458,6 +477,10 @@ network roll {
     t.eq(len(times), 10, "ten CTCP PINGs at once get ten replies")
     t.ok(len(times) == 10 and times[-1] - times[0] >= 1.5,
          "replies are paced (burst 3, then one per 300ms: >= 1.5s for ten)", times)
+    fake.join(30)
+    t.ok(2.9 <= FAKE.get("ping", 0) < 5, "a quiet server is pinged after ping-interval (3s)", FAKE.get("ping"))
+    t.ok(5.5 <= FAKE.get("dropped", 0) < 9 and FAKE.get("again", 99) < 12,
+         "no answer: irclog drops the connection (2 x ping-interval) and reconnects", (FAKE.get("dropped"), FAKE.get("again")))
 
     # The rollover: after the injected midnight.
     # Local midnight comes (60 - ss) seconds after irclog stamped its join 23:59:ss.

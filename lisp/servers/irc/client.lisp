@@ -323,13 +323,15 @@ layer takes the first address): then an IPv6 socket is tried.  Signals unix-erro
   "Connects NET (TLS when configured) and registers.  Signals unix-error, tls-error."
   (let* ((address (nv net :server))
          (host (address-host address))
-         (session (make-session (%open-connection address) :max-line 16384 :idle-timeout +tick+
+         ;; The TLS handshake gets 30 s per wait; the conversation then reads in ticks.
+         (session (make-session (%open-connection address) :max-line 16384 :idle-timeout 30
                                                         :write-timeout 30)))
     (setf (network-session net) session)
     (when (nv net :tls)
       (unless (network-tls-context net)
         (setf (network-tls-context net) (make-tls-client-context :ca-file (nv net :tls-ca))))
       (session-starttls session (network-tls-context net) :host host))
+    (session-set-timeouts session :idle +tick+ :write 30)
     (setf (network-registered net) nil (network-cap-ended net) nil (network-offered net) '()
           (network-queue net) '() (network-ping-sent net) nil
           (network-tokens net) (network-option net :flood-burst)
