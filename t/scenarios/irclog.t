@@ -354,7 +354,12 @@ network fake {
     t.ok(r.returncode == 0 and r.stdout.startswith("irclog "), "irclog --version", r.stdout)
 
     # The day-rollover irclog: its clock starts at 23:59:52 local time (TZ UTC+2).
-    rport_conf = irclog_conf(os.path.join(tmp, "roll.conf"), """log-dir roll
+    # As root it runs as nobody (privilege separation), logging into a directory nobody owns.
+    if ROOTUSER:
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        os.chown(ROLL, nobody.pw_uid, nobody.pw_gid)
+    rport_conf = irclog_conf(os.path.join(tmp, "roll.conf"), ("user nobody\n" if ROOTUSER else "") + """log-dir roll
 log stderr
 time-zone local
 strip-colours no
@@ -503,6 +508,8 @@ network roll {
     t.eq(bodies(r2), ["<rolly> after \x02midnight\x02"],
          "rollover: the next line opens 2026-07-01.log (strip-colours no: the bold codes stay)")
     t.ok(r2 and r2[0].startswith("2026-07-01T00:00:"), "stamped just after local midnight", r2)
+    if ROOTUSER:
+        t.eq(os.stat(R2).st_uid, nobody.pw_uid, "root: the rollover irclog logged as nobody")
 
     # Kill the IRC server and start it again: irclog reconnects and rejoins.
     ng.kill()
