@@ -390,6 +390,9 @@ layer takes the first address): then an IPv6 socket is tried.  Signals unix-erro
 \(reconnect-min doubling up to reconnect-max, reset once registered) until *stop*."
   (loop until *stop*
         do (handler-case (serve-connection net)
+             (session-eof ()
+               (unless *stop*
+                 (log-warn "~a: the server closed the connection" (network-name net))))
              (error (e)
                (unless *stop*
                  (log-warn "~a: ~a" (network-name net) e))))
