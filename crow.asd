@@ -207,13 +207,14 @@ pre-forked, chrooted, unprivileged children."
                (:file "site")
                (:file "test")
                (:file "bench")
+               (:file "stats")
                (:file "irc")))
 
 (defsystem "crow/test"
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/irc")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/mmstatd" "crow/irc")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -231,4 +232,5 @@ pre-forked, chrooted, unprivileged children."
                (:file "http")
                (:file "web-html")
                (:file "web-forms")
+               (:file "mmstatd")
                (:file "irc")))

@@ -150,8 +150,13 @@ static int ops_ok(const unsigned char *p, size_t len, uint32_t nops, unsigned ma
             (op.textlen && op.type < MMSTAT_OP_TEXT))
             return 0;
         size_t sz = mmstat_wire_op_size(op.type, op.keylen, op.textlen);
+#ifndef CROW_PLANTED_BUG
         if (sz > len - pos)
             return 0;
+#else
+        if (sizeof op + op.keylen > len - pos)   /* planted: the text and padding unchecked */
+            return 0;
+#endif
         const unsigned char *k = p + pos + sizeof op;
         const unsigned char *t = k + op.keylen + (op.type >= MMSTAT_OP_RESTORE ? 16 : 0);
         if (!bytes_ok(k, op.keylen) || !bytes_ok(t, op.textlen))

@@ -30,7 +30,7 @@
    #:mmstat-set-text #:mmstat-update #:with-mmstat #:with-mmstat-transaction
    ;; mmstatd's logger (c-core/statlog)
    #:free-statlog-iter #:glob-match-p #:glob-pattern-p #:make-statlog #:make-statlog-iter
-   #:map-file #:statlog-ack #:truncate-file #:statlog-frame-check #:statlog-frame-find #:statlog-free
+   #:lock-file #:map-file #:statlog-ack #:truncate-file #:statlog-frame-check #:statlog-frame-find #:statlog-free
    #:statlog-iter-fetch #:statlog-iter-flags #:statlog-iter-key-into #:statlog-iter-next #:statlog-iter-start
    #:statlog-iter-start-batch #:statlog-iter-text #:statlog-iter-time #:statlog-iter-times
    #:statlog-iter-txn #:statlog-iter-value #:statlog-next-txn #:statlog-offset #:statlog-pump

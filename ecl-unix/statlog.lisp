@@ -5,7 +5,7 @@
 
 (ffi:clines "#include <errno.h>" "#include <stdint.h>" "#include <stdlib.h>"
             "#include <string.h>" "#include <fcntl.h>" "#include <unistd.h>"
-            "#include <fnmatch.h>" "#include <sys/mman.h>" "#include <sys/stat.h>"
+            "#include <fnmatch.h>" "#include <sys/file.h>" "#include <sys/mman.h>" "#include <sys/stat.h>"
             "#include \"statlog.h\"" "#include \"mmstat_wire.h\"")
 
 (defstruct (statlog (:constructor %make-statlog (pointer)))
@@ -286,3 +286,20 @@ key holds *, ? or [.  One call per operation for the apply loop.  Can't fail."
              @(return 0) = r; @(return 1) = e; }")
       (when (minusp r) (unix-error errno "truncate" path))
       nil)))
+
+(defun lock-file (path)
+  "Opens (creating) PATH and takes an exclusive flock(2) on it without waiting.  Returns the
+descriptor (the lock lasts until it is closed or the process ends), or NIL when another
+process holds the lock.  Signals unix-error."
+  (let ((c (string-to-c path)))
+    (multiple-value-bind (fd errno)
+        (ffi:c-inline (c) (:object) (values :int :int)
+          "{ int fd = open((const char *)#0->vector.self.b8, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+             int e = 0;
+             if (fd < 0) e = errno;
+             else { int r; do r = flock(fd, LOCK_EX | LOCK_NB); while (r < 0 && errno == EINTR);
+                    if (r < 0) { e = errno; close(fd); fd = e == EWOULDBLOCK ? -2 : -1; } }
+             @(return 0) = fd; @(return 1) = e; }")
+      (cond ((>= fd 0) fd)
+            ((= fd -2) nil)
+            (t (unix-error errno "flock" path))))))

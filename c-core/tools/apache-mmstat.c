@@ -2,9 +2,11 @@
  * `CustomLog "|apache-mmstat -f CONF" FORMAT`, crow-httpd's `log-pipe`) and counts them in
  * mmstatd under key templates from its config, one transaction per line.
  *
- * It never blocks the pipe: sends are non-blocking, and while mmstatd is down (or its queue is
- * full) lines are counted as dropped; it reconnects at most once a second and reports what it
- * dropped on stderr (the web server's error log) and under apache-mmstat|dropped once back.
+ * It never blocks the pipe: sends are non-blocking; when mmstatd's queue is full the line waits
+ * in a backlog (up to 100,000 lines, in order) sent as soon as the socket has room, while
+ * stdin keeps being read.  While mmstatd is down lines are counted as dropped; it reconnects
+ * at most once a second and reports what it dropped on stderr (the web server's error log)
+ * and under apache-mmstat|dropped once back.
  * Malformed lines and lines over 8 KiB are skipped and counted (apache-mmstat|malformed,
  * apache-mmstat|overlong).
  *
@@ -21,6 +23,7 @@
  * Templates hold {vhost} {status} {class} (2xx...) {method} {path} {prefix} {bytes}; a value's
  * control bytes become ? and its pattern characters * ? [ become _. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -347,28 +350,36 @@ static void try_connect(void)
         mmstat_nonblocking(ms, 1);
 }
 
-static void send_txn(const char *keys[], const long long *deltas, int n)
+/* Sends one line's transaction.  Returns 0 when sent (or dropped: mmstatd down), 1 when
+ * mmstatd's queue is full (EAGAIN: the caller keeps the line in the backlog). */
+static int send_txn(const char *keys[], const long long *deltas, int n)
 {
     try_connect();
     if (!ms) {
         dropped++;
-        return;
+        return 0;
     }
     mmstat_begin(ms);
     for (int i = 0; i < n; i++)
         if (mmstat_update(ms, keys[i], deltas[i], cf.persistent) < 0) {
             mmstat_rollback(ms);
             malformed++;
-            return;
+            return 0;
         }
-    if (mmstat_commit(ms) < 0) {
-        dropped++;
-        if (errno != EAGAIN) {
-            mmstat_close(ms);
-            ms = NULL;
-        }
-    }
+    if (mmstat_commit(ms) == 0)
+        return 0;
+    if (errno == EAGAIN)
+        return 1;
+    dropped++;
+    mmstat_close(ms);
+    ms = NULL;
+    return 0;
 }
+
+/* Lines waiting for room in mmstatd's queue, oldest first (bounded: beyond, lines drop). */
+#define BACKLOG_MAX 100000
+static char *backlog[BACKLOG_MAX];
+static size_t bl_head, bl_count;
 
 static void report(int force)
 {
@@ -396,14 +407,14 @@ static void count_self(const char *key)
     }
 }
 
-static void handle(char *line)
+/* Counts LINE.  Returns 1 when mmstatd's queue was full (nothing sent), else 0. */
+static int count_line(char *line)
 {
-    lines++;
     struct rec r;
     if (parse(line, &r) < 0) {
         malformed++;
         count_self("apache-mmstat|malformed");
-        return;
+        return 0;
     }
     char keys[MAX_RULES][256];
     const char *kp[MAX_RULES];
@@ -413,7 +424,48 @@ static void handle(char *line)
         kp[i] = keys[i];
         d[i] = cf.rules[i].sum == F_BYTES ? r.bytes : cf.rules[i].sum == F_STATUS ? r.status : 1;
     }
-    send_txn(kp, d, cf.nrules);
+    return send_txn(kp, d, cf.nrules);
+}
+
+/* Sends backlogged lines while mmstatd takes them.  Returns how many are left. */
+static size_t drain_backlog(void)
+{
+    while (bl_count) {
+        char *l = backlog[bl_head];
+        char copy[LINE_MAX_LEN + 1];
+        snprintf(copy, sizeof copy, "%s", l);
+        if (count_line(copy))
+            break;
+        free(l);
+        bl_head = (bl_head + 1) % BACKLOG_MAX;
+        bl_count--;
+    }
+    return bl_count;
+}
+
+static void handle(char *line)
+{
+    lines++;
+    if (bl_count && drain_backlog()) {
+        /* still full: keep order, queue this one too (or drop it when the backlog is full) */
+        char *c = bl_count < BACKLOG_MAX ? strdup(line) : NULL;
+        if (!c) {
+            dropped++;
+            return;
+        }
+        backlog[(bl_head + bl_count++) % BACKLOG_MAX] = c;
+        return;
+    }
+    char copy[LINE_MAX_LEN + 1];
+    snprintf(copy, sizeof copy, "%s", line);
+    if (count_line(line)) {
+        char *c = strdup(copy);
+        if (!c) {
+            dropped++;
+            return;
+        }
+        backlog[(bl_head + bl_count++) % BACKLOG_MAX] = c;
+    }
 }
 
 int main(int argc, char **argv)
@@ -446,8 +498,17 @@ int main(int argc, char **argv)
     size_t len = 0;
     int skipping = 0;
     for (;;) {
+        struct pollfd p[2] = {{0, POLLIN, 0}, {ms && bl_count ? mmstat_fd(ms) : -1, POLLOUT, 0}};
+        int pr = poll(p, 2, 1000);
+        if (pr < 0 && errno != EINTR)
+            break;
+        if (bl_count && (!ms || (p[1].revents & (POLLOUT | POLLERR | POLLHUP))))
+            drain_backlog();
+        report(0);
+        if (pr <= 0 || !(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
         ssize_t n = read(0, buf + len, LINE_MAX_LEN - len);
-        if (n < 0 && errno == EINTR)
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n <= 0)
             break;
@@ -478,12 +539,18 @@ int main(int argc, char **argv)
             skipping = 1;
             len = 0;
         }
-        report(0);
     }
     if (len && !skipping) {
         buf[len] = 0;
         handle(buf);
     }
+    /* end of input: nothing more to keep reading, so wait (up to 10 s) for the backlog */
+    for (int i = 0; i < 1000 && bl_count && ms; i++) {
+        struct pollfd p = {mmstat_fd(ms), POLLOUT, 0};
+        poll(&p, 1, 10);
+        drain_backlog();
+    }
+    dropped += bl_count;
     report(1);
     mmstat_close(ms);
     return 0;

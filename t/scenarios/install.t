@@ -28,5 +28,12 @@ cat > "$dest/use.c" <<'C'
 int main(void) { return strcmp(crow_version(), CROW_VERSION) != 0 || crow_fd_write_all(1, "linked\n", 7, 0) != 7; }
 C
 check "a C program builds against the installed header and libcrowcore.a" "gcc -I'$p/include/crow' '$dest/use.c' '$p/lib/libcrowcore.a' -o '$dest/use' && [ \"\$('$dest/use')\" = linked ]"
+# libmmstat alone: its header and static library, nothing else needed.
+cat > "$dest/ms.c" <<'C'
+#include <mmstat.h>
+#include <stdio.h>
+int main(void) { mmstat_t *m = mmstat_open("/nonexistent"); puts(m ? "open" : "no server"); return 0; }
+C
+check "a C program builds against the installed mmstat.h and libmmstat.a" "gcc -I'$p/include' '$dest/ms.c' '$p/lib/libmmstat.a' -o '$dest/ms' && [ \"\$('$dest/ms')\" = 'no server' ]"
 rm -f "$dest.log"
 echo "1..$n"

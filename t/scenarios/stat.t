@@ -86,6 +86,23 @@ try:
          "Lisp binding: update, transaction, rollback on a non-local exit, text, report")
     t.eq(r.stdout.splitlines()[1:2], ["22"], "Lisp binding: a bad key signals unix-error EINVAL")
 
+    other = Stat(sync="always")
+    with open(other.conf, "w") as f:
+        f.write("stat-dir run\ndata-dir %s\nsync always\nlog stderr\n" % st.data)
+    t.ok(not other.start(timeout=20), "a second mmstatd on the same data-dir refuses to start")
+    t.ok("in use by another mmstatd" in open(other.logfile).read(), "and says why")
+    other.cleanup()
+    rc, out = st.check(repair=True)
+    t.ok(rc == 1 and "stop it before --repair" in out, "--repair refuses while mmstatd runs", out)
+
+    import socket, time
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.connect(os.path.join(st.run, "librarian.sock"))
+    t0 = time.time()
+    v = st.values("a")
+    t.ok(v == {"a": 11} and time.time() - t0 < 5, "a silent librarian client delays no report (%.2fs)" % (time.time() - t0))
+    silent.close()
+
     before = st.logs()
     rc, out, err = st.cli("rotate")
     t.ok(rc == 0 and st.logs() != before and len(st.logs()) == 1 and os.path.exists(os.path.join(st.data, "snapshot")),

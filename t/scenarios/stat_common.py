@@ -18,7 +18,7 @@ class Stat:
     """A private mmstatd: sockets in DIR/run, data in DIR/data, log in DIR/mmstatd.log."""
 
     def __init__(self, sync="always", d=None):
-        self.dir = d or tempfile.mkdtemp(prefix="crow-stat.")
+        self.dir = d or tempfile.mkdtemp(prefix="mmstatd-test.")
         os.chmod(self.dir, 0o755)
         self.run = os.path.join(self.dir, "run")
         self.data = os.path.join(self.dir, "data")

@@ -89,6 +89,9 @@ Configuration keys:~%" +summary+)
 (defun check-logs (config repair)
   "--check and --repair: prints what recovery finds.  Returns the exit status."
   (let ((dir (config-value config :data-dir)))
+    (when (and repair (file-exists-p dir) (not (lock-file (format nil "~a/lock" dir))))
+      (format t "mmstatd: ~a is in use by a running mmstatd: stop it before --repair~%" dir)
+      (return-from check-logs 1))
     (handler-case
         (multiple-value-bind (log offset next status)
             (recover dir nil :mode (if repair :repair :check)
@@ -119,6 +122,10 @@ Returns the exit status."
     (%apply-config st config)
     (%ensure-directory (state-data-dir st))
     (%ensure-directory (state-stat-dir st))
+    ;; one mmstatd per data directory: a second one would append to the same log
+    (unless (lock-file (format nil "~a/lock" (state-data-dir st)))
+      (log-warn "~a is in use by another mmstatd" (state-data-dir st))
+      (return-from serve 1))
     (multiple-value-bind (log offset next)
         (handler-case (recover (state-data-dir st) *db*)
           (error (e) (log-warn "~a" e) (return-from serve 1)))

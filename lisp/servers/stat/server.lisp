@@ -1,6 +1,7 @@
 ;;;; server.lisp — mmstatd's two threads: the logger (receives transactions, logs them with
-;;;; group commit, applies each batch, acknowledges, rotates) and the librarian (answers
-;;;; reports, rotation and statistics requests on the stream socket).
+;;;; group commit, applies each batch, acknowledges, rotates) and the librarian (accepts on
+;;;; the stream socket; each connection's reports, rotation and statistics requests are
+;;;; answered in a short-lived thread of its own).
 ;;;;
 ;;;; Threads, not processes: the librarian reads the very database the logger keeps, under one
 ;;;; lock taken once per batch, so nothing is re-read from the log and an acknowledged
@@ -106,7 +107,7 @@ overlong, or DEADLINE passed)."
 (defun %send (fd string)
   (write-all fd (map 'octets #'char-code string)))
 
-(defvar *barrier* nil "The librarian's mmstat handle, for barriers.")
+(defvar *barrier* nil "This connection thread's mmstat handle, for barriers.")
 
 (defun barrier (st)
   "Waits until every transaction queued before now is applied (an empty transaction through
@@ -168,23 +169,47 @@ key`, sorted by key) and the closing `.` line.  Can't fail."
       ((string= verb "PING") (format nil "+OK~%"))
       (t (format nil "-ERR unknown request ~s~%" verb)))))
 
+(defparameter *max-librarian-threads* 32
+  "Connections the librarian serves at once (one thread each); beyond, a connection gets
+`-ERR busy` and is closed.")
+
+(defun serve-connection (st c)
+  "Answers the requests on connection C until EOF or 10 s of silence, then closes it."
+  (let ((*barrier* nil))
+    (unwind-protect
+         (handler-case
+             (loop for line = (%read-request c (+ (%now-ms) 10000))
+                   while line
+                   do (%send c (serve-request st line)))
+           (error (e)
+             (ignore-errors (%send c (format nil "-ERR ~a~%" e)))
+             (log-debug "librarian: ~a" e)))
+      (when *barrier* (mmstat-close *barrier*))
+      (%close c))))
+
 (defun librarian-loop (st)
-  "The librarian thread's body: one connection at a time, several requests each."
-  (let ((ep (epoll-create)) (events (make-epoll-events 1)) (fd (state-lib-fd st)))
+  "The librarian thread's body: accepts connections and serves each in a thread of its own
+\(so a slow or silent client delays no one), at most *max-librarian-threads* at once."
+  (let ((ep (epoll-create)) (events (make-epoll-events 1)) (fd (state-lib-fd st))
+        (active 0) (lock (mp:make-lock :name "mmstatd librarian")))
     (epoll-add ep fd +epollin+)
     (loop until (state-stop st)
           do (when (%wait-readable ep events 200)
                (let ((c (handler-case (accept-connection fd :nonblocking nil)
                           (unix-error (e) (log-warn "librarian: accept: ~a" e) nil))))
                  (when c
-                   (unwind-protect
-                        (handler-case
-                            (loop for line = (%read-request c (+ (%now-ms) 10000))
-                                  while line
-                                  do (%send c (serve-request st line)))
-                          (error (e)
-                            (ignore-errors (%send c (format nil "-ERR ~a~%" e)))
-                            (log-debug "librarian: ~a" e)))
-                     (%close c))))))
-    (close-fd ep)
-    (when *barrier* (mmstat-close *barrier*) (setf *barrier* nil))))
+                   (if (>= (mp:with-lock (lock) active) *max-librarian-threads*)
+                       (progn (ignore-errors (%send c (format nil "-ERR busy~%"))) (%close c))
+                       (progn
+                         (mp:with-lock (lock) (incf active))
+                         (handler-case
+                             (mp:process-run-function
+                              "mmstatd librarian connection"
+                              (lambda ()
+                                (unwind-protect (serve-connection st c)
+                                  (mp:with-lock (lock) (decf active)))))
+                           (error (e)
+                             (mp:with-lock (lock) (decf active))
+                             (log-warn "librarian: no thread: ~a" e)
+                             (%close c)))))))))
+    (close-fd ep)))
