@@ -589,7 +589,8 @@ print('unparsed', bad)
     with open(os.path.join(ROOT, "etc", "httpd.conf")) as f:
         hconf = f.read().replace("127.0.0.1:8080", "127.0.0.1:%d" % hport)
     hconf = hconf.replace("root site", "root " + os.path.join(ROOT, "etc", "site"))
-    hconf = "".join(l for l in hconf.splitlines(True) if l.split()[:1] not in (["listen-tls"], ["tls-cert"], ["tls-key"]))
+    hconf = "".join(l for l in hconf.splitlines(True)
+                    if l.split()[:1] not in (["listen-tls"], ["tls-cert"], ["tls-key"], ["log-pipe"]))
     with open(os.path.join(tmp, "httpd.conf"), "w") as f:
         f.write(hconf)
     hp = subprocess.Popen([os.path.join(BIN, "crow-httpd"), "-f", os.path.join(tmp, "httpd.conf"), "--foreground"],
