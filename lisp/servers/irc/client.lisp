@@ -92,7 +92,8 @@ bucket, capability negotiation and reconnect state."
       (error (e) (log-warn "~a: logging ~a: ~a" (network-name net) (entry-channel entry) e)))))
 
 (defun %text (net text)
-  (if (and text (network-option net :strip-colours)) (strip-colours text) (or text "")))
+  (declare (ignore net))
+  (or text ""))
 
 ;;; Channel state
 
@@ -361,7 +362,9 @@ layer takes the first address): then an IPv6 socket is tried.  Signals unix-erro
                     (session-timeout () nil))))
         (cond ((typep line 'octets)
                (setf (network-last-input net) (monotonic-seconds) (network-ping-sent net) nil)
-               (let* ((text (decode-line line))
+               (let* ((text (decode-line (if (network-option net :strip-colours)
+                                             (irc-strip-formatting line)
+                                             line)))
                       (m (parse-message text)))
                  (log-debug "~a << ~a" (network-name net) text)
                  (when m

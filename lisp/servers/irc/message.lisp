@@ -108,31 +108,11 @@ with milliseconds).  Returns NIL when TEXT is not one.  Can't fail."
 (defun strip-colours (text)
   "Returns TEXT without mIRC formatting: colour codes ^C[fg[,bg]] (one or two digits each),
 hex colours ^D[RRGGBB[,RRGGBB]], bold ^B, italics ^], underline ^_, strike ^^, monospace ^Q,
-reverse ^V and reset ^O.  Can't fail."
+reverse ^V and reset ^O (removed in C, c-core/ircfmt).  irclog strips whole lines as octets
+\(irc-strip-formatting) before decoding them; this is the same for a string.  Can't fail."
   (if (notany (lambda (c) (member (char-code c) '(2 3 4 15 17 22 29 30 31))) text)
       text
-      (with-output-to-string (out)
-        (let ((i 0) (n (length text)))
-          (flet ((skip-digits (max pred)
-                   (loop repeat max while (and (< i n) (funcall pred (char text i))) do (incf i))))
-            (loop while (< i n)
-                  do (let ((code (char-code (char text i))))
-                       (incf i)
-                       (case code
-                         (3 (let ((p i))
-                              (skip-digits 2 #'digit-char-p)
-                              (when (and (> i p) (< (1+ i) n) (char= (char text i) #\,)
-                                         (digit-char-p (char text (1+ i))))
-                                (incf i)
-                                (skip-digits 2 #'digit-char-p))))
-                         (4 (let ((p i))
-                              (skip-digits 6 (lambda (c) (digit-char-p c 16)))
-                              (when (and (> i p) (< (1+ i) n) (char= (char text i) #\,)
-                                         (digit-char-p (char text (1+ i)) 16))
-                                (incf i)
-                                (skip-digits 6 (lambda (c) (digit-char-p c 16))))))
-                         ((2 15 17 22 29 30 31))
-                         (t (write-char (code-char code) out))))))))))
+      (utf8-decode (irc-strip-formatting (utf8-encode text)))))
 
 (defun base64-encode (octets)
   "Returns OCTETS in base64 (RFC 4648, padded) as a string.  Can't fail."
