@@ -52,6 +52,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "ffi")
                (:file "utf8")
                (:file "html")
+               (:file "ircfmt")
                (:file "fd")
                (:file "fs")
                (:file "socket")
