@@ -20,7 +20,11 @@ static void skip_colour(const uint8_t *in, size_t n, size_t *i, size_t max, int 
 {
     size_t k = 0;
     while (k < max && *i < n && ok(in[*i])) { (*i)++; k++; }
+#ifdef CROW_PLANTED_BUG
+    if (k > 0 && *i < n && in[*i] == ',' && ok(in[*i + 1])) {   /* reads one past the end */
+#else
     if (k > 0 && *i + 1 < n && in[*i] == ',' && ok(in[*i + 1])) {
+#endif
         (*i)++;
         for (k = 0; k < max && *i < n && ok(in[*i]); k++)
             (*i)++;
