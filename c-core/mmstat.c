@@ -30,6 +30,7 @@ struct mmstat {
     int fd;                 /* datagram socket, or -1 (reconnect on next send) */
     int autoflush, nonblock, timeout_ms, in_txn;
     int64_t rcv_timeout_ms; /* SO_RCVTIMEO currently set on fd (0: none) */
+    int snd_timeout_ms;     /* SO_SNDTIMEO wanted on fd (0: none) */
     uint64_t seq, async_seq;
     size_t tlen;            /* bytes in txn, head included */
     uint32_t tops;
@@ -69,8 +70,10 @@ static int dgram_connect(mmstat_t *ms)
     if (fd < 0)
         return -1;
     sa_family_t fam = AF_UNIX;   /* autobind: an abstract address of the kernel's choosing */
+    struct timeval stv = {ms->snd_timeout_ms / 1000, (ms->snd_timeout_ms % 1000) * 1000};
     if (bind(fd, (struct sockaddr *)&fam, sizeof fam) < 0 ||
-        connect(fd, (struct sockaddr *)&ms->logger, sizeof ms->logger) < 0) {
+        connect(fd, (struct sockaddr *)&ms->logger, sizeof ms->logger) < 0 ||
+        (ms->snd_timeout_ms > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &stv, sizeof stv) < 0)) {
         int e = errno;
         close(fd);
         errno = e;
@@ -122,6 +125,15 @@ void mmstat_close(mmstat_t *ms)
 }
 
 int mmstat_nonblocking(mmstat_t *ms, int on) { ms->nonblock = on != 0; return 0; }
+
+int mmstat_send_timeout(mmstat_t *ms, int msec)
+{
+    ms->snd_timeout_ms = msec > 0 ? msec : 0;
+    struct timeval tv = {ms->snd_timeout_ms / 1000, (ms->snd_timeout_ms % 1000) * 1000};
+    if (ms->fd >= 0 && setsockopt(ms->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
+        return -1;
+    return 0;
+}
 int mmstat_timeout(mmstat_t *ms, int t) { ms->timeout_ms = t > 0 ? t : 1; return 0; }
 
 /* Sends one datagram, reconnecting once when the server went away and came back. */

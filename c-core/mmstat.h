@@ -60,6 +60,11 @@ int mmstat_autoflush(mmstat_t *ms, int on);
  * instead of waiting (a feeder that must never block uses this).  Returns 0.  Can't fail. */
 int mmstat_nonblocking(mmstat_t *ms, int on);
 
+/* Blocking sends wait at most MSEC milliseconds for room in the server's queue, then fail with
+ * EAGAIN (0: wait as long as it takes, the default).  Returns 0, or -1 with errno from
+ * setsockopt(2). */
+int mmstat_send_timeout(mmstat_t *ms, int msec);
+
 /* How long mmstat_commit_sync and reports wait for the server, in milliseconds (default
  * 10000).  Returns 0.  Can't fail. */
 int mmstat_timeout(mmstat_t *ms, int ms_timeout);

@@ -84,6 +84,16 @@ otherwise.  Returns 0.  Signals unix-error (flushing)."
       (%mmstat-call "mmstat_nonblocking" handle "mmstat_nonblocking(m, 1)")
       (%mmstat-call "mmstat_nonblocking" handle "mmstat_nonblocking(m, 0)")))
 
+(defun mmstat-send-timeout (handle msec)
+  "Blocking sends wait at most MSEC ms for room in the server's queue, then fail with EAGAIN
+\(0: no limit).  Returns 0.  Signals unix-error."
+  (check-type msec (integer 0 #.(1- (expt 2 31))))
+  (multiple-value-bind (r errno)
+      (ffi:c-inline ((%mmstat-pointer handle) msec) (:pointer-void :int) (values :int :int)
+        "{ int r = mmstat_send_timeout((mmstat_t *)#0, #1); @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }")
+    (when (minusp r) (unix-error errno "mmstat_send_timeout"))
+    r))
+
 (defun %mmstat-op (handle name type key value text persistent)
   (let ((k (string-to-c key))
         (tx (if text (string-to-c text) nil))
@@ -170,3 +180,35 @@ Unix seconds.  Every transaction sent before (by any client) is included.  Signa
   "Asks the server to write a snapshot and start a new recovery log; returns 0 once done.
 Signals unix-error (EIO: the server could not)."
   (%mmstat-call "mmstat_rotate" handle "mmstat_rotate(m)"))
+
+;;; One shared handle per process, for servers counting events from any thread: opened once
+;;; (before a chroot: the socket is connected at open) from the config's stat-dir, used under
+;;; a lock; a send waits at most 20 ms for room, so a busy or absent mmstatd never holds a
+;;; server up for long.
+
+(defvar *mmstat-shared* nil "The process's shared handle (mmstat-setup), or NIL.")
+(defvar *mmstat-shared-lock* (mp:make-lock :name "mmstat shared handle"))
+
+(defun mmstat-setup (dir)
+  "Opens the process's shared handle on the mmstatd in DIR (closing any previous one); DIR
+NIL closes it.  Returns T when open, NIL when DIR is NIL or no mmstatd answers there (the
+counts are then dropped).  Can't fail."
+  (mp:with-lock (*mmstat-shared-lock*)
+    (when *mmstat-shared* (mmstat-close *mmstat-shared*) (setf *mmstat-shared* nil))
+    (when dir
+      (handler-case
+          (let ((h (mmstat-open dir)))
+            (mmstat-send-timeout h 20)
+            (setf *mmstat-shared* h)
+            t)
+        (crow-error () nil)))))
+
+(defun mmstat-count (key &optional (delta 1) &key persistent)
+  "Adds DELTA to counter KEY through the shared handle (mmstat-setup), one transaction, without
+waiting for an acknowledgement.  Returns T when sent, NIL when there is no handle, mmstatd's
+queue stayed full for 20 ms or it is gone (statistics never fail a server).  Can't fail."
+  (let ((h *mmstat-shared*))
+    (and h
+         (mp:with-lock (*mmstat-shared-lock*)
+           (handler-case (progn (mmstat-update (or *mmstat-shared* h) key delta :persistent persistent) t)
+             (crow-error () nil))))))

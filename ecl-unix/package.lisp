@@ -27,7 +27,9 @@
    #:mmstat #:mmstat-autoflush #:mmstat-begin #:mmstat-close #:mmstat-commit
    #:mmstat-commit-sync #:mmstat-delete #:mmstat-flush #:mmstat-nonblocking #:mmstat-open
    #:mmstat-p #:mmstat-report #:mmstat-reset #:mmstat-rollback #:mmstat-rotate
-   #:mmstat-set-text #:mmstat-update #:with-mmstat #:with-mmstat-transaction
+   #:mmstat-count #:mmstat-send-timeout #:mmstat-set-text #:mmstat-setup #:mmstat-update
+   #:with-mmstat
+   #:with-mmstat-transaction
    ;; mmstatd's logger (c-core/statlog)
    #:free-statlog-iter #:glob-match-p #:glob-pattern-p #:make-statlog #:make-statlog-iter
    #:lock-file #:map-file #:statlog-ack #:truncate-file #:statlog-frame-check #:statlog-frame-find #:statlog-free

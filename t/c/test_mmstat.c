@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mmstat.h"
@@ -226,6 +227,26 @@ int main(void)
     }
     ok(meta && entries == 5000 && good, "snapshot entries read back with their times");
     free(log);
+
+    /* a full queue: non-blocking sends fail at once, timed ones after their timeout */
+    mmstat_t *q = mmstat_open(NULL);
+    int sent = 0;
+    mmstat_nonblocking(q, 1);
+    while (sent < 100000 && mmstat_update(q, "fill", 1, 0) == 0)
+        sent++;
+    ok(errno == EAGAIN && sent < 100000, "non-blocking: EAGAIN once the server's queue is full (%d sent)", sent);
+    mmstat_nonblocking(q, 0);
+    mmstat_send_timeout(q, 50);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = mmstat_update(q, "fill", 1, 0);
+    int e = errno;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    ok(rc < 0 && e == EAGAIN && waited >= 0.04 && waited < 5, "send timeout: EAGAIN after %.3f s", waited);
+    mmstat_close(q);
+    while (crow_statlog_pump(lg, 0) > 0)
+        ;
 
     mmstat_close(ms);
     crow_statlog_free(lg);

@@ -85,6 +85,17 @@ try:
          ['(("lisp|a" 5 T) ("lisp|b" 1 NIL) ("lisp|c" -2 NIL) ("lisp|t" "txt" NIL))'],
          "Lisp binding: update, transaction, rollback on a non-local exit, text, report")
     t.eq(r.stdout.splitlines()[1:2], ["22"], "Lisp binding: a bad key signals unix-error EINVAL")
+    form = """(progn
+  (format t "~a ~a~%%" (crow.unix:mmstat-count "shared|none") (crow.unix:mmstat-setup "/nonexistent"))
+  (crow.unix:mmstat-setup "%s")
+  (let ((ths (loop for i below 4 collect
+                (mp:process-run-function "c" (lambda () (dotimes (k 250) (crow.unix:mmstat-count "shared|n" 1 :persistent t)))))))
+    (mapc #'mp:process-join ths))
+  (format t "~a~%%" (crow.unix:mmstat-count "shared|n" 0))
+  (crow.unix:mmstat-setup nil))""" % st.run
+    r = subprocess.run([os.path.join(BIN, "crow-sh"), "-e", form], capture_output=True, text=True, timeout=120)
+    t.ok(r.stdout.splitlines()[:2] == ["NIL NIL", "T"], "shared handle: NIL without mmstatd, T once set up", r.stdout + r.stderr)
+    t.eq(st.values("shared|*"), {"shared|n": 1000}, "mmstat-count from 4 threads x 250: 1,000")
 
     other = Stat(sync="always")
     with open(other.conf, "w") as f:
@@ -115,7 +126,7 @@ try:
     t.ok(st.start(), "restarts")
     vals = st.values()
     t.eq(vals, {"a": 11, "b": 2, "conf|motd": "=hello world", "auto1": 1, "auto2": 2, "lisp|a": 5,
-                "after-rotate": 1},
+                "after-rotate": 1, "shared|n": 1000},
          "after a restart: persistent keys kept, volatile ones gone")
     t.eq(st.stop(), 0, "stops again")
 finally:
