@@ -6,7 +6,7 @@
 
 (defstruct (event-rules (:constructor %make-event-rules))
   "KEYWORDS (lower-cased), NICKS and JOINS (IRC-folded), the events log PATH, its fd, and the
-mmstat handle (or NIL)."
+mmstat handle (:shared for the process's shared one, or NIL)."
   keywords nicks joins path fd stat (lock (mp:make-lock :name "irclog events")))
 
 (defun make-event-rules (&key keywords nicks joins path)
@@ -36,14 +36,28 @@ mmstat handle (or NIL)."
     (and s (fboundp s) (symbol-function s))))
 
 (defun open-event-stats (rules stat-dir)
-  "Opens the mmstat client on STAT-DIR for RULES when the binding is present.  Returns the
-handle or NIL (logged).  Can't fail."
+  "Opens the mmstat client on STAT-DIR for RULES when the binding is present: the process's
+shared handle (mmstat-setup, sends bounded to 20 ms) when the binding has one, else a handle
+of RULES' own.  Returns true when counting, NIL otherwise (logged).  Can't fail."
   (when stat-dir
-    (let ((open (%mmstat-function "MMSTAT-OPEN")))
-      (if open
-          (handler-case (setf (event-rules-stat rules) (funcall open stat-dir))
-            (error (e) (log-warn "events: mmstat on ~a: ~a" stat-dir e) nil))
-          (progn (log-warn "events: stat-dir set but this irclog has no mmstat client") nil)))))
+    (let ((setup (%mmstat-function "MMSTAT-SETUP"))
+          (open (%mmstat-function "MMSTAT-OPEN")))
+      (cond (setup
+             (or (setf (event-rules-stat rules) (and (funcall setup stat-dir) :shared))
+                 (progn (log-warn "events: no mmstatd answers in ~a" stat-dir) nil)))
+            (open
+             (handler-case (setf (event-rules-stat rules) (funcall open stat-dir))
+               (error (e) (log-warn "events: mmstat on ~a: ~a" stat-dir e) nil)))
+            (t (log-warn "events: stat-dir set but this irclog has no mmstat client") nil)))))
+
+(defun %count-event (rules key)
+  "Counts KEY once in mmstatd.  Failures are logged, never signalled."
+  (let ((stat (event-rules-stat rules)))
+    (handler-case
+        (if (eq stat :shared)
+            (funcall (%mmstat-function "MMSTAT-COUNT") key 1)
+            (funcall (%mmstat-function "MMSTAT-UPDATE") stat key 1))
+      (error (c) (log-warn "events: mmstat: ~a" c)))))
 
 (defun record-events (rules network entry line)
   "Writes one events-log line per event ENTRY is (LINE being its log line) and counts each in
@@ -66,10 +80,6 @@ mmstatd.  Returns the events.  Failures are logged, never signalled."
                                                 (entry-channel entry) (first e) (second e)
                                                 line))))
             (error (c) (log-warn "events: ~a: ~a" (event-rules-path rules) c)))
-          (let ((update (%mmstat-function "MMSTAT-UPDATE")))
-            (when (and update (event-rules-stat rules))
-              (handler-case
-                  (funcall update (event-rules-stat rules)
-                           (format nil "irclog|~a|~a" (first e) (second e)) 1)
-                (error (c) (log-warn "events: mmstat: ~a" c))))))))
+          (when (event-rules-stat rules)
+            (%count-event rules (format nil "irclog|~a|~a" (first e) (second e)))))))
     events))
