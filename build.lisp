@@ -24,7 +24,8 @@
     (program "mmftpd" :system "crow/ftp" :entry "CROW.FTP:MAIN")
     (program "mmftpasswd" :system "crow/ftp" :entry "CROW.FTP:PASSWD-MAIN")
     (program "mmsmtpd" :system "crow/mail" :entry "CROW.MAIL:SMTP-MAIN" :libs ("-lpq"))
-    (program "mmpop3d" :system "crow/mail" :entry "CROW.MAIL:POP3-MAIN" :libs ("-lpq"))))
+    (program "mmpop3d" :system "crow/mail" :entry "CROW.MAIL:POP3-MAIN" :libs ("-lpq"))
+    (program "irclog" :system "crow/irc" :entry "CROW.IRC:MAIN")))
 
 (defun entry-form (entry)
   (let* ((colon (position #\: entry))

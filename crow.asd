@@ -52,6 +52,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "ffi")
                (:file "utf8")
                (:file "html")
+               (:file "ircfmt")
                (:file "fd")
                (:file "fs")
                (:file "socket")
@@ -196,6 +197,21 @@ and throttling; mmftpasswd, its accounts tool (package crow.ftp)."
                (:file "session")
                (:file "main")))
 
+(defsystem "crow/irc"
+  :description "irclog: logs IRC channels as humanized files and records events (package crow.irc)."
+  :version "0.1.0"
+  :pathname "lisp/servers/irc/"
+  :depends-on ("crow/unix" "crow/server" "crow/sh")
+  :serial t
+  :components ((:file "package")
+               (:file "specials")
+               (:file "message")
+               (:file "format")
+               (:file "logfile")
+               (:file "events")
+               (:file "client")
+               (:file "main")))
+
 (defsystem "crow/mmstatd"
   :description "mmstatd: the counter database server (package crow.mmstatd)."
   :version "0.1.0"
@@ -252,7 +268,8 @@ and throttling; mmftpasswd, its accounts tool (package crow.ftp)."
                (:file "site")
                (:file "test")
                (:file "bench")
-               (:file "stats")))
+               (:file "stats")
+               (:file "irc")))
 
 (defsystem "crow/symbol-game"
   :description "symbol-game: the Symbol Game (portable; lisp/games/symbol-game/symbol-game.asd
@@ -277,7 +294,7 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
   :version "0.1.0"
   :pathname "t/lisp/"
   :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/symbol-game"
-               "crow/mail" "crow/mailweb" "crow/mmstatd")
+               "crow/mail" "crow/mailweb" "crow/mmstatd" "crow/irc")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -299,4 +316,5 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
                (:file "game-symbol")
                (:file "mail")
                (:file "mailweb")
-               (:file "mmstatd")))
+               (:file "mmstatd")
+               (:file "irc")))

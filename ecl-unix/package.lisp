@@ -79,6 +79,8 @@
    #:session-set-line-policy #:session-set-timeouts #:session-starttls #:session-timeout
    #:session-timeout-direction #:session-tls-error #:session-tls-p #:session-tls-version
    #:session-write #:with-session
+   ;; IRC formatting codes (c-core/ircfmt)
+   #:irc-strip-formatting
    ;; HTML escaping and form decoding (c-core/html)
    #:%form-decode #:+html-escape-max+ #:form-decode #:html-escape #:html-escape-into
    #:html-escape-octets-into #:log-quote #:octets-search #:percent-encode

@@ -3,4 +3,5 @@
 
 (defpackage :crow.site
   (:use :cl :crow.unix :crow.server :crow.http :crow.web)
-  (:export #:contact #:docs #:gallery #:index #:render-markdown #:software #:stats #:test-page #:tpl))
+  (:export #:contact #:docs #:gallery #:index #:irc-log #:render-markdown #:software #:stats #:test-page
+           #:tpl))

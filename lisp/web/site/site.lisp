@@ -47,7 +47,8 @@ footer{margin-top:2em;font-size:.8em;color:#666}")
           (:h2 "crow") (:a :href "/news" "News") (:a :href "/software" "Software")
           (:a :href "/docs" "Documentation")
           (:h2 "Various") (:a :href "/gallery" "Image Gallery") (:a :href "/contact" "Contact")
-          (:a :href "/test" "Test page") (:a :href "/stats" "Statistics") (:a :href "/hello" "/hello"))
+          (:a :href "/test" "Test page") (:a :href "/stats" "Statistics") (:a :href "/irc/" "IRC logs")
+          (:a :href "/hello" "/hello"))
         (:div :id "main"
           (:h1 ,title)
           ,@body
