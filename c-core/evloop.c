@@ -31,7 +31,11 @@
  * connection holds an input buffer only while it has input (a unit being read, out with the
  * caller, or pipelined bytes); an idle keep-alive connection gives it back, as nginx does, to
  * a small per-loop stack of spare buffers the next read takes from, so 10,000 idle
- * connections cost their struct conn only and the busy path does no malloc. */
+ * connections cost their struct conn only and the busy path does no malloc.  An answerer
+ * (crow_ev_set_answerer; c-core/fcache is one) may finish a REQUEST unit in C before it
+ * would be handed out — a static file Lisp has already decided on: the loop then goes on
+ * with the next, returning to epoll after a batch of such answers so wakes, timeouts and new
+ * events are never starved. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -139,6 +143,9 @@ struct crow_ev {
     char date[40];
     int nspare;                    /* input buffers of read_size kept for reuse */
     char *spare[SPARE_BUFS];
+    crow_ev_answer_fn answer;      /* crow_ev_set_answerer */
+    void *answer_arg;
+    void (*answer_free)(void *);
     struct epoll_event evs[BATCH];
 };
 
@@ -1353,7 +1360,7 @@ int crow_ev_next(struct crow_ev *ev, struct crow_ev_unit *u, int timeout_ms)
     }
     ev->now = mono_ms();
     int64_t deadline = timeout_ms < 0 ? -1 : ev->now + timeout_ms;
-    int polled = 0;
+    int polled = 0, answered = 0;
     for (;;) {
         if (atomic_exchange(&ev->wake, 0))
             return 0;
@@ -1385,6 +1392,13 @@ int crow_ev_next(struct crow_ev *ev, struct crow_ev_unit *u, int timeout_ms)
                 c->busy = 1;
                 ev->st.units++;
                 conn_timer(ev, c, 0);
+                if (ev->answer && u->kind == CROW_EV_REQUEST && ev->answer(ev->answer_arg, ev, u)) {
+                    memset(u, 0, sizeof *u); /* finished in C: nothing is handed out */
+                    u->listener = -1;
+                    if (++answered >= BATCH) /* let wakes, timeouts and new events in */
+                        break;
+                    continue;
+                }
                 return 1;
             }
             if (c->eof) { /* what is left can never make a unit */
@@ -1418,6 +1432,9 @@ int crow_ev_next(struct crow_ev *ev, struct crow_ev_unit *u, int timeout_ms)
         }
         if (ev->paused && (wait < 0 || wait > 100))
             wait = 100;
+        if (ev->ready.first) /* the answerer stopped a batch short: only look for events */
+            wait = 0;
+        answered = 0;
         if (wait > INT_MAX)
             wait = INT_MAX;
         int n = epoll_wait(ev->epfd, ev->evs, BATCH, (int)wait);
@@ -1650,6 +1667,7 @@ void crow_ev_destroy(struct crow_ev *ev)
     }
     while (ev->nspare > 0)
         crow_free(&ev->alloc, ev->spare[--ev->nspare], ev->cfg.read_size);
+    crow_ev_set_answerer(ev, NULL, NULL, NULL);
     crow_pool_destroy(ev->pool);
     crow_free(&ev->alloc, ev->slots, ev->nslots * sizeof *ev->slots);
     crow_free(&ev->alloc, ev->lst, (size_t)ev->nlst * sizeof *ev->lst);
@@ -1787,6 +1805,21 @@ const char *crow_ev_date(struct crow_ev *ev)
         ev->date_sec = ts.tv_sec;
     }
     return ev->date;
+}
+
+void crow_ev_set_answerer(struct crow_ev *ev, crow_ev_answer_fn fn, void *arg,
+                          void (*free_arg)(void *))
+{
+    if (ev->answer_free)
+        ev->answer_free(ev->answer_arg);
+    ev->answer = fn;
+    ev->answer_arg = fn ? arg : NULL;
+    ev->answer_free = fn ? free_arg : NULL;
+}
+
+void *crow_ev_answerer_arg(const struct crow_ev *ev)
+{
+    return ev->answer_arg;
 }
 
 void crow_ev_stats(const struct crow_ev *ev, struct crow_ev_stats *st)

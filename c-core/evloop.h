@@ -222,6 +222,21 @@ int crow_ev_wake(struct crow_ev *ev);
  * refreshed at most once a second; valid until the next call.  Can't fail. */
 const char *crow_ev_date(struct crow_ev *ev);
 
+/* A C answerer: called by crow_ev_next with each REQUEST unit before it would be handed out.
+ * Returning 1 means it finished the unit itself (crow_ev_reply, crow_ev_sendfile...) and
+ * crow_ev_next goes on with other input; 0 hands the unit out as usual.  It may not call
+ * crow_ev_next. */
+typedef int (*crow_ev_answer_fn)(void *arg, struct crow_ev *ev, const struct crow_ev_unit *u);
+
+/* Installs FN with ARG as EV's answerer (FN NULL: none), replacing the previous one, whose
+ * FREE_ARG (when not NULL) is called with its ARG, as it is by crow_ev_destroy.  Can't
+ * fail. */
+void crow_ev_set_answerer(struct crow_ev *ev, crow_ev_answer_fn fn, void *arg,
+                          void (*free_arg)(void *));
+
+/* Returns the ARG of EV's answerer, or NULL.  Can't fail. */
+void *crow_ev_answerer_arg(const struct crow_ev *ev);
+
 /* Fills *ST with EV's counters.  Can't fail. */
 void crow_ev_stats(const struct crow_ev *ev, struct crow_ev_stats *st);
 
