@@ -64,6 +64,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "tls")
                (:file "evloop")
                (:file "evhttp")
+               (:file "fcache")
                (:file "sess")
                (:file "digest")
                (:file "embed")))
