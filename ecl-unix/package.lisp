@@ -73,5 +73,7 @@
    ;; HTTP request facts (evhttp.lisp)
    #:*http-methods* #:ev-unit-header-base #:ev-unit-header-values #:ev-unit-request
    #:ev-unit-string #:ev-unit-string-reusing #:realpath
+   ;; whole-file answers replayed in C (c-core/fcache)
+   #:ev-fcache-attach #:ev-fcache-p #:ev-fcache-put #:ev-fcache-stats #:fcache-invalidate
    ;; the C core
    #:core-version))

@@ -69,7 +69,8 @@ installs it.  Returns the list of problems (strings); the table is installed onl
 there are none."
   (multiple-value-bind (vhosts default problems) (%build-vhosts cfg root)
     (unless problems
-      (setf *vhosts* vhosts *default-vhost* default *last-host* (cons "" nil)))
+      (setf *vhosts* vhosts *default-vhost* default *last-host* (cons "" nil))
+      (fcache-invalidate))
     problems))
 
 (defun %build-vhosts (cfg root)
@@ -192,6 +193,7 @@ opens the access log (before any chroot).  Returns NIL."
   (load-mime-types (config-value config :mime-types))
   (unless (getf crow.server::*options* :check)
     (open-access-log (or (config-value config :access-log) (config-value config :log-pipe))))
+  (fcache-invalidate)
   nil)
 
 (defun repl ()
