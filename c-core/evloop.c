@@ -99,7 +99,8 @@ struct conn {
     uint8_t mode, tclass, hstate, cstate;
     unsigned busy : 1, ready : 1, can_read : 1, can_write : 1, eof : 1, hup : 1,
         close_after : 1, zombie : 1, discarding : 1, open_pending : 1, chunked : 1,
-        expect : 1, sent_continue : 1, admitted : 1, rthr : 1, wthr : 1, head_unit : 1;
+        expect : 1, sent_continue : 1, admitted : 1, rthr : 1, wthr : 1, head_unit : 1,
+        tcp : 1, corked : 1;
     size_t max_body;              /* this request's body limit (config, or crow_ev_continue) */
     char peer[CROW_EV_PEER_MAX];
     struct crow_admit_peer *apeer; /* its entry in cfg.admit while admitted */
@@ -568,7 +569,8 @@ static struct conn *conn_new(struct crow_ev *ev, int fd, int mode, int li,
         crow_throttle_init(&c->tout, ev->cfg.bandwidth_out, 0, t);
     }
     format_peer(c->peer, sa, sl);
-    if (ev->cfg.nodelay && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)) {
+    c->tcp = sa->sa_family == AF_INET || sa->sa_family == AF_INET6;
+    if (ev->cfg.nodelay && c->tcp) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
@@ -640,6 +642,13 @@ static int conn_read(struct crow_ev *ev, struct conn *c)
         }
     }
     return 0;
+}
+
+/* TCP_CORK on or off (best effort: a failure only costs segment sizes). */
+static void set_cork(struct conn *c, int on)
+{
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+    c->corked = on ? 1 : 0;
 }
 
 /* Writes queued output until done or EAGAIN.  Returns 0, or -1 with errno set when the
@@ -722,6 +731,8 @@ static int conn_flush(struct crow_ev *ev, struct conn *c)
         }
         return -1;
     }
+    if (c->corked && CROW_LIST_EMPTY(&c->outq) && !c->busy)
+        set_cork(c, 0); /* the corked output is all out: push its last partial segment */
     if (CROW_LIST_EMPTY(&c->outq) && c->close_after && !c->busy) {
         conn_close(ev, c);
         return 0;
@@ -1475,8 +1486,12 @@ int crow_ev_reply(struct crow_ev *ev, uint64_t id, const struct iovec *iov, int 
         errno = EINVAL;
         return -1;
     }
+    if ((flags & CROW_EV_CORK) && c->tcp && !c->tls && !c->corked)
+        set_cork(c, 1);
     if (conn_send(ev, c, iov, iovcnt) < 0)
         return -1;
+    if (c->corked && !(flags & (CROW_EV_MORE | CROW_EV_CORK)) && CROW_LIST_EMPTY(&c->outq))
+        set_cork(c, 0);
     return finish_flags(ev, c, flags);
 }
 
@@ -1533,6 +1548,8 @@ int crow_ev_sendfile(struct crow_ev *ev, uint64_t id, int fd, off_t off, size_t 
         crow_list_insert_tail(&c->outq, &ob->node);
         conn_timer(ev, c, 0);
     }
+    if (c->corked && !(flags & CROW_EV_MORE) && CROW_LIST_EMPTY(&c->outq))
+        set_cork(c, 0);
     return finish_flags(ev, c, flags);
 }
 

@@ -46,6 +46,10 @@ enum crow_ev_kind {
 /* Reply flags. */
 #define CROW_EV_CLOSE_AFTER 1 /* close once everything queued has been written */
 #define CROW_EV_MORE        2 /* the unit is not finished: more replies follow */
+#define CROW_EV_CORK        4 /* crow_ev_reply on a TCP connection: hold partial segments
+                                 (TCP_CORK) until the queued output after it (typically a
+                                 crow_ev_sendfile) has all been written, so a head and a
+                                 file go out in full segments */
 
 /* Listener flags (crow_ev_listen) and crow_ev_tcp_listener flags. */
 #define CROW_EV_EXCLUSIVE   1 /* listener fd shared by several evs: EPOLLEXCLUSIVE */

@@ -344,7 +344,7 @@ int crow_fcache_answer(void *arg, struct crow_ev *ev, const struct crow_ev_unit 
         iov[n].iov_base = e->data;
         iov[n++].iov_len = e->size;
         crow_ev_reply(ev, u->conn, iov, n, flags);
-    } else if (crow_ev_reply(ev, u->conn, iov, n, CROW_EV_MORE) == 0) {
+    } else if (crow_ev_reply(ev, u->conn, iov, n, CROW_EV_MORE | CROW_EV_CORK) == 0) {
         crow_ev_sendfile(ev, u->conn, e->fd, 0, e->size, flags);
     }
     return 1;
