@@ -157,7 +157,7 @@ privilege separation).  Returns the list of event-servers."
           (loop for a in addresses
                 collect (start-event-workers 'handle :host (address-host a) :port (address-port a)
                                                      :workers workers :mode :http
-                                                     :ev-options opts)))))
+                                                     :ev-options opts :on-error 'handle-error)))))
 
 (defun stop-httpd ()
   "Stops the servers start-httpd started.  Returns the number of units handled."
@@ -223,7 +223,8 @@ input stops the server.  Returns 0."
                    (start-event-workers 'handle :listeners (context-listeners context)
                                                 :workers nworkers :mode :http
                                                 :ev-options (ev-options config admit)
-                                                :tls-context *tls-context*))))
+                                                :tls-context *tls-context*
+                                                :on-error 'handle-error))))
     (log-info "serving http on ~{~a~^, ~} with ~d worker~:p"
               (mapcar #'listener-description (context-listeners context)) nworkers)
     (when (context-option context :repl)
@@ -277,3 +278,14 @@ with -r).  --repl gives an ECL REPL on the terminal while serving."
   "Answers with the number of /hello requests answered so far (the benchmark compares it with
 wrk's total)."
   (respond req (format nil "~d~%" *hello-count*) :content-type "text/plain"))
+
+(define-handler fail (req)
+  "Signals an error before answering (the server must answer 500 and go on serving)."
+  (declare (ignore req))
+  (error "crow.http:fail was asked to fail"))
+
+(define-handler fail-late (req)
+  "Signals an error after a first chunk of a streamed answer (the server must cut it off)."
+  (with-chunked-response (s req :content-type "text/plain")
+    (send-chunk s (format nil "first chunk~%"))
+    (error "crow.http:fail-late was asked to fail")))
