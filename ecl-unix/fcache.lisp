@@ -17,7 +17,7 @@ its bounds.  Must be called in EV's worker thread.  Returns T.  Signals unix-err
                          (coerce close-line 'simple-base-string)
                          (coerce keep-line 'simple-base-string)
                          (coerce end 'simple-base-string)))
-        (p (ev-pointer ev)))
+        (p (%ev-ptr ev)))
     (let ((errno (ffi:c-inline (p strings defer max-headers max-entries max-bytes)
                                (:pointer-void :object :object :int :fixnum :fixnum) :int
                    "{ cl_object *v = #1->vector.self.t; struct crow_fcache_config c;
@@ -36,7 +36,7 @@ its bounds.  Must be called in EV's worker thread.  Returns T.  Signals unix-err
 (declaim (inline ev-fcache-p))
 (defun ev-fcache-p (ev)
   "True when EV has a file-answer table (ev-fcache-attach).  Can't fail."
-  (ffi:c-inline ((ev-pointer ev)) (:pointer-void) :bool
+  (ffi:c-inline ((%ev-ptr ev)) (:pointer-void) :bool
     "crow_ev_answerer_arg((struct crow_ev *)#0) != NULL" :one-liner t))
 
 (defun ev-fcache-put (ev unit path fd size ino mtime head data)
@@ -48,7 +48,7 @@ change) is re-stat'ed once a second and the entry dropped when INO, SIZE or MTIM
 Returns T, or NIL and the errno when the request does not qualify (EINVAL), a decision it
 rests on has changed meanwhile (ESTALE) or the table has no room, or when EV has no table.
 Can't fail otherwise."
-  (let ((p (ev-pointer ev)) (u (ev-unit-pointer unit))
+  (let ((p (%ev-ptr ev)) (u (%unit-ptr unit))
         (path (if path (string-to-c path) nil))
         (head (coerce head 'simple-base-string)))
     (let ((errno (ffi:c-inline (p u path (or fd -1) size ino mtime head data)
@@ -77,7 +77,7 @@ file answers rest on: routes, vhosts, media types).  Any thread.  Returns T."
 when EV has none."
   (when (ev-fcache-p ev)
     (multiple-value-bind (e b h m)
-        (ffi:c-inline ((ev-pointer ev)) (:pointer-void)
+        (ffi:c-inline ((%ev-ptr ev)) (:pointer-void)
                       (values :uint64-t :uint64-t :uint64-t :uint64-t)
           "{ struct crow_fcache_stats s; crow_fcache_stats(crow_ev_answerer_arg((struct crow_ev *)#0), &s);
              @(return 0) = s.entries; @(return 1) = s.bytes; @(return 2) = s.hits; @(return 3) = s.misses; }")
