@@ -292,11 +292,17 @@ and any request with a body, still come here.")
 (defparameter +deferred-headers+ '("if-none-match" "if-modified-since" "if-range" "range")
   "Header fields whose presence sends a request to Lisp even when the C loop knows its file.")
 
+(defun file-answers-allowed-p ()
+  "True when the C loop may answer file requests without Lisp seeing them: nothing is done
+per request on the Lisp side beyond the answer itself.  Whatever adds such a side effect
+\(the access log today; a per-request counter tomorrow) must make this false."
+  (and *file-answers* (null *access-log*)))
+
 (defun remember-file-answer (req entry path)
   "After REQ was answered with ENTRY's whole file, records the answer in the worker's C loop
 \(see *file-answers*); PATH is the file's path to revalidate, NIL for embedded bytes.  Returns
 nothing useful; can't fail (a request that does not qualify is simply not recorded)."
-  (when (and *file-answers* (null *access-log*) (eql (%rq-status req) 200)
+  (when (and (file-answers-allowed-p) (eql (%rq-status req) 200)
              (member (%rq-method req) '(:get :head)))
     (let ((ev (%rq-ev req)))
       (unless (ev-fcache-p ev)
