@@ -42,37 +42,50 @@ the connection is closed."
 (defun event-worker-loop (server worker handler)
   ;; The handler-case is set up once per error, not once per unit (per unit, its closure,
   ;; handler cluster and catch frame were a measurable part of a small request's cost).
+  ;; The stop and drain flags are looked at only when ev-next returns NIL: whoever sets them
+  ;; wakes the loop (ev-wake), so ev-next returns NIL promptly even under load, and a unit
+  ;; costs no struct reads through symbols.
   (let ((ev (event-worker-ev worker))
         (unit (make-ev-unit))
         (handlers (event-server-handlers server))
-        (kind nil))
-    (unwind-protect
-         (loop until (event-server-stopping server)
-               do (handler-case
-                      (loop until (event-server-stopping server)
-                            do (setf kind nil)
-                               (when (and (event-server-draining server)
-                                          (not (event-worker-unlistened worker)))
-                                 (ev-unlisten ev)
-                                 (setf (event-worker-unlistened worker) t))
-                               (let ((k (ev-next ev unit 500)))
-                                 ;; ev-stats conses a plist: only when a drain needs the count, or idle.
-                                 (when (or (null k) (event-server-draining server))
-                                   (setf (event-worker-open worker) (getf (ev-stats ev) :open)))
-                                 (when k
-                                   (incf (event-worker-units worker))
+        (kind nil)
+        (draining nil)
+        (units (event-worker-units worker)))
+    (declare (fixnum units))
+    (flet ((idle ()
+             ;; returns true when the worker must stop
+             (setf (event-worker-units worker) units)
+             (when (event-server-stopping server) (return-from idle t))
+             (when (and (event-server-draining server) (not draining))
+               (ev-unlisten ev)
+               (setf (event-worker-unlistened worker) t draining t))
+             ;; ev-stats conses a plist: only when idle, or per unit while draining
+             (setf (event-worker-open worker) (getf (ev-stats ev) :open))
+             nil))
+      (unwind-protect
+           (loop until (idle)
+                 do (handler-case
+                        (loop
+                          (setf kind nil)
+                          (let ((k (ev-next ev unit 500)))
+                            (cond (k
+                                   (incf units)
+                                   (when draining
+                                     (setf (event-worker-open worker) (getf (ev-stats ev) :open)))
                                    (setf kind k)
                                    (let ((li (ev-unit-listener unit)))
                                      (call-handler (or (and (< -1 li (length handlers))
                                                             (svref handlers li))
                                                        handler)
-                                                   ev unit k)))))
-                    (error (e)
-                      ;; KIND is set only while a handler runs: ev-next's own failure ends
-                      ;; the worker, as it always did
-                      (unless kind (error e))
-                      (%handler-failed server worker ev unit kind e))))
-      (ev-unit-free unit))))
+                                                   ev unit k)))
+                                  ((idle) (return)))))
+                      (error (e)
+                        ;; KIND is set only while a handler runs: ev-next's own failure ends
+                        ;; the worker, as it always did
+                        (unless kind (error e))
+                        (%handler-failed server worker ev unit kind e))))
+        (setf (event-worker-units worker) units)
+        (ev-unit-free unit)))))
 
 (defun start-event-workers (handler &key (host "127.0.0.1") (port 0) (workers 1) (mode :http)
                                          listeners ev-options tls-context on-error)
