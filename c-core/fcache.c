@@ -50,7 +50,7 @@ struct crow_fcache {
     char *prefix, *close_line, *keep_line, *end, *defer;
     size_t prefix_len, close_len, keep_len, end_len;
     unsigned max_headers;
-    size_t max_entries, max_bytes, bytes;
+    size_t max_entries, max_bytes, bytes, max_fds, fds;
     unsigned gen;        /* the generation the table's entries belong to */
     unsigned unit_gen;   /* the generation current when the last unit was seen */
     uint64_t key_conn;   /* the connection of the last unit seen, 0 when it had no key */
@@ -77,12 +77,14 @@ static char *dup_str(const char *s, size_t *len)
     return d;
 }
 
-static void entry_free(struct fentry *e)
+static void entry_free(struct crow_fcache *fc, struct fentry *e)
 {
     if (!e)
         return;
-    if (e->fd >= 0)
+    if (e->fd >= 0) {
         close(e->fd);
+        fc->fds--;
+    }
     free(e->path);
     free(e->head);
     free(e->data);
@@ -95,7 +97,7 @@ static void flush(struct crow_fcache *fc)
     struct crow_hash_entry he;
     crow_hash_iter_init(fc->h, &it);
     while (crow_hash_iter_next(&it, &he)) {
-        entry_free(he.value);
+        entry_free(fc, he.value);
         crow_hash_iter_del(&it);
     }
     fc->bytes = 0;
@@ -123,6 +125,7 @@ struct crow_fcache *crow_fcache_new(const struct crow_fcache_config *cfg)
     fc->max_headers = cfg->max_headers;
     fc->max_entries = cfg->max_entries;
     fc->max_bytes = cfg->max_bytes;
+    fc->max_fds = cfg->max_fds;
     fc->gen = fc->unit_gen = atomic_load(&generation);
     return fc;
 }
@@ -229,6 +232,12 @@ int crow_fcache_put(struct crow_fcache *fc, const struct crow_ev_unit *u,
         errno = ENOMEM;
         return -1;
     }
+    void *prev = NULL;
+    if (!f->data && fc->fds >= fc->max_fds &&
+        !(crow_hash_get(fc->h, key, klen, &prev) == 1 && ((struct fentry *)prev)->fd >= 0)) {
+        errno = ENOSPC; /* (replacing a descriptor entry is fine) */
+        return -1;
+    }
     struct fentry *e = calloc(1, sizeof *e);
     if (!e)
         return -1;
@@ -251,6 +260,8 @@ int crow_fcache_put(struct crow_fcache *fc, const struct crow_ev_unit *u,
     } else if ((e->fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
         err = errno;
         goto fail;
+    } else {
+        fc->fds++;
     }
     if (crow_hash_count(fc->h) >= fc->max_entries || fc->bytes + dbytes > fc->max_bytes)
         flush(fc);
@@ -262,12 +273,12 @@ int crow_fcache_put(struct crow_fcache *fc, const struct crow_ev_unit *u,
     if (old) {
         struct fentry *o = old;
         fc->bytes -= o->data ? o->size : 0;
-        entry_free(o);
+        entry_free(fc, o);
     }
     fc->bytes += dbytes;
     return 0;
 fail:
-    entry_free(e);
+    entry_free(fc, e);
     errno = err;
     return -1;
 }
@@ -317,7 +328,7 @@ int crow_fcache_answer(void *arg, struct crow_ev *ev, const struct crow_ev_unit 
                 (uint64_t)st.st_size != e->size || (int64_t)st.st_mtime != e->mtime) {
                 crow_hash_del(fc->h, key, klen, NULL);
                 fc->bytes -= e->data ? e->size : 0;
-                entry_free(e);
+                entry_free(fc, e);
                 fc->misses++;
                 return 0;
             }
@@ -364,6 +375,7 @@ void crow_fcache_stats(const struct crow_fcache *fc, struct crow_fcache_stats *s
 {
     st->entries = crow_hash_count(fc->h);
     st->bytes = fc->bytes;
+    st->fds = fc->fds;
     st->hits = fc->hits;
     st->misses = fc->misses;
 }

@@ -27,6 +27,8 @@ struct crow_fcache_config {
     unsigned max_headers;      /* a request with more header fields goes to Lisp */
     size_t max_entries;        /* the table is emptied when it would hold more */
     size_t max_bytes;          /* ... or when the in-memory file bytes would pass this */
+    size_t max_fds;            /* descriptor entries held at most (further ones are refused:
+                                  the loop's connections need descriptors too); 0 = none */
 };
 
 /* What Lisp decided for the request it just answered: the file whose bytes are the body. */
@@ -54,7 +56,7 @@ void crow_fcache_destroy(struct crow_fcache *fc);
  * gone with the reply) are answered with the whole file F, status 200.
  * Returns 0, or -1 with errno: EINVAL (U's target is not a plain path — percent escapes,
  * bytes outside printable ASCII, `.` or `..` segments — or U has not exactly one Host field,
- * or the key is too long, or U is not the last unit FC saw), ESTALE (crow_fcache_invalidate was called since U was framed: the
+ * or the key is too long, or U is not the last unit FC saw), ENOSPC (a descriptor entry beyond max_fds), ESTALE (crow_fcache_invalidate was called since U was framed: the
  * decision may rest on what changed), EMFILE/ENFILE (dup), ENOMEM.  FC unchanged on error. */
 int crow_fcache_put(struct crow_fcache *fc, const struct crow_ev_unit *u,
                     const struct crow_fcache_file *f);
@@ -75,9 +77,10 @@ void crow_fcache_attach(struct crow_fcache *fc, struct crow_ev *ev);
  * any thread.  Can't fail. */
 void crow_fcache_invalidate(void);
 
-/* Counters: entries, bytes held, answers given, requests passed to Lisp.  Can't fail. */
+/* Counters: entries, bytes held, descriptors held, answers given, requests passed to Lisp.
+ * Can't fail. */
 struct crow_fcache_stats {
-    uint64_t entries, bytes, hits, misses;
+    uint64_t entries, bytes, fds, hits, misses;
 };
 void crow_fcache_stats(const struct crow_fcache *fc, struct crow_fcache_stats *st);
 

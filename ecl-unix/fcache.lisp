@@ -7,19 +7,20 @@
             "#include \"fcache.h\"")
 
 (defun ev-fcache-attach (ev &key prefix close-line keep-line end defer (max-headers 64)
-                              (max-entries 4096) (max-bytes (* 64 1024 1024)))
+                              (max-entries 4096) (max-bytes (* 64 1024 1024)) (max-fds 256))
   "Gives EV (an event loop) a new file-answer table as its C answerer, replacing any other,
 with the response pieces PREFIX (status line to the Date value), CLOSE-LINE, KEEP-LINE and END
 \(base-strings, see fcache.h), DEFER (a list of header names sending a request to Lisp) and
-its bounds.  Must be called in EV's worker thread.  Returns T.  Signals unix-error (ENOMEM)."
+its bounds (MAX-FDS: descriptor entries, i.e. files beyond the in-memory size, each a
+dup'ed descriptor).  Must be called in EV's worker thread.  Returns T.  Signals unix-error (ENOMEM)."
   (let ((defer (coerce (format nil "~{~a~^~%~}" defer) 'simple-base-string))
         (strings (vector (coerce prefix 'simple-base-string)
                          (coerce close-line 'simple-base-string)
                          (coerce keep-line 'simple-base-string)
                          (coerce end 'simple-base-string)))
         (p (%ev-ptr ev)))
-    (let ((errno (ffi:c-inline (p strings defer max-headers max-entries max-bytes)
-                               (:pointer-void :object :object :int :fixnum :fixnum) :int
+    (let ((errno (ffi:c-inline (p strings defer max-headers max-entries max-bytes max-fds)
+                               (:pointer-void :object :object :int :fixnum :fixnum :fixnum) :int
                    "{ cl_object *v = #1->vector.self.t; struct crow_fcache_config c;
                       c.prefix = (const char *)v[0]->base_string.self;
                       c.close_line = (const char *)v[1]->base_string.self;
@@ -27,6 +28,7 @@ its bounds.  Must be called in EV's worker thread.  Returns T.  Signals unix-err
                       c.end = (const char *)v[3]->base_string.self;
                       c.defer = (const char *)#2->base_string.self;
                       c.max_headers = (unsigned)#3; c.max_entries = (size_t)#4; c.max_bytes = (size_t)#5;
+                      c.max_fds = (size_t)#6;
                       struct crow_fcache *fc = crow_fcache_new(&c);
                       if (fc) crow_fcache_attach(fc, (struct crow_ev *)#0);
                       @(return) = fc ? 0 : errno; }")))
@@ -73,12 +75,13 @@ file answers rest on: routes, vhosts, media types).  Any thread.  Returns T."
   t)
 
 (defun ev-fcache-stats (ev)
-  "Returns EV's file-answer table counters as a plist (:entries :bytes :hits :misses), or NIL
-when EV has none."
+  "Returns EV's file-answer table counters as a plist (:entries :bytes :fds :hits :misses), or
+NIL when EV has none."
   (when (ev-fcache-p ev)
-    (multiple-value-bind (e b h m)
+    (multiple-value-bind (e b h m f)
         (ffi:c-inline ((%ev-ptr ev)) (:pointer-void)
-                      (values :uint64-t :uint64-t :uint64-t :uint64-t)
+                      (values :uint64-t :uint64-t :uint64-t :uint64-t :uint64-t)
           "{ struct crow_fcache_stats s; crow_fcache_stats(crow_ev_answerer_arg((struct crow_ev *)#0), &s);
-             @(return 0) = s.entries; @(return 1) = s.bytes; @(return 2) = s.hits; @(return 3) = s.misses; }")
-      (list :entries e :bytes b :hits h :misses m))))
+             @(return 0) = s.entries; @(return 1) = s.bytes; @(return 2) = s.hits; @(return 3) = s.misses;
+             @(return 4) = s.fds; }")
+      (list :entries e :bytes b :fds f :hits h :misses m))))

@@ -39,7 +39,8 @@ static void handler(void *ctx, const struct crow_ev_unit *u)
     const char *t = u->data + u->http.target_off;
     int is_f = u->http.target_len >= 2 && !memcmp(t, "/f", 2) &&
                (u->http.target_len == 2 || t[2] == '?');
-    int is_big = u->http.target_len == 4 && !memcmp(t, "/big", 4);
+    int is_big = (u->http.target_len == 4 && !memcmp(t, "/big", 4)) ||
+                 (u->http.target_len == 5 && !memcmp(t, "/big2", 5));
     atomic_store(&s->put_r, 1);
     crow_ev_reply(s->net.ev, u->conn, &iov, 1, u->http.keep_alive ? 0 : CROW_EV_CLOSE_AFTER);
     u = &held;
@@ -105,7 +106,8 @@ int main(void)
     struct crow_fcache_config fcfg = {
         .prefix = "HTTP/1.1 200 OK\r\nServer: T\r\nDate: ", .close_line = "Connection: close\r\n",
         .keep_line = "Connection: keep-alive\r\n", .end = "\r\n",
-        .defer = "if-none-match\nrange", .max_headers = 8, .max_entries = 16, .max_bytes = 1 << 20};
+        .defer = "if-none-match\nrange", .max_headers = 8, .max_entries = 16, .max_bytes = 1 << 20,
+        .max_fds = 1};
     errno = 0;
     ok(crow_fcache_new(NULL) == NULL && errno == EINVAL, "new: NULL config is EINVAL");
     struct crow_fcache_config bad = fcfg;
@@ -234,16 +236,23 @@ int main(void)
            "a sendfile answer to a slow reader, then a pipelined HEAD, from the loop");
         close(fd);
     }
+    ask(port, "GET /big2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", buf, sizeof buf);
+    ok(put_result(s) == -1 && atomic_load(&s->put_errno) == ENOSPC,
+       "a second descriptor entry beyond max_fds 1: ENOSPC");
+    before = atomic_load(&s->calls);
+    ask(port, "GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", buf, sizeof buf);
+    ok(atomic_load(&s->calls) == before, "... the first one still answered by the loop");
     ok(ftruncate(s->big_fd, 1000) == 0, "big file truncated");
     sleep_ms(1100); /* revalidation happens at most once a second */
     ask(port, "GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", buf, sizeof buf);
-    ok(atomic_load(&s->calls) == before + 2 && !strcmp(body_of(buf), "LISP"),
-       "a file whose size changed goes back to the handler");
+    ok(atomic_load(&s->calls) == before + 1 && !strcmp(body_of(buf), "LISP") && put_result(s) == 0,
+       "a file whose size changed goes back to the handler (whose put replaces the entry)");
 
     put_result(s); /* the loop is idle once the handler's last put is done */
     struct crow_fcache_stats st;
     crow_fcache_stats(s->fc, &st);
-    ok(st.hits >= 8 && st.misses >= 11 && st.entries >= 1, "stats count hits, misses, entries");
+    ok(st.hits >= 8 && st.misses >= 11 && st.entries >= 1 && st.fds == 1,
+       "stats count hits, misses, entries, descriptors");
     printf("# hits %llu misses %llu entries %llu bytes %llu\n", (unsigned long long)st.hits,
            (unsigned long long)st.misses, (unsigned long long)st.entries, (unsigned long long)st.bytes);
 
