@@ -66,6 +66,7 @@ this image (once).  Signals an error if the library cannot be built or loaded."
                (:file "evloop")
                (:file "evhttp")
                (:file "mpart")
+               (:file "fcache")
                (:file "sess")
                (:file "digest")
                (:file "crypt")

@@ -2,6 +2,8 @@
 # cpu-per-request.sh — server CPU time per request (utime+stime of the server's process tree
 # from /proc, over a wrk run), crow-httpd against nginx, one worker each.  Robust to other
 # load on the machine, unlike req/s.  Usage: bench/cpu-per-request.sh [SECONDS] [CONNS]
+# PATHS="/hello /4k.bin /1m.bin" picks the rows; PIN=1 pins the servers to CPU 0 and wrk to
+# CPU 1 (req/s then compares servers on one core each); CROW_HTTPD=path runs another build.
 set -u
 cd "$(dirname "$0")/.."
 secs=${1:-4}; conns=${2:-50}
@@ -27,7 +29,9 @@ http {
     location = /hello { default_type text/plain; return 200 "hello\n"; } }
 }
 NGX
-/usr/sbin/nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx.err" & pids+=($!)
+srv_pin=(); wrk_pin=()
+[ "${PIN:-0}" = 1 ] && { srv_pin=(taskset -c 0); wrk_pin=(taskset -c 1); }
+"${srv_pin[@]}" /usr/sbin/nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx.err" & pids+=($!)
 cat > "$work/crow.conf" <<CONF
 listen 127.0.0.1:$pc
 workers 1
@@ -37,7 +41,7 @@ vhost bench {
   route /hello crow.http:hello exact
 }
 CONF
-build/bin/crow-httpd --foreground -f "$work/crow.conf" 2>"$work/crow.err" & pids+=($!)
+"${srv_pin[@]}" ${CROW_HTTPD:-build/bin/crow-httpd} --foreground -f "$work/crow.conf" 2>"$work/crow.err" & pids+=($!)
 wait_port $pn && wait_port $pc || { echo "a server did not start"; cat "$work"/*.err; exit 1; }
 tree() { local p=$1; echo "$p"; for c in $(pgrep -P "$p"); do tree "$c"; done; }
 ticks() { local t=0; for p in $(tree "$1"); do t=$(( t + $(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0) )); done; echo $t; }
@@ -47,9 +51,9 @@ for path in ${PATHS:-/hello /4k.bin /1m.bin}; do
   for s in nginx crow; do
     if [ $s = nginx ]; then port=$pn; pid=${pids[0]}; else port=$pc; pid=${pids[1]}; fi
     c=$conns; [ $path = /1m.bin ] && c=10
-    wrk -t1 -c$c -d1s "http://127.0.0.1:$port$path" >/dev/null 2>&1
+    "${wrk_pin[@]}" wrk -t1 -c$c -d1s "http://127.0.0.1:$port$path" >/dev/null 2>&1
     t0=$(ticks $pid)
-    out=$(wrk -t1 -c$c -d${secs}s "http://127.0.0.1:$port$path" 2>&1)
+    out=$("${wrk_pin[@]}" wrk -t1 -c$c -d${secs}s "http://127.0.0.1:$port$path" 2>&1)
     grep -q Non-2xx <<<"$out" && echo "# $s $path: non-2xx answers"
     t1=$(ticks $pid)
     n=$(awk '/requests in/ {print $1}' <<<"$out"); rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")

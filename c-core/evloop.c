@@ -36,7 +36,11 @@
  * that takes the de-chunked body piece by piece as it is read, so the buffer holds the head and
  * at most SINK_SPAN bytes ahead, and the head deadline restarts with each piece (it bounds the
  * pauses of a slow upload, not its length); the sink goes back to the caller with the REQUEST
- * unit, and is dropped (its DROP frees it) if the connection goes or the body is refused first. */
+ * unit, and is dropped (its DROP frees it) if the connection goes or the body is refused first.
+ * An answerer (crow_ev_set_answerer; c-core/fcache is one) may finish a REQUEST unit in C
+ * before it would be handed out — a static file Lisp has already decided on: the loop then
+ * goes on with the next, returning to epoll after a batch of such answers so wakes, timeouts
+ * and new events are never starved. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -101,7 +105,8 @@ struct conn {
     uint8_t mode, tclass, hstate, cstate;
     unsigned busy : 1, ready : 1, can_read : 1, can_write : 1, eof : 1, hup : 1,
         close_after : 1, zombie : 1, discarding : 1, open_pending : 1, chunked : 1,
-        expect : 1, sent_continue : 1, admitted : 1, rthr : 1, wthr : 1, head_unit : 1;
+        expect : 1, sent_continue : 1, admitted : 1, rthr : 1, wthr : 1, head_unit : 1,
+        tcp : 1, corked : 1;
     size_t max_body;              /* this request's body limit (config, or crow_ev_continue) */
     const struct crow_ev_sink *sink; /* crow_ev_continue_sink: the body goes there */
     uint64_t sunk;                /* body bytes the sink has taken */
@@ -147,6 +152,9 @@ struct crow_ev {
     char date[40];
     int nspare;                    /* input buffers of read_size kept for reuse */
     char *spare[SPARE_BUFS];
+    crow_ev_answer_fn answer;      /* crow_ev_set_answerer */
+    void *answer_arg;
+    void (*answer_free)(void *);
     struct epoll_event evs[BATCH];
 };
 
@@ -580,7 +588,8 @@ static struct conn *conn_new(struct crow_ev *ev, int fd, int mode, int li,
         crow_throttle_init(&c->tout, ev->cfg.bandwidth_out, 0, t);
     }
     format_peer(c->peer, sa, sl);
-    if (ev->cfg.nodelay && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)) {
+    c->tcp = sa->sa_family == AF_INET || sa->sa_family == AF_INET6;
+    if (ev->cfg.nodelay && c->tcp) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
@@ -652,6 +661,13 @@ static int conn_read(struct crow_ev *ev, struct conn *c)
         }
     }
     return 0;
+}
+
+/* TCP_CORK on or off (best effort: a failure only costs segment sizes). */
+static void set_cork(struct conn *c, int on)
+{
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+    c->corked = on ? 1 : 0;
 }
 
 /* Writes queued output until done or EAGAIN.  Returns 0, or -1 with errno set when the
@@ -734,6 +750,8 @@ static int conn_flush(struct crow_ev *ev, struct conn *c)
         }
         return -1;
     }
+    if (c->corked && CROW_LIST_EMPTY(&c->outq) && !c->busy)
+        set_cork(c, 0); /* the corked output is all out: push its last partial segment */
     if (CROW_LIST_EMPTY(&c->outq) && c->close_after && !c->busy) {
         conn_close(ev, c);
         return 0;
@@ -1444,7 +1462,7 @@ int crow_ev_next(struct crow_ev *ev, struct crow_ev_unit *u, int timeout_ms)
     }
     ev->now = mono_ms();
     int64_t deadline = timeout_ms < 0 ? -1 : ev->now + timeout_ms;
-    int polled = 0;
+    int polled = 0, answered = 0;
     for (;;) {
         if (atomic_exchange(&ev->wake, 0))
             return 0;
@@ -1481,6 +1499,13 @@ int crow_ev_next(struct crow_ev *ev, struct crow_ev_unit *u, int timeout_ms)
                 c->busy = 1;
                 ev->st.units++;
                 conn_timer(ev, c, 0);
+                if (ev->answer && u->kind == CROW_EV_REQUEST && ev->answer(ev->answer_arg, ev, u)) {
+                    memset(u, 0, sizeof *u); /* finished in C: nothing is handed out */
+                    u->listener = -1;
+                    if (++answered >= BATCH) /* let wakes, timeouts and new events in */
+                        break;
+                    continue;
+                }
                 return 1;
             }
             if (c->eof) { /* what is left can never make a unit */
@@ -1514,6 +1539,9 @@ int crow_ev_next(struct crow_ev *ev, struct crow_ev_unit *u, int timeout_ms)
         }
         if (ev->paused && (wait < 0 || wait > 100))
             wait = 100;
+        if (ev->ready.first) /* the answerer stopped a batch short: only look for events */
+            wait = 0;
+        answered = 0;
         if (wait > INT_MAX)
             wait = INT_MAX;
         int n = epoll_wait(ev->epfd, ev->evs, BATCH, (int)wait);
@@ -1554,8 +1582,12 @@ int crow_ev_reply(struct crow_ev *ev, uint64_t id, const struct iovec *iov, int 
         errno = EINVAL;
         return -1;
     }
+    if ((flags & CROW_EV_CORK) && c->tcp && !c->tls && !c->corked)
+        set_cork(c, 1);
     if (conn_send(ev, c, iov, iovcnt) < 0)
         return -1;
+    if (c->corked && !(flags & (CROW_EV_MORE | CROW_EV_CORK)) && CROW_LIST_EMPTY(&c->outq))
+        set_cork(c, 0);
     return finish_flags(ev, c, flags);
 }
 
@@ -1612,6 +1644,8 @@ int crow_ev_sendfile(struct crow_ev *ev, uint64_t id, int fd, off_t off, size_t 
         crow_list_insert_tail(&c->outq, &ob->node);
         conn_timer(ev, c, 0);
     }
+    if (c->corked && !(flags & CROW_EV_MORE) && CROW_LIST_EMPTY(&c->outq))
+        set_cork(c, 0);
     return finish_flags(ev, c, flags);
 }
 
@@ -1768,6 +1802,7 @@ void crow_ev_destroy(struct crow_ev *ev)
     }
     while (ev->nspare > 0)
         crow_free(&ev->alloc, ev->spare[--ev->nspare], ev->cfg.read_size);
+    crow_ev_set_answerer(ev, NULL, NULL, NULL);
     crow_pool_destroy(ev->pool);
     crow_free(&ev->alloc, ev->slots, ev->nslots * sizeof *ev->slots);
     crow_free(&ev->alloc, ev->lst, (size_t)ev->nlst * sizeof *ev->lst);
@@ -1905,6 +1940,21 @@ const char *crow_ev_date(struct crow_ev *ev)
         ev->date_sec = ts.tv_sec;
     }
     return ev->date;
+}
+
+void crow_ev_set_answerer(struct crow_ev *ev, crow_ev_answer_fn fn, void *arg,
+                          void (*free_arg)(void *))
+{
+    if (ev->answer_free)
+        ev->answer_free(ev->answer_arg);
+    ev->answer = fn;
+    ev->answer_arg = fn ? arg : NULL;
+    ev->answer_free = fn ? free_arg : NULL;
+}
+
+void *crow_ev_answerer_arg(const struct crow_ev *ev)
+{
+    return ev->answer_arg;
 }
 
 void crow_ev_stats(const struct crow_ev *ev, struct crow_ev_stats *st)

@@ -46,6 +46,10 @@ enum crow_ev_kind {
 /* Reply flags. */
 #define CROW_EV_CLOSE_AFTER 1 /* close once everything queued has been written */
 #define CROW_EV_MORE        2 /* the unit is not finished: more replies follow */
+#define CROW_EV_CORK        4 /* crow_ev_reply on a TCP connection: hold partial segments
+                                 (TCP_CORK) until the queued output after it (typically a
+                                 crow_ev_sendfile) has all been written, so a head and a
+                                 file go out in full segments */
 
 /* Listener flags (crow_ev_listen) and crow_ev_tcp_listener flags. */
 #define CROW_EV_EXCLUSIVE   1 /* listener fd shared by several evs: EPOLLEXCLUSIVE */
@@ -247,6 +251,21 @@ int crow_ev_wake(struct crow_ev *ev);
 /* The current time as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", 29 characters),
  * refreshed at most once a second; valid until the next call.  Can't fail. */
 const char *crow_ev_date(struct crow_ev *ev);
+
+/* A C answerer: called by crow_ev_next with each REQUEST unit before it would be handed out.
+ * Returning 1 means it finished the unit itself (crow_ev_reply, crow_ev_sendfile...) and
+ * crow_ev_next goes on with other input; 0 hands the unit out as usual.  It may not call
+ * crow_ev_next. */
+typedef int (*crow_ev_answer_fn)(void *arg, struct crow_ev *ev, const struct crow_ev_unit *u);
+
+/* Installs FN with ARG as EV's answerer (FN NULL: none), replacing the previous one, whose
+ * FREE_ARG (when not NULL) is called with its ARG, as it is by crow_ev_destroy.  Can't
+ * fail. */
+void crow_ev_set_answerer(struct crow_ev *ev, crow_ev_answer_fn fn, void *arg,
+                          void (*free_arg)(void *));
+
+/* Returns the ARG of EV's answerer, or NULL.  Can't fail. */
+void *crow_ev_answerer_arg(const struct crow_ev *ev);
 
 /* Fills *ST with EV's counters.  Can't fail. */
 void crow_ev_stats(const struct crow_ev *ev, struct crow_ev_stats *st);

@@ -20,7 +20,7 @@ the target's length up to a `?` (the query follows it); PLAIN-PATH is true when 
 starts with `/` and its path has no `%`, no byte outside printable ASCII and no `.` or `..`
 segment, so it needs no decoding or further checks.  HOST-NAME-LENGTH is the Host value's
 length without a `:port`.  Can't fail."
-  (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void)
+  (ffi:c-inline ((%unit-ptr unit)) (:pointer-void)
                 (values :int :int :bool :bool :int64-t :fixnum :fixnum :fixnum :fixnum
                         :fixnum :fixnum :fixnum :fixnum :fixnum :fixnum :bool :fixnum)
     "{ static const char *const m[] = {\"GET\",\"HEAD\",\"POST\",\"PUT\",\"DELETE\",\"OPTIONS\",
@@ -64,7 +64,7 @@ per byte).  The caller keeps OFFSET and LENGTH within the unit.  Can't fail."
   "Returns OLD when it is a base-string of exactly the LENGTH bytes of the unit's data from
 OFFSET, else those bytes as a fresh base-string (as ev-unit-string): a server that sees the
 same target or Host again and again makes no string for it.  Can't fail."
-  (ffi:c-inline ((ev-unit-pointer unit) offset length old) (:pointer-void :fixnum :fixnum :object)
+  (ffi:c-inline ((%unit-ptr unit) offset length old) (:pointer-void :fixnum :fixnum :object)
                 :object
     "{ const char *p = ((const struct crow_ev_unit *)#0)->data + #1; cl_fixnum n = #2; cl_object o = #3;
        @(return) = (ECL_BASE_STRING_P(o) && (cl_fixnum)o->base_string.fillp == n
@@ -77,7 +77,7 @@ order, as base-strings.  Can't fail."
   (let ((n (string-to-c name)) (out '()) (i 0))
     (loop
       (multiple-value-bind (next off len)
-          (ffi:c-inline ((ev-unit-pointer unit) n i) (:pointer-void :object :fixnum)
+          (ffi:c-inline ((%unit-ptr unit) n i) (:pointer-void :object :fixnum)
                         (values :fixnum :fixnum :fixnum)
             "{ const struct crow_ev_unit *u = (const struct crow_ev_unit *)#0;
                const char *nm = (const char *)#1->vector.self.b8; size_t nl = strlen(nm);
@@ -108,7 +108,7 @@ NIL with the errno as second value when it cannot be resolved (ENOENT, EACCES, E
 allocation for the name; ASCII case ignored).  Returns the value as a base-string, or NIL."
   (unless (si:base-string-p name) (setf name (coerce name 'simple-base-string)))
   (multiple-value-bind (off len)
-      (ffi:c-inline ((ev-unit-pointer unit) name) (:pointer-void :object) (values :fixnum :fixnum)
+      (ffi:c-inline ((%unit-ptr unit) name) (:pointer-void :object) (values :fixnum :fixnum)
         "{ const struct crow_ev_unit *u = (const struct crow_ev_unit *)#0;
            const char *nm = (const char *)#1->base_string.self; size_t nl = #1->base_string.fillp;
            uint32_t i; cl_fixnum off = -1, len = 0;

@@ -23,6 +23,18 @@
   "A reusable C struct crow_ev_unit that ev-next fills."
   pointer)
 
+(defmacro %ev-ptr (ev)
+  "EV's C pointer, read in place (a defstruct reader is a full call through its symbol from
+any other file, several times per request).  Memory-safe for any argument: instance-ref
+checks for an instance and the index, and the c-inline's :pointer-void conversion checks for
+a foreign pointer.  (Not si:structure-ref with a quoted name: ECL 21 lost the quote when it
+inlined such a form from another file's inline function, and the read crashed.)"
+  `(si:instance-ref ,ev 0))
+
+(defmacro %unit-ptr (unit)
+  "UNIT's C pointer, as %ev-ptr."
+  `(si:instance-ref ,unit 0))
+
 (defun ev-mode-number (mode)
   (ecase mode (:raw +ev-raw+) (:line +ev-line+) (:http +ev-http+)))
 
@@ -81,7 +93,7 @@ reads/writes to that many bytes/s (0 = unlimited).  Signals unix-error."
 
 (defun ev-destroy (ev)
   "Closes every connection of EV and frees it (listeners stay open).  Can't fail."
-  (let ((p (ev-pointer ev)))
+  (let ((p (%ev-ptr ev)))
     (when p
       (setf (ev-pointer ev) nil)
       (ffi:c-inline (p) (:pointer-void) :void "crow_ev_destroy((struct crow_ev *)#0)" :one-liner t))))
@@ -100,7 +112,7 @@ REUSEPORT.  Signals unix-error."
   "Makes EV accept connections from listener FD, framed in MODE (:raw, :line or :http); with
 TLS-CONTEXT (a server tls-context, which must outlive EV) they speak TLS (listen-tls), units
 and replies staying plaintext.  Returns the listener's index.  Signals unix-error."
-  (let ((p (ev-pointer ev)) (m (ev-mode-number mode)) (f (if exclusive +ev-exclusive+ 0))
+  (let ((p (%ev-ptr ev)) (m (ev-mode-number mode)) (f (if exclusive +ev-exclusive+ 0))
         (ctx (if tls-context (tls-context-pointer tls-context) (ffi:make-null-pointer :void))))
     (check-syscall ("crow_ev_listen")
       (ffi:c-inline (p fd m f ctx) (:pointer-void :int :int :int :pointer-void) (values :int :int)
@@ -119,7 +131,7 @@ unix-error (ENOMEM)."
 
 (defun ev-unit-free (unit)
   "Frees UNIT's C memory.  Can't fail."
-  (let ((p (ev-unit-pointer unit)))
+  (let ((p (%unit-ptr unit)))
     (when p
       (setf (ev-unit-pointer unit) nil)
       (ffi:c-inline (p) (:pointer-void) :void "free(#0)" :one-liner t))))
@@ -128,7 +140,7 @@ unix-error (ENOMEM)."
   "Runs EV's loop until a unit is ready (returns its kind: :data :line :request :too-long :bad
 :too-large :open :closed), or until TIMEOUT-MS passed or ev-wake was called (returns NIL).
 Signals unix-error."
-  (let ((p (ev-pointer ev)) (u (ev-unit-pointer unit)))
+  (let ((p (%ev-ptr ev)) (u (%unit-ptr unit)))
     (multiple-value-bind (r kind errno)
         (ffi:c-inline (p u timeout-ms) (:pointer-void :pointer-void :int) (values :int :int :int)
           "{ struct crow_ev_unit *u = (struct crow_ev_unit *)#1;
@@ -141,12 +153,12 @@ Signals unix-error."
 (declaim (inline ev-unit-conn))
 (defun ev-unit-conn (unit)
   "Returns the connection id of the unit last handed out in UNIT."
-  (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void) :uint64-t
+  (ffi:c-inline ((%unit-ptr unit)) (:pointer-void) :uint64-t
     "((struct crow_ev_unit *)#0)->conn" :one-liner t))
 
 (defun ev-unit-length (unit)
   "Returns the byte length of the unit's data."
-  (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void) :fixnum
+  (ffi:c-inline ((%unit-ptr unit)) (:pointer-void) :fixnum
     "(cl_fixnum)((struct crow_ev_unit *)#0)->len" :one-liner t))
 
 (defun ev-unit-octets (unit &optional buffer (start 0) end)
@@ -156,12 +168,12 @@ and the count: (values BUFFER COUNT)."
          (end (min len (or end len)))
          (n (max 0 (- end start)))
          (buf (if (and buffer (>= (length buffer) n)) buffer (make-octets n))))
-    (ffi:c-inline ((ev-unit-pointer unit) buf start n) (:pointer-void :object :fixnum :fixnum) :void
+    (ffi:c-inline ((%unit-ptr unit) buf start n) (:pointer-void :object :fixnum :fixnum) :void
       "memcpy(#1->vector.self.b8, ((struct crow_ev_unit *)#0)->data + #2, (size_t)#3)" :one-liner t)
     (values buf n)))
 
 (defun %unit-base-string (unit off len)
-  (ffi:c-inline ((ev-unit-pointer unit) off len) (:pointer-void :fixnum :fixnum) :object
+  (ffi:c-inline ((%unit-ptr unit) off len) (:pointer-void :fixnum :fixnum) :object
     "ecl_make_simple_base_string(((struct crow_ev_unit *)#0)->data + #1, #2)" :one-liner t))
 
 (defun ev-unit-line (unit)
@@ -170,27 +182,27 @@ and the count: (values BUFFER COUNT)."
 
 (defun ev-unit-peer (unit)
   "Returns the unit's peer address as \"1.2.3.4:5\", \"[::1]:5\" or \"unix\"."
-  (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void) :object
+  (ffi:c-inline ((%unit-ptr unit)) (:pointer-void) :object
     "{ const char *p = ((struct crow_ev_unit *)#0)->peer; @(return) = ecl_make_simple_base_string(p ? p : \"\", -1); }"))
 
 (defun ev-unit-method (unit)
   "Returns a :request unit's method as a base-string (\"GET\")."
   (multiple-value-bind (off len)
-      (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void) (values :fixnum :fixnum)
+      (ffi:c-inline ((%unit-ptr unit)) (:pointer-void) (values :fixnum :fixnum)
         "{ struct crow_ev_unit *u = (struct crow_ev_unit *)#0; @(return 0) = u->http.method_off; @(return 1) = u->http.method_len; }")
     (%unit-base-string unit off len)))
 
 (defun ev-unit-target (unit)
   "Returns a :request unit's request target as a base-string (\"/index.html?q=1\")."
   (multiple-value-bind (off len)
-      (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void) (values :fixnum :fixnum)
+      (ffi:c-inline ((%unit-ptr unit)) (:pointer-void) (values :fixnum :fixnum)
         "{ struct crow_ev_unit *u = (struct crow_ev_unit *)#0; @(return 0) = u->http.target_off; @(return 1) = u->http.target_len; }")
     (%unit-base-string unit off len)))
 
 (defun ev-unit-http (unit)
   "Returns a :request unit's facts: (values VERSION KEEP-ALIVE CHUNKED CONTENT-LENGTH
 HEAD-LENGTH BODY-LENGTH HEADER-COUNT); VERSION 10 or 11, CONTENT-LENGTH -1 when absent."
-  (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void)
+  (ffi:c-inline ((%unit-ptr unit)) (:pointer-void)
                 (values :int :bool :bool :int64-t :fixnum :fixnum :fixnum)
     "{ struct crow_ev_http *h = &((struct crow_ev_unit *)#0)->http;
        @(return 0) = h->version; @(return 1) = h->keep_alive; @(return 2) = h->chunked;
@@ -202,7 +214,7 @@ HEAD-LENGTH BODY-LENGTH HEADER-COUNT); VERSION 10 or 11, CONTENT-LENGTH -1 when 
 case) as a base-string, or NIL."
   (let ((n (string-to-c name)))
     (multiple-value-bind (off len)
-        (ffi:c-inline ((ev-unit-pointer unit) n) (:pointer-void :object) (values :fixnum :fixnum)
+        (ffi:c-inline ((%unit-ptr unit) n) (:pointer-void :object) (values :fixnum :fixnum)
           "{ struct crow_ev_unit *u = (struct crow_ev_unit *)#0; const char *nm = (const char *)#1->vector.self.b8;
              size_t nl = strlen(nm); uint32_t i; cl_fixnum off = -1, len = 0;
              for (i = 0; i < u->http.nheaders; i++) { const struct crow_ev_header *h = &u->http.headers[i];
@@ -215,7 +227,7 @@ case) as a base-string, or NIL."
   (let ((n (nth-value 6 (ev-unit-http unit))))
     (loop for i below n
           collect (multiple-value-bind (no nl vo vl)
-                      (ffi:c-inline ((ev-unit-pointer unit) i) (:pointer-void :fixnum)
+                      (ffi:c-inline ((%unit-ptr unit) i) (:pointer-void :fixnum)
                                     (values :fixnum :fixnum :fixnum :fixnum)
                         "{ const struct crow_ev_header *h = &((struct crow_ev_unit *)#0)->http.headers[#1];
                            @(return 0) = h->name_off; @(return 1) = h->name_len; @(return 2) = h->value_off; @(return 3) = h->value_len; }")
@@ -225,7 +237,7 @@ case) as a base-string, or NIL."
   "ev-reply with positional arguments (no keyword parsing on a per-response path): writes
 PARTS with one writev; returns T, or NIL when the connection has gone; signals unix-error."
   (declare (simple-vector parts))
-  (let ((p (ev-pointer ev))
+  (let ((p (%ev-ptr ev))
         (flags (logior (if close +ev-close-after+ 0) (if more +ev-more+ 0))))
     (multiple-value-bind (r errno)
         (ffi:c-inline (p conn parts flags) (:pointer-void :uint64-t :object :int) (values :int :int)
@@ -250,7 +262,7 @@ peer or stale).  Signals unix-error for other failures."
 (defun ev-sendfile (ev conn fd offset length &key close more)
   "Queues LENGTH bytes of file FD from OFFSET to CONN (sent with sendfile).  Returns T, or NIL
 when the connection has gone.  Signals unix-error."
-  (let ((p (ev-pointer ev))
+  (let ((p (%ev-ptr ev))
         (flags (logior (if close +ev-close-after+ 0) (if more +ev-more+ 0))))
     (multiple-value-bind (r errno)
         (ffi:c-inline (p conn fd offset length flags) (:pointer-void :uint64-t :int :int64-t :int64-t :int)
@@ -263,7 +275,7 @@ when the connection has gone.  Signals unix-error."
 
 (defun ev-done (ev conn &key close)
   "Finishes CONN's unit without output.  Returns T, or NIL for a stale connection."
-  (let ((p (ev-pointer ev)) (f (if close +ev-close-after+ 0)))
+  (let ((p (%ev-ptr ev)) (f (if close +ev-close-after+ 0)))
     (zerop (ffi:c-inline (p conn f) (:pointer-void :uint64-t :int) :int
              "crow_ev_done((struct crow_ev *)#0, #1, #2)" :one-liner t))))
 
@@ -272,7 +284,7 @@ when the connection has gone.  Signals unix-error."
 :too-large unit); the client gets its 100 Continue if it asked, then the :request unit
 follows.  Returns T, or NIL for a stale connection.  Signals unix-error (EINVAL: the unit is
 not a :head unit)."
-  (let ((p (ev-pointer ev)))
+  (let ((p (%ev-ptr ev)))
     (multiple-value-bind (r errno)
         (ffi:c-inline (p conn max-body) (:pointer-void :uint64-t :int64-t) (values :int :int)
           "{ int r = crow_ev_continue((struct crow_ev *)#0, #1, (size_t)#2);
@@ -283,26 +295,26 @@ not a :head unit)."
 
 (defun ev-close (ev conn)
   "Closes CONN now.  Returns T, or NIL for a stale connection."
-  (let ((p (ev-pointer ev)))
+  (let ((p (%ev-ptr ev)))
     (zerop (ffi:c-inline (p conn) (:pointer-void :uint64-t) :int
              "crow_ev_close((struct crow_ev *)#0, #1)" :one-liner t))))
 
 (defun ev-wake (ev)
   "Makes EV's ev-next return NIL promptly; callable from any thread.  Returns T."
-  (let ((p (ev-pointer ev)))
+  (let ((p (%ev-ptr ev)))
     (when p (ffi:c-inline (p) (:pointer-void) :int "crow_ev_wake((struct crow_ev *)#0)" :one-liner t))
     t))
 
 (defun ev-date (ev)
   "Returns the current IMF-fixdate (refreshed at most once a second) as a base-string."
-  (ffi:c-inline ((ev-pointer ev)) (:pointer-void) :object
+  (ffi:c-inline ((%ev-ptr ev)) (:pointer-void) :object
     "ecl_make_simple_base_string(crow_ev_date((struct crow_ev *)#0), 29)" :one-liner t))
 
 (defun ev-stats (ev)
   "Returns EV's counters as a plist (:accepted :open :closed :refused :timeouts :units
 :bytes-in :bytes-out)."
   (multiple-value-bind (a o c r tm u bi bo)
-      (ffi:c-inline ((ev-pointer ev)) (:pointer-void)
+      (ffi:c-inline ((%ev-ptr ev)) (:pointer-void)
                     (values :uint64-t :uint64-t :uint64-t :uint64-t :uint64-t :uint64-t :uint64-t :uint64-t)
         "{ struct crow_ev_stats s; crow_ev_stats((struct crow_ev *)#0, &s);
            @(return 0) = s.accepted; @(return 1) = s.open; @(return 2) = s.closed; @(return 3) = s.refused;
@@ -312,7 +324,7 @@ not a :head unit)."
 (declaim (inline ev-unit-keep-alive))
 (defun ev-unit-keep-alive (unit)
   "Returns true when a :request unit's version and Connection header allow keep-alive."
-  (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void) :bool
+  (ffi:c-inline ((%unit-ptr unit)) (:pointer-void) :bool
     "((struct crow_ev_unit *)#0)->http.keep_alive" :one-liner t))
 
 (defun ev-unit-method-p (unit method)
@@ -320,7 +332,7 @@ not a :head unit)."
 without allocating)."
   (unless (typep method 'simple-base-string)
     (setf method (coerce method 'simple-base-string)))
-  (ffi:c-inline ((ev-unit-pointer unit) method) (:pointer-void :object) :bool
+  (ffi:c-inline ((%unit-ptr unit) method) (:pointer-void :object) :bool
     "{ struct crow_ev_unit *u = (struct crow_ev_unit *)#0;
        @(return) = u->http.method_len == #1->base_string.fillp
                    && !memcmp(u->data + u->http.method_off, #1->base_string.self, u->http.method_len); }"))
@@ -328,7 +340,7 @@ without allocating)."
 (defun ev-unlisten (ev)
   "Makes EV stop accepting (every listener dropped; the descriptors stay open) while it goes
 on serving its open connections.  Returns T.  Can't fail."
-  (let ((p (ev-pointer ev)))
+  (let ((p (%ev-ptr ev)))
     (when p (ffi:c-inline (p) (:pointer-void) :void "crow_ev_unlisten((struct crow_ev *)#0)" :one-liner t))
     t))
 
@@ -336,5 +348,5 @@ on serving its open connections.  Returns T.  Can't fail."
 (defun ev-unit-listener (unit)
   "Returns the index (in ev-listen order) of the listener that accepted the unit's
 connection, or -1 for an adopted descriptor."
-  (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void) :int
+  (ffi:c-inline ((%unit-ptr unit)) (:pointer-void) :int
     "((struct crow_ev_unit *)#0)->listener" :one-liner t))

@@ -103,5 +103,7 @@
    #:+ebadmsg+ #:ev-continue-multipart #:ev-unit-multipart #:ev-unit-sink-p #:make-multipart
    #:multipart #:multipart-error #:multipart-feed #:multipart-finish #:multipart-free
    #:multipart-memory #:multipart-p #:multipart-parts
+   ;; whole-file answers replayed in C (c-core/fcache)
+   #:ev-fcache-attach #:ev-fcache-p #:ev-fcache-put #:ev-fcache-stats #:fcache-invalidate
    ;; the C core
    #:core-version))

@@ -74,7 +74,8 @@ installs it.  Returns the list of problems (strings); the table is installed onl
 there are none."
   (multiple-value-bind (vhosts default problems) (%build-vhosts cfg root)
     (unless problems
-      (setf *vhosts* vhosts *default-vhost* default *last-host* (cons "" nil)))
+      (setf *vhosts* vhosts *default-vhost* default *last-host* (cons "" nil))
+      (fcache-invalidate))
     problems))
 
 (defun %build-vhosts (cfg root)
@@ -161,7 +162,7 @@ privilege separation).  Returns the list of event-servers."
           (loop for a in addresses
                 collect (start-event-workers 'handle :host (address-host a) :port (address-port a)
                                                      :workers workers :mode :http
-                                                     :ev-options opts)))))
+                                                     :ev-options opts :on-error 'handle-error)))))
 
 (defun stop-httpd ()
   "Stops the servers start-httpd started.  Returns the number of units handled."
@@ -205,6 +206,7 @@ opens the access log (before any chroot).  Returns NIL."
   (load-mime-types (config-value config :mime-types))
   (unless (getf crow.server::*options* :check)
     (open-access-log (or (config-value config :access-log) (config-value config :log-pipe))))
+  (fcache-invalidate)
   nil)
 
 (defun repl ()
@@ -234,7 +236,8 @@ input stops the server.  Returns 0."
                    (start-event-workers 'handle :listeners (context-listeners context)
                                                 :workers nworkers :mode :http
                                                 :ev-options (ev-options config admit)
-                                                :tls-context *tls-context*))))
+                                                :tls-context *tls-context*
+                                                :on-error 'handle-error))))
     (log-info "serving http on ~{~a~^, ~} with ~d worker~:p"
               (mapcar #'listener-description (context-listeners context)) nworkers)
     (when (context-option context :repl)
@@ -288,3 +291,14 @@ with -r).  --repl gives an ECL REPL on the terminal while serving."
   "Answers with the number of /hello requests answered so far (the benchmark compares it with
 wrk's total)."
   (respond req (format nil "~d~%" *hello-count*) :content-type "text/plain"))
+
+(define-handler fail (req)
+  "Signals an error before answering (the server must answer 500 and go on serving)."
+  (declare (ignore req))
+  (error "crow.http:fail was asked to fail"))
+
+(define-handler fail-late (req)
+  "Signals an error after a first chunk of a streamed answer (the server must cut it off)."
+  (with-chunked-response (s req :content-type "text/plain")
+    (send-chunk s (format nil "first chunk~%"))
+    (error "crow.http:fail-late was asked to fail")))

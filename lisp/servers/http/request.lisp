@@ -64,6 +64,12 @@ valid during the handler call only, so one per worker serves all its requests.")
                 (%rq-sent req) 0 (%rq-close req) nil)
           req))))
 
+(defun find-worker-request (unit)
+  "Returns the request object of the worker whose unit buffer is UNIT, or NIL."
+  (loop for r across *worker-requests*
+        do (cond ((null r) (return nil))
+                 ((eq (%rq-unit r) unit) (return r)))))
+
 (defun request-header (req name)
   "Returns the value of REQ's first header field NAME (a string, case-insensitive) as a
 string, or NIL."

@@ -67,21 +67,19 @@ for characters beyond Latin-1."
 (declaim (type fixnum *requests*))
 
 (defmacro define-slot-readers (struct prefix &rest slots)
-  "Defines inline readers PREFIX-SLOT (and their SETF) for the named SLOTS of STRUCT (given in defstruct order,
-all of them), read with si:instance-ref and no type check: ECL compiles defstruct readers as
-full calls, which the per-request path cannot afford.  For crow.http's own hot code, on
-objects known to be of STRUCT; a load-time check compares them with slot-value."
+  "Defines readers PREFIX-SLOT (and their SETF) for the named SLOTS of STRUCT (given in
+defstruct order, all of them), read with si:instance-ref and no type check: ECL compiles
+defstruct readers as full calls, which the per-request path cannot afford.  They are macros,
+not inline functions: ECL inlines a function only into files compiled in the same image
+after its definition, so an incremental build (a later file recompiled, this one loaded from
+its fasl) silently made every use a full call through the symbol.  For crow.http's own hot
+code, on objects known to be of STRUCT; a load-time check compares them with slot-value."
+  (declare (ignore struct))
   (let ((names (loop for s in slots collect (intern (format nil "~a-~a" prefix s)))))
     `(progn
-       ,@(loop for s in slots for name in names for i from 0
-               collect `(declaim (inline ,name))
-               collect `(defun ,name (x)
-                          (declare (optimize (speed 3) (safety 0) (debug 0)))
-                          (si:instance-ref x ,i))
-               collect `(declaim (inline (setf ,name)))
-               collect `(defun (setf ,name) (value x)
-                          (declare (optimize (speed 3) (safety 0) (debug 0)))
-                          (si:instance-set x ,i value)))
+       ,@(loop for name in names for i from 0
+               collect `(defmacro ,name (x) `(si:instance-ref ,x ,,i))
+               collect `(defsetf ,name (x) (value) `(si:instance-set ,x ,,i ,value)))
        (defun ,(intern (format nil "CHECK-~a-READERS" prefix)) (x)
          (and ,@(loop for s in slots for name in names
                       collect `(eq (,name x) (slot-value x ',s))))))))

@@ -279,6 +279,45 @@ escaped), the directory PATH's entries."
          collect (let ((st (handler-case (stat (concatenate 'string dir "/" n)) (unix-error () nil))))
                    (if (and st (eq (stat-type st) :directory)) (concatenate 'string n "/") n)))))
 
+;;; Whole-file answers the C loop replays (c-core/fcache)
+
+(defvar *file-answers* t
+  "When true (and no access log is kept), a plain GET/HEAD answered with a whole file is
+recorded in the worker's C loop, which then answers the same Host and path itself — C moves
+the bytes of a decision made here — until the file changes (re-stat'ed once a second) or
+routes, vhosts or media types change (fcache-invalidate).  Conditional and range requests,
+and any request with a body, still come here.")
+
+(defvar *access-log*)                   ; access-log.lisp
+(defvar *max-headers*)                  ; server.lisp
+
+(defparameter +deferred-headers+ '("if-none-match" "if-modified-since" "if-range" "range")
+  "Header fields whose presence sends a request to Lisp even when the C loop knows its file.")
+
+(defun file-answers-allowed-p ()
+  "True when the C loop may answer file requests without Lisp seeing them: nothing is done
+per request on the Lisp side beyond the answer itself.  Whatever adds such a side effect
+\(the access log today; a per-request counter tomorrow) must make this false."
+  (and *file-answers* (null *access-log*)))
+
+(defun remember-file-answer (req entry path)
+  "After REQ was answered with ENTRY's whole file, records the answer in the worker's C loop
+\(see *file-answers*); PATH is the file's path to revalidate, NIL for embedded bytes.  Returns
+nothing useful; can't fail (a request that does not qualify is simply not recorded)."
+  (when (and (file-answers-allowed-p) (eql (%rq-status req) 200)
+             (member (%rq-method req) '(:get :head)))
+    (let ((ev (%rq-ev req)))
+      (unless (ev-fcache-p ev)
+        (ev-fcache-attach ev :prefix (status-line 200) :close-line +conn-close+
+                             :keep-line +conn-keep+ :end +crlf+ :defer +deferred-headers+
+                             :max-headers *max-headers*))
+      (ev-fcache-put ev (%rq-unit req) path (file-entry-fd entry) (file-entry-size entry)
+                     (file-entry-ino entry) (file-entry-mtime entry)
+                     (concatenate 'simple-base-string +ct+ (file-entry-media-type entry) +cl+
+                                  (digits (file-entry-size entry)) +crlf+
+                                  (file-entry-head-bytes entry))
+                     (file-entry-data entry)))))
+
 ;;; Embedded files (make site: tools/embed-site, c-core/embed)
 
 (defvar *external-files* t "NIL (external-files no): no file is served from disk.")
@@ -335,7 +374,7 @@ slash, or 404."
     (flet ((index (dir)
              (loop for name in (vhost-index vhost)
                    thereis (embedded-entry (concatenate 'string dir name) charset))))
-      (cond (e (respond-file req e))
+      (cond (e (prog1 (respond-file req e) (remember-file-answer req e nil)))
             (dir-p (let ((ie (index path)))
                      (cond (ie (respond-file req ie))
                            ((not (vhost-listing vhost)) (respond-error req 404))
@@ -363,7 +402,8 @@ external-files no)."
         (let* ((file (concatenate 'string root path))
                (e (cached-file file root (vhost-charset vhost))))
           (cond ((null e) (respond-error req 404))
-                ((eq (file-entry-type e) :regular) (respond-file req e))
+                ((eq (file-entry-type e) :regular)
+                 (prog1 (respond-file req e) (remember-file-answer req e (file-entry-path e))))
                 ((char/= (char path (1- (length path))) #\/)
                  (respond-redirect req (let ((q (request-query-string req)))
                                          (format nil "~a/~@[?~a~]" (url-encode-path path) q))

@@ -49,12 +49,15 @@ the first).  Returns V."
   (when (or (vhost-default v) (null *default-vhost*))
     (setf *default-vhost* v))
   (setf *last-host* (cons "" nil))
+  (fcache-invalidate)
   v)
 
 (defun clear-vhosts ()
   "Forgets every vhost.  Returns NIL."
   (clrhash *vhosts*)
-  (setf *default-vhost* nil))
+  (setf *default-vhost* nil)
+  (fcache-invalidate)
+  nil)
 
 (defun find-vhost (host)
   "Returns the vhost for the Host value HOST (port and a trailing dot ignored, any case), or
@@ -98,6 +101,7 @@ route.  Signals an error for an unknown vhost."
     (setf (vhost-routes v)
           (sort (cons r (remove prefix (vhost-routes v) :key #'route-prefix :test #'string=))
                 #'> :key (lambda (x) (length (route-prefix x)))))
+    (fcache-invalidate)                 ; a file answer the C loop replays may be this route's now
     r))
 
 (declaim (inline %prefix-p))

@@ -11,6 +11,7 @@
   host port mode
   (listeners '())                       ; shared listener structs (not owned: never closed here)
   (handlers #())                        ; listener index -> handler (NIL: the default one)
+  (on-error nil)                        ; function of EV UNIT KIND CONDITION, or NIL
   (draining nil)
   (stopping nil))
 
@@ -24,34 +25,70 @@ answers the very next unit."
       (funcall (symbol-function handler) ev unit kind)
       (funcall handler ev unit kind)))
 
+(defun %handler-failed (server worker ev unit kind e)
+  "A handler signalled E for UNIT: the server's on-error function answers (say, a 500), or
+the connection is closed."
+  (incf (event-worker-errors worker))
+  (let ((on-error (event-server-on-error server)))
+    (handler-case
+        (if on-error
+            (funcall on-error ev unit kind e)
+            (progn (log-warn "worker ~d: handler: ~a" (event-worker-index worker) e)
+                   (ev-close ev (ev-unit-conn unit))))
+      (error (e2)
+        (log-warn "worker ~d: handler: ~a; then: ~a" (event-worker-index worker) e e2)
+        (ev-close ev (ev-unit-conn unit))))))
+
 (defun event-worker-loop (server worker handler)
+  ;; The handler-case is set up once per error, not once per unit (per unit, its closure,
+  ;; handler cluster and catch frame were a measurable part of a small request's cost).
+  ;; The stop and drain flags are looked at only when ev-next returns NIL: whoever sets them
+  ;; wakes the loop (ev-wake), so ev-next returns NIL promptly even under load, and a unit
+  ;; costs no struct reads through symbols.
   (let ((ev (event-worker-ev worker))
         (unit (make-ev-unit))
-        (handlers (event-server-handlers server)))
-    (unwind-protect
-         (loop until (event-server-stopping server)
-               do (when (and (event-server-draining server) (not (event-worker-unlistened worker)))
-                    (ev-unlisten ev)
-                    (setf (event-worker-unlistened worker) t))
-                  (let ((kind (ev-next ev unit 500)))
-                    ;; ev-stats conses a plist: only when a drain needs the count, or idle.
-                    (when (or (null kind) (event-server-draining server))
-                      (setf (event-worker-open worker) (getf (ev-stats ev) :open)))
-                    (when kind
-                      (incf (event-worker-units worker))
-                      (handler-case
-                          (let ((li (ev-unit-listener unit)))
-                            (call-handler (or (and (< -1 li (length handlers)) (svref handlers li))
-                                              handler)
-                                          ev unit kind))
-                        (error (e)
-                          (incf (event-worker-errors worker))
-                          (log-warn "worker ~d: handler: ~a" (event-worker-index worker) e)
-                          (ev-close ev (ev-unit-conn unit)))))))
-      (ev-unit-free unit))))
+        (handlers (event-server-handlers server))
+        (kind nil)
+        (draining nil)
+        (units (event-worker-units worker)))
+    (declare (fixnum units))
+    (flet ((idle ()
+             ;; returns true when the worker must stop
+             (setf (event-worker-units worker) units)
+             (when (event-server-stopping server) (return-from idle t))
+             (when (and (event-server-draining server) (not draining))
+               (ev-unlisten ev)
+               (setf (event-worker-unlistened worker) t draining t))
+             ;; ev-stats conses a plist: only when idle, or per unit while draining
+             (setf (event-worker-open worker) (getf (ev-stats ev) :open))
+             nil))
+      (unwind-protect
+           (loop until (idle)
+                 do (handler-case
+                        (loop
+                          (setf kind nil)
+                          (let ((k (ev-next ev unit 500)))
+                            (cond (k
+                                   (incf units)
+                                   (when draining
+                                     (setf (event-worker-open worker) (getf (ev-stats ev) :open)))
+                                   (setf kind k)
+                                   (let ((li (ev-unit-listener unit)))
+                                     (call-handler (or (and (< -1 li (length handlers))
+                                                            (svref handlers li))
+                                                       handler)
+                                                   ev unit k)))
+                                  ((idle) (return)))))
+                      (error (e)
+                        ;; KIND is set only while a handler runs: ev-next's own failure ends
+                        ;; the worker, as it always did
+                        (unless kind (error e))
+                        (%handler-failed server worker ev unit kind e))))
+        (setf (event-worker-units worker) units)
+        (ev-unit-free unit)))))
 
 (defun start-event-workers (handler &key (host "127.0.0.1") (port 0) (workers 1) (mode :http)
-                                         listeners ev-options tls-context)
+                                         listeners ev-options tls-context on-error)
   "Starts WORKERS threads, each with its own C event loop, framing input in MODE (:http, :line
 or :raw).  Without LISTENERS each worker opens its own SO_REUSEPORT listener on HOST:PORT
 \(port 0: the first worker picks a free port, the others share it).  With LISTENERS (listener
@@ -60,13 +97,15 @@ each of them with EPOLLEXCLUSIVE, framing a listener's connections in its listen
 they stay open when the workers stop.  For every unit, the listener's listener-handler when
 set, else HANDLER (a function designator of EV UNIT KIND; a symbol is looked up per call), is
 called in the worker's thread and must finish the unit (ev-reply, ev-sendfile, ev-done or
-ev-close).  EV-OPTIONS are make-ev-loop's keywords.  Listeners whose listener-tls is set
+ev-close).  When a handler signals an error, ON-ERROR (a function of EV UNIT KIND CONDITION,
+e.g. to answer 500) is called, or else the unit's connection is closed.  EV-OPTIONS are
+make-ev-loop's keywords.  Listeners whose listener-tls is set
 speak TLS with TLS-CONTEXT (a server tls-context; required then).  Returns the event-server; see
 drain-event-workers and stop-event-workers.  Signals unix-error if a listener cannot be
 opened or added."
   (let* ((shared (loop for l in listeners
                        collect (if (listener-p l) l (%make-listener :fd l :framing mode))))
-         (server (%make-event-server :host host :mode mode :listeners shared
+         (server (%make-event-server :host host :mode mode :listeners shared :on-error on-error
                                      :handlers (map 'simple-vector #'listener-handler shared))))
     (handler-bind ((error (lambda (e) (declare (ignore e)) (stop-event-workers server))))
       (dotimes (i workers)
