@@ -35,8 +35,8 @@ def count(where="true"):
     return int(m.sql("SELECT count(*) FROM messages WHERE %s" % where))
 
 
-def session(port=None, helo=True, wait_banner=True):
-    c = Line(port or m.smtp_port)
+def session(port=None, helo=True, wait_banner=True, source=None):
+    c = Line(port or m.smtp_port, source=source)
     if wait_banner:
         code, _ = c.reply()
         assert code == 220, code
@@ -168,12 +168,16 @@ try:
     c.close()
 
     # --- HELO checks
-    c = session(helo=False)
+    c = session(helo=False, source="127.0.0.2")
     t.eq(c.cmd(b"EHLO bad_name!@here\r\n")[0], 501, "EHLO with a malformed name: 501")
     t.eq(c.cmd(b"EHLO mail.crow.test\r\n")[0], 550, "EHLO impersonating our hostname: 550")
-    t.eq(c.cmd(b"EHLO [127.0.0.1]\r\n")[0], 550, "EHLO impersonating our address: 550")
+    t.eq(c.cmd(b"EHLO [127.0.0.1]\r\n")[0], 550, "EHLO impersonating our address (from 127.0.0.2): 550")
     t.eq(c.cmd(b"MAIL FROM:<a@client.example>\r\n")[0], 503, "MAIL before a good HELO: 503")
     t.eq(c.cmd(b"EHLO [192.0.2.1]\r\n")[0], 250, "EHLO with another address literal: 250")
+    c.close()
+    c = session(helo=False)
+    t.eq(c.cmd(b"EHLO [127.0.0.1]\r\n")[0], 250,
+         "EHLO [127.0.0.1] from 127.0.0.1 itself (a client on this host, e.g. smtplib): 250")
     c.close()
 
     # --- line, header and hop limits

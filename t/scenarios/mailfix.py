@@ -126,8 +126,9 @@ class Mail:
 class Line:
     """A raw CRLF line client (bytes in, bytes out)."""
 
-    def __init__(self, port, timeout=10):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=10, source=None):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                          source_address=(source, 0) if source else None)
         self.buf = b""
 
     def line(self):

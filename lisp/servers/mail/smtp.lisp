@@ -187,12 +187,17 @@ an address literal [1.2.3.4] / [IPv6:...]."
       (t (incf (smtp-errors s)) (reply s 500 "5.5.2 Command unrecognized")))))
 
 (defun %own-address-literal-p (s name)
-  (multiple-value-bind (host) (ignore-errors (local-address (session-fd (smtp-session s))))
-    (and host
-         (let ((lit (string-trim "[]" name)))
-           (or (string-equal lit host)
-               (and (> (length lit) 5) (string-equal "IPv6:" lit :end2 5)
-                    (string-equal (subseq lit 5) host)))))))
+  "True when NAME is an address literal of the server's own address that is not also the
+client's (a client on the same host, e.g. Python's smtplib on loopback, truthfully says
+[127.0.0.1])."
+  (let ((host (ignore-errors (local-address (session-fd (smtp-session s)))))
+        (peer (session-peer (smtp-session s))))
+    (flet ((names-p (addr)
+             (let ((lit (string-trim "[]" name)))
+               (or (string-equal lit addr)
+                   (and (> (length lit) 5) (string-equal "IPv6:" lit :end2 5)
+                        (string-equal (subseq lit 5) addr))))))
+      (and host (names-p host) (not (and peer (names-p peer)))))))
 
 (defun cmd-helo (s arg esmtp)
   (let ((name (first (split-words arg)))
