@@ -2,8 +2,11 @@
 # make-run.t — `make run` starts the suite under the supervisor: the echo service answers real
 # clients (socat over IPv4 and IPv6, many Python clients at once, 4 MiB streamed through), and
 # SIGTERM stops everything.  Also crow-echo's -n / config errors.   # timeout: 300
+import ftplib
 import os
+import poplib
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -70,6 +73,75 @@ try:
     t.ok(r.stdout.startswith(b"hello"), "make run serves HTTPS on 8443 with its self-signed certificate",
          r.stdout[:200] + r.stderr[:300])
     t.ok(wait_port("127.0.0.1", 4005, 5), "make run's swank listens on 127.0.0.1:4005")
+
+    # The other services make run starts, each through a real client.
+    var = os.environ.get("CROW_VAR") or os.path.join(ROOT, "var")
+    env = dict(os.environ, MMSTAT_DIR=os.environ.get("MMSTAT_DIR") or os.path.join(var, "run", "mmstatd"))
+    mark = "mr%d" % os.getpid()
+    mmstat = os.path.join(BIN, "mmstat")
+    r = subprocess.run([mmstat, "update", "v", "makerun|%s%%3" % mark], capture_output=True,
+                       text=True, timeout=20, env=env)
+    r2 = subprocess.run([mmstat, "report", "makerun|%s" % mark], capture_output=True, text=True,
+                        timeout=20, env=env)
+    t.ok(r.returncode == 0 and ("makerun|%s\t3\t" % mark) in r2.stdout,
+         "mmstatd counts an mmstat update and reports it", r.stderr + r2.stdout + r2.stderr)
+    try:
+        ftp = ftplib.FTP()
+        ftp.connect("127.0.0.1", 2121, timeout=20)
+        ftp.login("demo", "demo")
+        names = ftp.nlst()
+        ftp.quit()
+        t.ok("README.txt" in names, "mmftpd on 2121: demo/demo logs in and lists its home", names)
+    except (OSError, ftplib.Error) as e:
+        t.ok(False, "mmftpd on 2121: demo/demo logs in and lists its home", e)
+    subject = "make run %s" % mark
+    try:
+        with smtplib.SMTP("127.0.0.1", 2525, timeout=20) as smtp:
+            smtp.sendmail("someone@example.org", ["demo@crow.test"],
+                          "From: someone@example.org\r\nTo: demo@crow.test\r\nSubject: %s\r\n\r\nhi\r\n"
+                          % subject)
+        t.ok(True, "mmsmtpd on 2525 accepts a message for demo@crow.test")
+    except (OSError, smtplib.SMTPException) as e:
+        t.ok(False, "mmsmtpd on 2525 accepts a message for demo@crow.test", e)
+    try:
+        pop = poplib.POP3("127.0.0.1", 1110, timeout=20)
+        pop.user("demo")
+        pop.pass_("demo")
+        n = len(pop.list()[1])
+        found = any(("Subject: %s" % subject).encode() in b"\n".join(pop.retr(i)[1])
+                    for i in range(max(1, n - 4), n + 1)) if n else False
+        pop.quit()
+        t.ok(found, "mmpop3d on 1110 hands the message back to demo (%d messages)" % n)
+    except (OSError, poplib.error_proto) as e:
+        t.ok(False, "mmpop3d on 1110 hands the message back to demo", e)
+    try:
+        irc = socket.create_connection(("127.0.0.1", 16667), timeout=20)
+        irc.sendall(b"NICK mr%d\r\nUSER mr 0 * :make-run.t\r\nJOIN #crow\r\n" % (os.getpid() % 100000))
+        buf = b""
+        deadline = time.time() + 20
+        while b" 366 " not in buf and time.time() < deadline:
+            chunk = irc.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+        irc.sendall(b"PRIVMSG #crow :%s\r\nQUIT\r\n" % mark.encode())
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        logs = [os.path.join(var, "irclog", "local", "#crow", d + ".log") for d in
+                (day, time.strftime("%Y-%m-%d"))]
+        seen = False
+        deadline = time.time() + 20
+        while not seen and time.time() < deadline:
+            seen = any(os.path.exists(f) and mark in open(f, errors="replace").read() for f in logs)
+            time.sleep(0.2)
+        irc.close()
+        t.ok(seen, "ngircd on 16667 and irclog: a line said in #crow is logged", logs)
+    except OSError as e:
+        t.ok(False, "ngircd on 16667 and irclog: a line said in #crow is logged", e)
+    for path, what in (("/stats", "mmstatd's live page"), ("/mail/", "the mail interface"),
+                       ("/irc/", "irclog's web view")):
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-L",
+                            "http://127.0.0.1:8080" + path], capture_output=True, text=True, timeout=20)
+        t.eq(r.stdout, "200", "crow-httpd serves %s at %s" % (what, path))
 
     # 4 MiB through one connection, sent and read concurrently.
     blob = bytes((i * 131 + (i >> 9)) & 0xff for i in range(4 << 20))
