@@ -199,7 +199,7 @@ and throttling; mmftpasswd, its accounts tool (package crow.ftp)."
   :description "FiveAM suites for every crow package (run by t/lisp/run.lisp)."
   :version "0.1.0"
   :pathname "t/lisp/"
-  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web")
+  :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/ftp")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -217,4 +217,5 @@ and throttling; mmftpasswd, its accounts tool (package crow.ftp)."
                (:file "server-prefork")
                (:file "http")
                (:file "web-html")
-               (:file "web-forms")))
+               (:file "web-forms")
+               (:file "ftp")))
