@@ -63,6 +63,8 @@ try:
     t.ok(vals is not None and len(vals) == 30 and all(v == 10000 for v in vals.values())
          and sum(vals.values()) == 300000, "30 keys of exactly 10,000, sum 300,000",
          vals and sorted(set(vals.values())))
+    rc, _, _ = st.cli("delete", "sum*")   # persistent keys: a logged pattern delete, checked after the restart
+    t.ok(rc == 0 and st.values("sum*") == {}, "delete sum* (persistent keys, by pattern)")
 
     # the Lisp binding (crow.unix), through crow-sh
     form = """(progn
