@@ -24,16 +24,18 @@
   pointer)
 
 (defmacro %ev-ptr (ev)
-  "EV's C pointer, read in place (a defstruct reader is a full call through its symbol from
-any other file, several times per request).  Memory-safe for any argument: instance-ref
-checks for an instance and the index, and the c-inline's :pointer-void conversion checks for
-a foreign pointer.  (Not si:structure-ref with a quoted name: ECL 21 lost the quote when it
+  "EV's C pointer, read in place: a defstruct reader is a full call through its symbol from
+any other file, and si:instance-ref a call of ecl_instance_ref, several times per request.  Memory-safe for any argument: anything but an instance with a slot goes
+to ecl_instance_ref, which signals the error, and the c-inline's :pointer-void conversion
+checks for a foreign pointer.  (Not si:structure-ref with a quoted name: ECL 21 lost the quote when it
 inlined such a form from another file's inline function, and the read crashed.)"
-  `(si:instance-ref ,ev 0))
+  `(ffi:c-inline (,ev) (:object) :object
+                 "((ECL_INSTANCEP(#0) && (#0)->instance.length > 0) ? (#0)->instance.slots[0] : ecl_instance_ref(#0, 0))"
+                 :one-liner t :side-effects nil))
 
 (defmacro %unit-ptr (unit)
   "UNIT's C pointer, as %ev-ptr."
-  `(si:instance-ref ,unit 0))
+  `(%ev-ptr ,unit))
 
 (defun ev-mode-number (mode)
   (ecase mode (:raw +ev-raw+) (:line +ev-line+) (:http +ev-http+)))

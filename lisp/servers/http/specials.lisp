@@ -66,9 +66,27 @@ for characters beyond Latin-1."
 
 (declaim (type fixnum *requests*))
 
+(defmacro %instance-ref (x i)
+  "Slot I of the structure instance X, read in place: si:instance-ref compiles to a call of
+ecl_instance_ref, and the per-request path reads and resets a few dozen slots.  Checked as
+that function checks (an instance, I within its length); anything else goes to it, which
+signals the error."
+  (check-type i (integer 0 1000))
+  `(ffi:c-inline (,x) (:object) :object
+                 ,(format nil "((ECL_INSTANCEP(#0) && (#0)->instance.length > ~d) ? (#0)->instance.slots[~d] : ecl_instance_ref(#0, ~d))" i i i)
+                 :one-liner t :side-effects nil))
+
+(defmacro %instance-set (x i value)
+  "Sets slot I of the structure instance X to VALUE in place (see %instance-ref); returns
+VALUE."
+  (check-type i (integer 0 1000))
+  `(ffi:c-inline (,x ,value) (:object :object) :object
+                 ,(format nil "((ECL_INSTANCEP(#0) && (#0)->instance.length > ~d) ? ((#0)->instance.slots[~d] = (#1)) : ecl_instance_set(#0, ~d, #1))" i i i)
+                 :one-liner t))
+
 (defmacro define-slot-readers (struct prefix &rest slots)
   "Defines readers PREFIX-SLOT (and their SETF) for the named SLOTS of STRUCT (given in
-defstruct order, all of them), read with si:instance-ref and no type check: ECL compiles
+defstruct order, all of them), read in place with %instance-ref and no type check: ECL compiles
 defstruct readers as full calls, which the per-request path cannot afford.  They are macros,
 not inline functions: ECL inlines a function only into files compiled in the same image
 after its definition, so an incremental build (a later file recompiled, this one loaded from
@@ -78,8 +96,8 @@ code, on objects known to be of STRUCT; a load-time check compares them with slo
   (let ((names (loop for s in slots collect (intern (format nil "~a-~a" prefix s)))))
     `(progn
        ,@(loop for name in names for i from 0
-               collect `(defmacro ,name (x) `(si:instance-ref ,x ,,i))
-               collect `(defsetf ,name (x) (value) `(si:instance-set ,x ,,i ,value)))
+               collect `(defmacro ,name (x) `(%instance-ref ,x ,,i))
+               collect `(defsetf ,name (x) (value) `(%instance-set ,x ,,i ,value)))
        (defun ,(intern (format nil "CHECK-~a-READERS" prefix)) (x)
          (and ,@(loop for s in slots for name in names
                       collect `(eq (,name x) (slot-value x ',s))))))))
