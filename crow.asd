@@ -295,7 +295,7 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
   :version "0.1.0"
   :pathname "t/lisp/"
   :depends-on ("fiveam" "crow/unix" "crow/server" "crow/http" "crow/web" "crow/symbol-game"
-               "crow/mail" "crow/mailweb" "crow/mmstatd" "crow/irc")
+               "crow/mail" "crow/mailweb" "crow/mmstatd" "crow/irc" "crow/ftp")
   :serial t
   :components ((:file "package")
                (:file "unix-errors")
@@ -318,4 +318,5 @@ lists the same files for other Lisps), with ECL's entry point main.lisp."
                (:file "mail")
                (:file "mailweb")
                (:file "mmstatd")
-               (:file "irc")))
+               (:file "irc")
+               (:file "ftp")))

@@ -33,10 +33,10 @@ async def login(host, port, user, password):
     if await reply(reader) != 220:
         raise RuntimeError("no 220")
     writer.write(b"USER %s\r\n" % user.encode())
-    if await reply(reader) != 331:
-        raise RuntimeError("USER")
-    writer.write(b"PASS %s\r\n" % password.encode())
     c = await reply(reader)
+    if c == 331:
+        writer.write(b"PASS %s\r\n" % password.encode())
+        c = await reply(reader)
     if c != 230:
         raise RuntimeError("PASS -> %d" % c)
     return reader, writer
@@ -46,7 +46,8 @@ async def main():
     host, port, n, user, password = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
     hold = sys.argv[7] if len(sys.argv) > 7 and sys.argv[6] == "--hold" else None
     t0 = time.time()
-    results = await asyncio.gather(*(login(host, port, user, password) for _ in range(n)),
+    results = await asyncio.gather(*(asyncio.wait_for(login(host, port, user, password), 60)
+                                     for _ in range(n)),
                                    return_exceptions=True)
     wall = time.time() - t0
     ok = [r for r in results if not isinstance(r, BaseException)]
