@@ -111,7 +111,10 @@ int mmstat_flush(mmstat_t *ms);
  * control byte in it; nothing recorded), EMSGSIZE (the transaction would exceed one datagram,
  * 64 KiB: the operation is not added, the transaction stays open), or as mmstat_commit when
  * sent at once.  PERSISTENT is nonzero for a key kept across restarts; it applies to keys the
- * operation creates. */
+ * operation creates, and the operation acts on keys of its kind only (mmstatd logs only
+ * persistent operations and deletes): a volatile one leaves a persistent key alone, a
+ * persistent one replaces a volatile key, a pattern skips keys of the other kind.  A delete
+ * removes keys of both kinds. */
 int mmstat_update(mmstat_t *ms, const char *key, int64_t delta, int persistent);
 int mmstat_reset(mmstat_t *ms, const char *key, int64_t value, int persistent);
 int mmstat_set_text(mmstat_t *ms, const char *key, const char *text, int persistent);

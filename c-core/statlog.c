@@ -5,10 +5,19 @@
  * 1 MiB of transactions are collected, so that every client that sent while the previous
  * batch was being written and synced lands in the same batch: one write(2) and (policy
  * `always`) one fdatasync(2) cover them all — group commit.  Each datagram is validated as a
- * whole (head, every op's sizes and bytes) and framed with a CRC-32C, the server's
- * transaction number and the time; a malformed one is dropped and counted.  The caller (Lisp)
- * then walks the batch with the iterator to apply it, and only then calls crow_statlog_ack,
- * so an acknowledged transaction is both durable (under the policy) and visible in reports.
+ * whole (head, every op's sizes and bytes) and framed with the server's transaction number
+ * and the time; a malformed one is dropped and counted.  Volatile operations never reach the
+ * disk: each transaction is framed twice, whole into the batch (memory only, what Lisp
+ * applies) and, with only its persistent operations (UPDATE/RESET/TEXT flagged persistent,
+ * and every DELETE: a key or pattern may name keys of both kinds), into the disk buffer with a
+ * CRC-32C under the same transaction number.  A transaction with no persistent operation
+ * writes no frame, and a batch with none writes and syncs nothing.  The disk buffer goes out
+ * in one write (and under `always` one fdatasync); the caller (Lisp) then walks the batch
+ * with the iterator to apply it, and only then calls crow_statlog_ack, so an acknowledged
+ * transaction is both durable (under the policy) and visible in reports.  After a crash only
+ * the persistent part of a transaction comes back, whole: its volatile part died with the
+ * server's memory, as volatile keys do (Lisp keeps an operation to keys of its own kind so
+ * that replay and memory agree; see lisp/servers/stat/db.lisp).
  * An empty transaction asking for an ack is a barrier: acknowledged, never logged.
  * Recovery reads a log through crow_statlog_frame_check / _find: a frame that is cut short at
  * the end is a torn tail; a damaged frame followed by a valid one is a damaged middle.
@@ -49,8 +58,10 @@ struct crow_statlog {
     int every_ms;
     int64_t last_sync_ms;
     struct crow_statlog_stats st;
-    unsigned char *batch;
+    unsigned char *batch;               /* whole transactions: applied, never written */
     size_t blen;
+    unsigned char *disk;                /* their persistent parts: written to the log */
+    size_t dlen;
     struct ack *acks;
     size_t nacks, acap;
     unsigned char *slots;                   /* VLEN receive buffers */
@@ -174,10 +185,11 @@ struct crow_statlog *crow_statlog_new(int dgram_fd, int log_fd, uint64_t offset,
     if (!lg)
         return NULL;
     lg->batch = malloc(BATCH_CAP);
+    lg->disk = malloc(BATCH_CAP);
     lg->slots = malloc((size_t)VLEN * MMSTAT_WIRE_MAX);
     lg->acap = 256;
     lg->acks = malloc(lg->acap * sizeof *lg->acks);
-    if (!lg->batch || !lg->slots || !lg->acks) {
+    if (!lg->batch || !lg->disk || !lg->slots || !lg->acks) {
         crow_statlog_free(lg);
         errno = ENOMEM;
         return NULL;
@@ -196,6 +208,7 @@ void crow_statlog_free(struct crow_statlog *lg)
     if (!lg)
         return;
     free(lg->batch);
+    free(lg->disk);
     free(lg->slots);
     free(lg->acks);
     free(lg);
@@ -269,7 +282,30 @@ static int add_ack(struct crow_statlog *lg, const struct sockaddr_un *a, socklen
     return 0;
 }
 
-/* Validates one datagram and frames it into the batch. */
+/* Copies to OUT the operations among the NOPS validated ones at P (LEN bytes) that go to disk:
+ * every DELETE, and the others flagged persistent.  Sets *KEPT to their number and returns
+ * their size. */
+static size_t persistent_ops(unsigned char *out, const unsigned char *p, size_t len,
+                             uint32_t nops, uint32_t *kept)
+{
+    size_t pos = 0, n = 0;
+    *kept = 0;
+    for (uint32_t i = 0; i < nops && pos < len; i++) {
+        struct mmstat_wire_op op;
+        memcpy(&op, p + pos, sizeof op);
+        size_t sz = mmstat_wire_op_size(op.type, op.keylen, op.textlen);
+        if (op.type == MMSTAT_OP_DELETE || (op.flags & MMSTAT_OPF_PERSISTENT)) {
+            memcpy(out + n, p + pos, sz);
+            n += sz;
+            ++*kept;
+        }
+        pos += sz;
+    }
+    return n;
+}
+
+/* Validates one datagram and frames it into the batch, its persistent part into the disk
+ * buffer. */
 static void take(struct crow_statlog *lg, const unsigned char *d, size_t n,
                  const struct sockaddr_un *from, socklen_t alen, int64_t now)
 {
@@ -288,13 +324,22 @@ static void take(struct crow_statlog *lg, const unsigned char *d, size_t n,
         return;
     }
     if (h.nops > 0) {
-        struct mmstat_log_frame f = {MMSTAT_LOG_MAGIC, h.len, h.nops, 0, lg->next_txn++, now};
-        unsigned char *out = lg->batch + lg->blen;
+        uint64_t txn = lg->next_txn++;
+        struct mmstat_log_frame f = {MMSTAT_LOG_MAGIC, h.len, h.nops, 0, txn, now};
+        unsigned char *out = lg->batch + lg->blen;   /* the batch is not checksummed */
         memcpy(out, &f, sizeof f);
         memcpy(out + sizeof f, d + sizeof h, h.len);
-        f.crc = crow_statlog_crc32c(0, out, sizeof f + h.len);
-        memcpy(out + offsetof(struct mmstat_log_frame, crc), &f.crc, sizeof f.crc);
         lg->blen += sizeof f + h.len;
+        size_t pn = persistent_ops(lg->disk + lg->dlen + sizeof f, d + sizeof h, h.len, h.nops,
+                                   &f.nops);
+        if (f.nops > 0) {
+            f.len = (uint32_t)pn;
+            unsigned char *w = lg->disk + lg->dlen;
+            memcpy(w, &f, sizeof f);
+            f.crc = crow_statlog_crc32c(0, w, sizeof f + pn);
+            memcpy(w + offsetof(struct mmstat_log_frame, crc), &f.crc, sizeof f.crc);
+            lg->dlen += sizeof f + pn;
+        }
         lg->st.transactions++;
         lg->st.ops += h.nops;
     } else {
@@ -332,6 +377,7 @@ static int gather(struct crow_statlog *lg, int64_t *spent)
 int crow_statlog_pump(struct crow_statlog *lg, int timeout_ms)
 {
     lg->blen = 0;
+    lg->dlen = 0;
     lg->nacks = 0;
     if (lg->policy == CROW_STATLOG_EVERY && lg->offset != lg->synced_offset) {
         int64_t left = lg->last_sync_ms + lg->every_ms - mono_ms();
@@ -377,13 +423,13 @@ int crow_statlog_pump(struct crow_statlog *lg, int timeout_ms)
         if (n < VLEN && !gather(lg, &gathered))
             break;
     }
-    if (lg->blen > 0) {
-        if (crow_fd_write_all(lg->lfd, lg->batch, lg->blen, NULL) < 0)
+    if (lg->dlen > 0) {
+        if (crow_fd_write_all(lg->lfd, lg->disk, lg->dlen, NULL) < 0)
             return -1;
-        lg->offset += lg->blen;
-        lg->st.bytes += lg->blen;
+        lg->offset += lg->dlen;
+        lg->st.bytes += lg->dlen;
     }
-    if ((lg->policy == CROW_STATLOG_ALWAYS && lg->blen > 0) ||
+    if ((lg->policy == CROW_STATLOG_ALWAYS && lg->dlen > 0) ||
         (lg->policy == CROW_STATLOG_EVERY && lg->offset != lg->synced_offset &&
          mono_ms() - lg->last_sync_ms >= lg->every_ms)) {
         if (crow_statlog_sync(lg) < 0)

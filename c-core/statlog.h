@@ -38,15 +38,20 @@ void crow_statlog_set_policy(struct crow_statlog *lg, enum crow_statlog_policy p
 void crow_statlog_set_log(struct crow_statlog *lg, int log_fd, uint64_t offset);
 
 /* Waits up to TIMEOUT_MS (-1: no limit) for datagrams, then takes every one queued (up to
- * about 1 MiB of transactions: one group commit), validates each, appends the valid ones to
- * the log as frames in one write, and syncs as the policy says (for EVERY also when nothing
- * came and the interval passed).  The batch stays readable (crow_statlog_batch) until the next
- * pump; acknowledgements wait for crow_statlog_ack.  Returns the number of transactions
- * logged (0 on timeout or only barriers/malformed), or -1 with errno: the write or the sync
- * failed (the log may end in a partial frame; the batch is not applied) or recv failed. */
+ * about 1 MiB of transactions: one group commit), validates each, appends the persistent part
+ * of the valid ones (every DELETE and the operations flagged persistent; volatile operations
+ * are never written) to the log as frames in one write, and syncs as the policy says (only
+ * when something was written; for EVERY also when nothing came and the interval passed).
+ * The batch of whole transactions stays readable (crow_statlog_batch) until the next pump;
+ * acknowledgements wait for crow_statlog_ack.  Returns the number of transactions taken,
+ * volatile ones included (0 on timeout or only barriers/malformed), or -1 with errno: the
+ * write or the sync failed (the log may end in a partial frame; the batch is not applied) or
+ * recv failed. */
 int crow_statlog_pump(struct crow_statlog *lg, int timeout_ms);
 
-/* Sets *BUF and *LEN to the frames the last pump logged.  Can't fail. */
+/* Sets *BUF and *LEN to the frames of the whole transactions (volatile operations included)
+ * the last pump took, for crow_statlog_iter_init; unlike the log's, their CRC is not set.
+ * Can't fail. */
 void crow_statlog_batch(struct crow_statlog *lg, const unsigned char **buf, size_t *len);
 
 /* Sends the acknowledgements the last pump's transactions asked for (non-blocking: one to a

@@ -48,6 +48,35 @@ static void batch_text(char *out, size_t cap)
     }
 }
 
+/* Collects the ops of the log's frames from offset FROM on as batch_text does; returns the
+ * number of frames, or -1 when one is not valid. */
+static int log_text(int fd, size_t from, char *out, size_t cap)
+{
+    off_t size = lseek(fd, 0, SEEK_END);
+    unsigned char *log = malloc((size_t)size + 1);
+    int frames = 0;
+    out[0] = 0;
+    if (!log || pread(fd, log, (size_t)size, 0) != size) {
+        free(log);
+        return -1;
+    }
+    size_t off = from;
+    ssize_t fl;
+    while ((fl = crow_statlog_frame_check(log, (size_t)size, off)) > 0) {
+        struct crow_statlog_iter it;
+        crow_statlog_iter_init(&it, log + off, (size_t)fl);
+        while (crow_statlog_iter_next(&it)) {
+            size_t l = strlen(out);
+            snprintf(out + l, cap - l, "%u %u %.*s %lld %.*s|", it.type, it.flags,
+                     (int)it.keylen, it.key, (long long)it.value, (int)it.textlen, it.text);
+        }
+        off += (size_t)fl;
+        frames++;
+    }
+    free(log);
+    return off == (size_t)size ? frames : -1;
+}
+
 int main(void)
 {
     char buf[4096], path[128];
@@ -102,6 +131,15 @@ int main(void)
     ok(strcmp(buf, want) == 0, "ops arrive whole and in order");
     if (strcmp(buf, want))
         printf("# got %s\n", buf);
+    is_int(log_text(lfd, 0, buf, sizeof buf), 1, "the mixed transaction is one frame on disk");
+    ok(strcmp(buf, "1 1 a|b 5 |3 0 old|* 0 |4 1 conf|motd 0 hello world|") == 0,
+       "holding only its persistent ops and deletes, in order");
+    if (strcmp(buf, "1 1 a|b 5 |3 0 old|* 0 |4 1 conf|motd 0 hello world|"))
+        printf("# got %s\n", buf);
+    uint64_t logged = crow_statlog_offset(lg);
+    struct crow_statlog_stats st;
+    crow_statlog_get_stats(lg, &st);
+    uint64_t syncs = st.syncs;
 
     mmstat_begin(ms);
     mmstat_update(ms, "x", 1, 0);
@@ -111,6 +149,12 @@ int main(void)
     mmstat_update(ms, "auto1", 1, 0);
     mmstat_update(ms, "auto2", 1, 0);
     is_int(crow_statlog_pump(lg, 1000), 2, "autoflush: one transaction per operation");
+    batch_text(buf, sizeof buf);
+    ok(strcmp(buf, "1 0 auto1 1 |1 0 auto2 1 |") == 0, "volatile transactions are in the batch");
+    crow_statlog_get_stats(lg, &st);
+    ok(crow_statlog_offset(lg) == logged && lseek(lfd, 0, SEEK_END) == (off_t)logged &&
+           st.syncs == syncs,
+       "a volatile-only batch writes zero bytes and, under always, syncs nothing");
     mmstat_autoflush(ms, 0);
     for (int i = 0; i < 3; i++)
         mmstat_update(ms, "batched", 1, 0);
@@ -126,7 +170,6 @@ int main(void)
     ok(errno == EMSGSIZE && n > 100, "a full transaction refuses with EMSGSIZE (%d ops fit)", n);
     ok(mmstat_commit(ms) == 0, "the full transaction commits");
     is_int(crow_statlog_pump(lg, 1000), 1, "as one transaction");
-    struct crow_statlog_stats st;
     crow_statlog_get_stats(lg, &st);
     is_int(st.ops, 5 + 2 + 3 + n, "every op counted");
 
@@ -180,7 +223,13 @@ int main(void)
         off += (size_t)fl;
         frames++;
     }
-    ok(off == (size_t)size && frames == 1 + 2 + 3 + 1 + 1 + 1 + 1, "the log is %d whole frames", frames);
+    /* the mixed transaction, "synced" and "lost": volatile-only transactions left no frame */
+    ok(off == (size_t)size && frames == 3, "the log is %d whole frames", frames);
+    char got[256];
+    log_text(lfd, 0, got, sizeof got);
+    ok(strstr(got, "synced") && strstr(got, "lost") && !strstr(got, "auto") &&
+           !strstr(got, "batched") && !strstr(got, "async") && !strstr(got, " v "),
+       "recovery reads back the persistent ops only");
     int torn_ok = 1;
     for (size_t cut = last + 1; cut < (size_t)size; cut++)
         if (crow_statlog_frame_check(log, cut, last) != 0 || crow_statlog_frame_find(log, cut, last) != -1)

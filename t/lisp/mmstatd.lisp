@@ -25,7 +25,10 @@
     (is (crow.mmstatd::entry-persistent (gethash "a|y" db)))
     (%op db 1 "a|*" 10)
     (is (= 17 (%val db "a|x")))
-    (is (= 7 (%val db "a|y")))
+    (is (= -3 (%val db "a|y")) "a volatile pattern leaves persistent keys alone")
+    (%op db 1 "a|*" 1 :persistent t)
+    (is (= -2 (%val db "a|y")) "a persistent pattern acts on persistent keys")
+    (is (= 17 (%val db "a|x")) "and leaves volatile ones alone")
     (%op db 1 "b|*" 1)
     (is (null (%val db "b|x")) "a pattern creates nothing")
     (%op db 4 "conf" 0 :text "hello")
@@ -40,6 +43,24 @@
     (is (= 3 (%val db "conf")))
     (is (= 2 (crow.mmstatd::drop-volatile db)) "conf and big are volatile")
     (is (null (%val db "conf")))))
+
+(test mmstatd-kinds
+  "Only persistent operations are logged, so an operation acts on keys of its own kind."
+  (let ((db (%db)))
+    (%op db 1 "p" 5 :persistent t)
+    (%op db 1 "p" 1)
+    (%op db 2 "p" 100)
+    (%op db 4 "p" 0 :text "x")
+    (is (= 5 (%val db "p")) "volatile operations leave a persistent key alone")
+    (%op db 1 "v" 7)
+    (%op db 1 "v" 2 :persistent t :time 300)
+    (let ((e (gethash "v" db)))
+      (is (= 2 (%val db "v")) "a persistent update replaces a volatile key, as replay would")
+      (is (crow.mmstatd::entry-persistent e))
+      (is (= 300 (crow.mmstatd::entry-created e))))
+    (%op db 1 "w" 1)
+    (%op db 3 "*" 0)
+    (is (zerop (hash-table-count db)) "a pattern delete removes both kinds")))
 
 (test mmstatd-snapshot-and-recovery
   (with-temp-dir (dir)

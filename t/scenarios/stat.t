@@ -63,6 +63,8 @@ try:
     t.ok(vals is not None and len(vals) == 30 and all(v == 10000 for v in vals.values())
          and sum(vals.values()) == 300000, "30 keys of exactly 10,000, sum 300,000",
          vals and sorted(set(vals.values())))
+    rc, _, _ = st.cli("delete", "sum*")   # persistent keys: a logged pattern delete, checked after the restart
+    t.ok(rc == 0 and st.values("sum*") == {}, "delete sum* (persistent keys, by pattern)")
 
     # the Lisp binding (crow.unix), through crow-sh
     form = """(progn
@@ -114,10 +116,30 @@ try:
     t.ok(v == {"a": 11} and time.time() - t0 < 5, "a silent librarian client delays no report (%.2fs)" % (time.time() - t0))
     silent.close()
 
+    # volatile operations never reach the disk: not in the logs, not in the snapshot
+    def disk(names):
+        blob = b"".join(open(os.path.join(st.data, f), "rb").read() for f in os.listdir(st.data)
+                        if f.startswith("log.") or f == "snapshot")
+        return {n: n.encode() in blob for n in names}
+    size = sum(os.path.getsize(os.path.join(st.data, f)) for f in st.logs())
+    rc, _, _ = st.cli("update", "v", "volonly|x%1", "reset", "v", "volonly|y%2")
+    t.ok(rc == 0 and st.values("volonly|*") == {"volonly|x": 1, "volonly|y": 2}, "a volatile-only transaction is applied")
+    t.eq(sum(os.path.getsize(os.path.join(st.data, f)) for f in st.logs()), size,
+         "and writes nothing to the log")
+    rc, _, _ = st.cli("update", "p", "mixed|p%1", "update", "v", "mixed|v%1")
+    t.ok(rc == 0 and st.values("mixed|*") == {"mixed|p": 1, "mixed|v": 1}, "a mixed transaction is applied whole")
+    t.eq(disk(["mixed|p", "mixed|v", "volonly", "vol2", "pat|cc", "lisp|b"]),
+         {"mixed|p": True, "mixed|v": False, "volonly": False, "vol2": False, "pat|cc": False, "lisp|b": False},
+         "the log holds its persistent part only, and no volatile key")
+    st.cli("update", "v", "mixed|p%5", "reset", "v", "mixed|*%9")
+    t.eq(st.values("mixed|*"), {"mixed|p": 1, "mixed|v": 9}, "volatile operations leave persistent keys alone")
+
     before = st.logs()
     rc, out, err = st.cli("rotate")
     t.ok(rc == 0 and st.logs() != before and len(st.logs()) == 1 and os.path.exists(os.path.join(st.data, "snapshot")),
          "rotate: a snapshot, a new log, the old one deleted", (rc, err, before, st.logs()))
+    t.eq(disk(["mixed|p", "mixed|v", "volonly", "vol"]), {"mixed|p": True, "mixed|v": False, "volonly": False, "vol": False},
+         "the snapshot holds no volatile key")
     st.cli("update", "p", "after-rotate%1", "reset", "v", "vol2%1")
 
     t.eq(st.stop(), 0, "SIGTERM: exit 0")
@@ -126,7 +148,7 @@ try:
     t.ok(st.start(), "restarts")
     vals = st.values()
     t.eq(vals, {"a": 11, "b": 2, "conf|motd": "=hello world", "auto1": 1, "auto2": 2, "lisp|a": 5,
-                "after-rotate": 1, "shared|n": 1000},
+                "after-rotate": 1, "shared|n": 1000, "mixed|p": 1},
          "after a restart: persistent keys kept, volatile ones gone")
     t.eq(st.stop(), 0, "stops again")
 finally:

@@ -41,23 +41,33 @@ without consing; one is copied only when it is inserted)."
 (defun apply-op (db type key value text time persistent &optional (pattern (glob-pattern-p key)))
   "Applies one operation (TYPE 1 update, 2 reset, 3 delete, 4 text) on KEY (a key buffer or
 string; a shell pattern, PATTERN true, acts on the existing keys it matches) at TIME.  Returns
-NIL.  Can't fail."
+NIL.  Can't fail.
+An update, reset or text acts only on keys of its own kind (PERSISTENT or volatile), since
+only persistent operations are logged (c-core/statlog.c) and replay must rebuild what memory
+held: a pattern skips the keys of the other kind; on one key, a volatile operation leaves a
+persistent entry alone, and a persistent one replaces a volatile entry (as replay, which never
+sees that entry, creates the key afresh).  A delete, always logged, removes keys of both kinds."
   (declare (fixnum type))
   (if pattern
       (let ((keys (matching-keys db key)))
         (dolist (k keys)
           (case type
             (3 (remhash k db))
-            (t (apply-op db type k value text time persistent nil)))))
-      (case type
-        (1 (let ((e (gethash key db)))
-             (if (and e (integerp (entry-value e)))
+            (t (when (eq (not (entry-persistent (gethash k db))) (not persistent))
+                 (apply-op db type k value text time persistent nil))))))
+      (let ((e (gethash key db)))
+        (when (and e (not (eq (not (entry-persistent e)) (not persistent))) (/= type 3))
+          (unless persistent (return-from apply-op nil))
+          (remhash key db)
+          (setf e nil))
+        (case type
+          (1 (if (and e (integerp (entry-value e)))
                  (setf (entry-value e) (wrap64 (+ (entry-value e) value))
                        (entry-modified e) time)
-                 (%set db key value time persistent))))
-        (2 (%set db key value time persistent))
-        (3 (remhash key db))
-        (4 (%set db key text time persistent))))
+                 (%set db key value time persistent)))
+          (2 (%set db key value time persistent))
+          (3 (remhash key db))
+          (4 (%set db key text time persistent)))))
   nil)
 
 (defun apply-ops (db it key-buffer)

@@ -1,6 +1,8 @@
 ;;;; store.lisp — what mmstatd keeps on disk: recovery logs (log.NNNNNNNN) and the snapshot
 ;;;; (snapshot), recovery at start, --check and --repair, snapshots and rotation.
 ;;;;
+;;;; The logs hold the persistent operations and the deletes only (volatile operations never
+;;;; reach the disk: c-core/statlog.c), one frame per transaction that has any.
 ;;;; The snapshot holds every persistent entry and a meta entry naming the log and offset it
 ;;;; covers up to; it is written to snapshot.tmp, fsynced and renamed over the old one, and
 ;;;; only then are older logs deleted.  Recovery loads the snapshot, then replays every log
