@@ -85,6 +85,14 @@ try:
                         timeout=20, env=env)
     t.ok(r.returncode == 0 and ("makerun|%s\t3\t" % mark) in r2.stdout,
          "mmstatd counts an mmstat update and reports it", r.stderr + r2.stdout + r2.stderr)
+
+    def counters():
+        r = subprocess.run([mmstat, "report", "mm*"], capture_output=True, text=True, timeout=20,
+                           env=env)
+        return {l.split("\t")[0]: int(l.split("\t")[1]) for l in r.stdout.splitlines()
+                if l.count("\t") >= 2 and l.split("\t")[1].lstrip("-").isdigit()}
+    served = ("mmftpd|logins|demo", "mmsmtpd|messages|crow.test", "mmpop3d|logins|demo@crow.test")
+    before = counters()
     try:
         ftp = ftplib.FTP()
         ftp.connect("127.0.0.1", 2121, timeout=20)
@@ -114,6 +122,15 @@ try:
         t.ok(found, "mmpop3d on 1110 hands the message back to demo (%d messages)" % n)
     except (OSError, poplib.error_proto) as e:
         t.ok(False, "mmpop3d on 1110 hands the message back to demo", e)
+    deadline = time.time() + 5          # the servers' counts are datagrams, not acknowledged
+    while time.time() < deadline:
+        after = counters()
+        if all(after.get(k, 0) > before.get(k, 0) for k in served):
+            break
+        time.sleep(0.1)
+    t.ok(all(after.get(k, 0) > before.get(k, 0) for k in served),
+         "mmftpd, mmsmtpd and mmpop3d counted the login, the message and the login in mmstatd",
+         {k: (before.get(k), after.get(k)) for k in served})
     try:
         irc = socket.create_connection(("127.0.0.1", 16667), timeout=20)
         irc.sendall(b"NICK mr%d\r\nUSER mr 0 * :make-run.t\r\nJOIN #crow\r\n" % (os.getpid() % 100000))

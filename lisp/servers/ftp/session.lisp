@@ -120,11 +120,19 @@ symbolic links followed).  Can't fail."
         (incf (user-state-used-bytes u) bytes)
         (incf (user-state-used-files u) files)))))
 
+(defun count-event (key &optional (delta 1) &key (persistent t))
+  "Counts DELTA on KEY in mmstatd through the process's shared handle (crow.server opens it
+from stat-dir before the chroot; without one this does nothing).  Waits 20 ms at most.  Can't
+fail."
+  (mmstat-count key delta :persistent persistent))
+
 (defun logout (ftp)
   (let ((u (ftp-ustate ftp)))
     (when u
       (mp:with-lock ((user-state-lock u))
         (decf (user-state-logins u)))
+      (count-event (format nil "mmftpd|sessions|~a" (account-name (ftp-account ftp))) -1
+                   :persistent nil)
       (setf (ftp-ustate ftp) nil (ftp-account ftp) nil))))
 
 (defun password-ok-p (account password)
@@ -170,11 +178,16 @@ symbolic links followed).  Can't fail."
              (let ((motd (ftp-state-motd st)))
                (if motd
                    (reply-lines ftp 230 motd (format nil "User ~a logged in." name))
-                   (reply ftp 230 "User ~a logged in." name))))))
+                   (reply ftp 230 "User ~a logged in." name)))
+             (count-event (format nil "mmftpd|logins|~a" (account-name acct)))
+             (count-event (format nil "mmftpd|sessions|~a" (account-name acct)) 1 :persistent nil))))
         (t
          (let ((n (incf (ftp-failures ftp))))
            (setf (ftp-user ftp) nil)
            (log-info "login failed for ~a from ~a (~d)" name (session-peer (ftp-session ftp)) n)
+           ;; Before the deliberate delay below, so it adds nothing a client notices.
+           (count-event (format nil "mmftpd|failed-logins|~a"
+                                (or (session-peer (ftp-session ftp)) "unknown")))
            (sleep (/ (* n (ftp-state-login-delay st)) 1000))
            (when (>= n (ftp-state-login-failures st))
              (reply ftp 421 "Too many login failures, closing.")
@@ -458,7 +471,9 @@ STATUS :aborted after ABOR (426 and 226 are then already sent)."
                                      (incf pos n)
                                      (values st n e))))
                (log-info "~a: RETR ~a: ~(~a~), ~d bytes" (account-name (ftp-account ftp)) vp st n)
-               (finish-transfer ftp st errno))))
+               (finish-transfer ftp st errno)
+               (when (and (integerp n) (plusp n))
+                 (count-event (format nil "mmftpd|bytes-out|~a" (account-name (ftp-account ftp))) n)))))
       (ignore-errors (close-fd fd)))))
 
 (defun unique-name (ftp vp)
@@ -549,7 +564,9 @@ STATUS :aborted after ABOR (426 and 226 are then already sent)."
                        (t (log-info "~a: ~a ~a failed: ~(~a~) after ~d bytes (~a)" (account-name acct) how vp st n
                                     (if (zerop errno) "-" (strerror-short errno)))
                           (cleanup)))
-                 (finish-transfer ftp st errno)))
+                 (finish-transfer ftp st errno)
+                 (when (and (integerp n) (plusp n))
+                   (count-event (format nil "mmftpd|bytes-in|~a" (account-name acct)) n))))
           (cleanup)))))))
 
 ;;; The commands

@@ -42,7 +42,10 @@ of RULES' own.  Returns true when counting, NIL otherwise (logged).  Can't fail.
   (when stat-dir
     (let ((setup (%mmstat-function "MMSTAT-SETUP"))
           (open (%mmstat-function "MMSTAT-OPEN")))
-      (cond (setup
+      (cond ((and setup (boundp 'crow.unix::*mmstat-shared*) (symbol-value 'crow.unix::*mmstat-shared*))
+             ;; crow.server opened it before any chroot (see %setup-stats).
+             (setf (event-rules-stat rules) :shared))
+            (setup
              (or (setf (event-rules-stat rules) (and (funcall setup stat-dir) :shared))
                  (progn (log-warn "events: no mmstatd answers in ~a" stat-dir) nil)))
             (open

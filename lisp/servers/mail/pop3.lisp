@@ -11,6 +11,7 @@
   user                                  ; USER argument, waiting for PASS
   (failures 0)
   conn mailbox                          ; TRANSACTION state: the locked mailbox
+  account                               ; its USER@DOMAIN (statistics keys)
   (messages #())                        ; vector of (id size uidl file), numbered from 1
   (deleted nil))                        ; bit vector
 
@@ -55,6 +56,7 @@ NIL after answering -ERR."
                    (t
                     (let ((id (parse-integer (svref row 1))))
                       (setf (pop3-conn p) conn (pop3-mailbox p) id
+                            (pop3-account p) (format nil "~a@~(~a~)" user domain)
                             (pop3-messages p) (coerce (mailbox-messages conn id) 'simple-vector)
                             (pop3-deleted p) (make-array (length (pop3-messages p))
                                                          :element-type 'bit :initial-element 0)
@@ -109,7 +111,10 @@ NIL after answering -ERR."
                               when (= 1 (bit (pop3-deleted p) i)) collect (first m))))
                (handler-case
                    (progn (delete-messages *store* (pop3-conn p) ids)
-                          (pok p "~a signing off (~d deleted)" (%pcfg p :hostname) (length ids)))
+                          (pok p "~a signing off (~d deleted)" (%pcfg p :hostname) (length ids))
+                          (when ids
+                            (count-event (format nil "mmpop3d|deleted|~a" (pop3-account p))
+                                         (length ids))))
                  (pq-error (e) (log-warn "pop3: update: ~a" e)
                    (perr p "Some deleted messages not removed"))))
              (pok p "~a signing off" (%pcfg p :hostname)))
@@ -157,13 +162,16 @@ NIL after answering -ERR."
                           -1)))
            (cond ((null m))
                  ((null lines) (perr p "Syntax: TOP msg n"))
-                 ((and (eql lines -1) (fifth m)) (pop3-send-plain p m))
+                 ((and (eql lines -1) (fifth m))
+                  (when (pop3-send-plain p m) (count-retrieved p (second m))))
                  (t (let ((data (handler-case (read-file-octets (spool-path *store* (fourth m)))
                                   (unix-error (e) (log-warn "pop3: ~a" e) nil))))
                       (if data
-                          (session-write session
-                                         (format nil "+OK ~d octets~c~c" (length data) #\Return #\Newline)
-                                         (maildata-pop3 data lines))
+                          (progn
+                            (session-write session
+                                           (format nil "+OK ~d octets~c~c" (length data) #\Return #\Newline)
+                                           (maildata-pop3 data lines))
+                            (when (eql lines -1) (count-retrieved p (second m))))
                           (perr p "[SYS/TEMP] Message unreadable")))))))
         ((string= verb "DELE")
          (multiple-value-bind (m i) (%msg p (arg 0))
@@ -177,9 +185,15 @@ NIL after answering -ERR."
 
 (defparameter +dot-crlf+ (coerce (format nil ".~c~c" #\Return #\Newline) 'simple-base-string))
 
+(defun count-retrieved (p size)
+  "Counts one message of SIZE bytes retrieved (RETR) by P's account."
+  (count-event (format nil "mmpop3d|retrieved|~a" (pop3-account p)))
+  (count-event (format nil "mmpop3d|retrieved-bytes|~a" (pop3-account p)) size))
+
 (defun pop3-send-plain (p m)
   "RETR of a message stored plain (no line starts with \".\", ends with CRLF): the file goes
-out as it is, by sendfile, between the +OK line and the terminating dot."
+out as it is, by sendfile, between the +OK line and the terminating dot.  Returns true once
+sent, NIL after -ERR."
   (let* ((session (pop3-session p))
          (fd (handler-case (open-fd (spool-path *store* (fourth m)))
                (unix-error (e) (log-warn "pop3: ~a" e) nil))))
@@ -193,7 +207,8 @@ out as it is, by sendfile, between the +OK line and the terminating dot."
                    ;; the file shrank under us: the response cannot be completed honestly
                    (error 'simple-crow-error :format-control "pop3: ~a: short file"
                                              :format-arguments (list (fourth m)))))
-               (session-write session +dot-crlf+))
+               (session-write session +dot-crlf+)
+               t)
           (close-fd fd)))))
 
 (defun pop3-authorization (p verb args)
@@ -222,13 +237,17 @@ out as it is, by sendfile, between the +OK line and the terminating dot."
                   (r (handler-case (pop3-login p password)
                        (pq-error (e) (log-warn "pop3: login: ~a" e)
                          (perr p "[SYS/TEMP] Temporary failure") :error))))
-             (cond ((eq r t) (pok p "~d messages" (length (pop3-messages p))))
+             (cond ((eq r t)
+                    (pok p "~d messages" (length (pop3-messages p)))
+                    (count-event (format nil "mmpop3d|logins|~a" (pop3-account p))))
                    ((member r '(:locked :error)) (setf (pop3-user p) nil))
                    (t (setf (pop3-user p) nil)
                       (incf (pop3-failures p))
                       (log-info "pop3 ~a: failed login" (session-peer session))
                       (sleep (/ (%pcfg p :login-delay) 1000.0))
                       (perr p "[AUTH] Invalid login")
+                      (count-event (format nil "mmpop3d|failed-logins|~a"
+                                           (or (session-peer session) "unknown")))
                       (when (>= (pop3-failures p) (%pcfg p :max-login-failures))
                         (return-from pop3-authorization :quit)))))))
       ((member verb '("STAT" "LIST" "RETR" "DELE" "TOP" "UIDL" "RSET") :test #'string=)

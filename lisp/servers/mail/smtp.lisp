@@ -37,6 +37,11 @@
                    (loop for (l . more) on lines
                          do (format o "~d~:[ ~;-~]~a~c~c" code more l #\Return #\Newline)))))
 
+(defun reject (s reason code text &rest args)
+  "Writes the refusal CODE TEXT (with ARGS), then counts mmsmtpd|rejected|REASON."
+  (apply #'reply s code text args)
+  (count-event (format nil "mmsmtpd|rejected|~a" reason)))
+
 (defun reset-transaction (s)
   (setf (smtp-sender s) nil (smtp-recipients s) '() (smtp-smtputf8 s) nil))
 
@@ -128,6 +133,7 @@ an address literal [1.2.3.4] / [IPv6:...]."
          (s (make-smtp session config)))
     (when (early-talker-p s)
       (ignore-errors (reply s 554 "5.5.0 ~a: you talked before my greeting" (%cfg s :hostname)))
+      (count-event "mmsmtpd|rejected|early-talker")
       (log-info "smtp ~a: early talker refused" (session-peer session))
       (return-from serve-smtp))
     (reply s 220 "~a ESMTP mmsmtpd" (%cfg s :hostname))
@@ -139,7 +145,7 @@ an address literal [1.2.3.4] / [IPv6:...]."
                (incf (smtp-errors s)))
               (t (when (eq (smtp-command s line) :quit) (return)))))
       (when (>= (smtp-errors s) 10)
-        (reply s 421 "4.7.0 ~a Too many errors, closing" (%cfg s :hostname))
+        (reject s "errors" 421 "4.7.0 ~a Too many errors, closing" (%cfg s :hostname))
         (return)))))
 
 (defun early-talker-p (s)
@@ -165,7 +171,7 @@ an address literal [1.2.3.4] / [IPv6:...]."
                (or (not (smtp-pipelining s))
                    (member verb +sync-verbs+ :test #'string=))
                (not (string= verb "QUIT")))
-      (reply s 554 "5.5.0 Unauthorised pipelining (~a), closing" verb)
+      (reject s "pipelining" 554 "5.5.0 Unauthorised pipelining (~a), closing" verb)
       (log-info "smtp ~a: unauthorised pipelining at ~a" (session-peer session) verb)
       (return-from smtp-command :quit))
     (cond
@@ -210,7 +216,7 @@ client's (a client on the same host, e.g. Python's smtplib on loopback, truthful
                 (or (string-equal (string-right-trim "." name) host)
                     (and (char= (char name 0) #\[) (%own-address-literal-p s name))))
            (incf (smtp-errors s))
-           (reply s 550 "5.7.1 You are not ~a" name))
+           (reject s "helo-impersonation" 550 "5.7.1 You are not ~a" name))
           (t
            (reset-transaction s)
            (setf (smtp-helo s) name (smtp-esmtp s) esmtp (smtp-pipelining s) esmtp)
@@ -260,7 +266,7 @@ client's (a client on the same host, e.g. Python's smtplib on loopback, truthful
                                   (cond ((null n) (return-from check (reply s 501 "5.5.4 Bad SIZE")))
                                         ((> n max)
                                          (return-from check
-                                           (reply s 552 "5.3.4 Message size exceeds fixed limit of ~d" max))))))
+                                           (reject s "size" 552 "5.3.4 Message size exceeds fixed limit of ~d" max))))))
                                ((string= k "BODY")
                                 (unless (member v '("7BIT" "8BITMIME") :test #'string-equal)
                                   (return-from check (reply s 501 "5.5.4 Bad BODY value"))))
@@ -269,7 +275,7 @@ client's (a client on the same host, e.g. Python's smtplib on loopback, truthful
                                     (reply s 555 "5.5.4 Unsupported parameter ~a" k))))))
                      (when (and rate (not (rate-allow-p (or (session-peer (smtp-session s)) "") rate)))
                        (return-from check
-                         (reply s 452 "4.7.1 Too many messages from your address, try later")))
+                         (reject s "rate" 452 "4.7.1 Too many messages from your address, try later")))
                      (setf (smtp-sender s) (%bytes->string addr))
                      (reply s 250 "2.1.0 Ok")))))))))
 
@@ -283,7 +289,7 @@ client's (a client on the same host, e.g. Python's smtplib on loopback, truthful
            (multiple-value-bind (addr) (parse-path rest)
              (case addr
                ((:source-route :quoted)
-                (reply s 550 "5.7.1 Relaying denied (~(~a~) not accepted)" addr))
+                (reject s "relaying" 550 "5.7.1 Relaying denied (~(~a~) not accepted)" addr))
                (:bad (reply s 501 "5.1.3 Bad recipient address syntax"))
                (t (%rcpt-to s (%bytes->string addr)))))))))
 
@@ -293,7 +299,7 @@ client's (a client on the same host, e.g. Python's smtplib on loopback, truthful
            (reply s 501 "5.1.3 Bad recipient address syntax"))
           ((or (find #\% local) (find #\! local) (find #\@ local) (find #\" local)
                (char= (char domain 0) #\[))
-           (reply s 550 "5.7.1 Relaying denied"))
+           (reject s "relaying" 550 "5.7.1 Relaying denied"))
           (t
            (handler-case
                (with-store-connection (c)
@@ -301,20 +307,20 @@ client's (a client on the same host, e.g. Python's smtplib on loopback, truthful
                    (cond
                      ((null boxes)
                       (if (local-domain-p c domain)
-                          (reply s 550 "5.1.1 <~a>: user unknown" addr)
-                          (reply s 550 "5.7.1 <~a>: relaying denied" addr)))
+                          (reject s "unknown-user" 550 "5.1.1 <~a>: user unknown" addr)
+                          (reject s "relaying" 550 "5.7.1 <~a>: relaying denied" addr)))
                      ((some (lambda (b)
                               (or (and (getf b :max-messages)
                                        (>= (getf b :used-messages) (getf b :max-messages)))
                                   (and (getf b :max-bytes)
                                        (>= (getf b :used-bytes) (getf b :max-bytes)))))
                             boxes)
-                      (reply s 552 "5.2.2 <~a>: mailbox full" addr))
+                      (reject s "mailbox-full" 552 "5.2.2 <~a>: mailbox full" addr))
                      ((and (%cfg s :greylist)
                            (not (greylist-pass-p c (or (session-peer (smtp-session s)) "")
                                                  (smtp-sender s) (string-downcase addr)
                                                  (%cfg s :greylist-delay))))
-                      (reply s 451 "4.7.1 <~a>: greylisted, try again later" addr))
+                      (reject s "greylisted" 451 "4.7.1 <~a>: greylisted, try again later" addr))
                      (t
                       (let ((verdict (if (and (%cfg s :envelope-filters)
                                               (some (lambda (b) (getf b :filters)) boxes))
@@ -322,7 +328,7 @@ client's (a client on the same host, e.g. Python's smtplib on loopback, truthful
                                                            (smtp-sender s) addr)
                                          :accept)))
                         (if (eq verdict :reject)
-                            (reply s 550 "5.7.1 <~a>: refused by the recipient's filter" addr)
+                            (reject s "envelope-filter" 550 "5.7.1 <~a>: refused by the recipient's filter" addr)
                             (progn
                               (setf (smtp-recipients s)
                                     (append (smtp-recipients s)
@@ -355,28 +361,29 @@ client's (a client on the same host, e.g. Python's smtplib on loopback, truthful
              (session-read-data (smtp-session s) :max-size (%cfg s :max-message-size))
            (let ((verdict (check-message s data flags)))
              (if verdict
-                 (apply #'reply s verdict)
+                 (apply #'reject s verdict)
                  (store-message s data)))
            (reset-transaction s)))))
 
 (defun check-message (s data flags)
-  "Returns NIL when the message DATA may be stored, else the reply (CODE TEXT ARGS...)."
+  "Returns NIL when the message DATA may be stored, else the refusal (REASON CODE TEXT ARGS...)
+for reject."
   (let ((info (maildata-scan data)))
     (cond ((member :too-big flags)
-           (list 552 "5.3.4 Message size exceeds fixed limit of ~d" (%cfg s :max-message-size)))
+           (list "size" 552 "5.3.4 Message size exceeds fixed limit of ~d" (%cfg s :max-message-size)))
           ((and (%cfg s :reject-bare-line-ends)
                 (or (member :smuggle flags) (member :bare-cr flags) (member :bare-lf flags)))
            (log-info "smtp ~a: message with ~{~(~a~)~^, ~} refused" (session-peer (smtp-session s))
                      (intersection '(:smuggle :bare-cr :bare-lf) flags))
-           (list 554 "5.6.0 Bare CR or LF in the message (SMTP smuggling?) refused"))
+           (list "bare-line-end" 554 "5.6.0 Bare CR or LF in the message (SMTP smuggling?) refused"))
           ((member :nul (getf info :flags))
-           (list 554 "5.6.0 NUL byte in the message refused"))
+           (list "nul" 554 "5.6.0 NUL byte in the message refused"))
           ((> (getf info :max-line) (%cfg s :max-line-length))
-           (list 554 "5.6.0 Message line longer than ~d octets" (%cfg s :max-line-length)))
+           (list "line-length" 554 "5.6.0 Message line longer than ~d octets" (%cfg s :max-line-length)))
           ((> (getf info :max-field) (%cfg s :max-header-length))
-           (list 554 "5.6.0 Header field longer than ~d octets" (%cfg s :max-header-length)))
+           (list "header-length" 554 "5.6.0 Header field longer than ~d octets" (%cfg s :max-header-length)))
           ((>= (getf info :received) (%cfg s :max-hops))
-           (list 554 "5.4.6 Too many hops (~d Received: fields)" (getf info :received)))
+           (list "hops" 554 "5.4.6 Too many hops (~d Received: fields)" (getf info :received)))
           (t (setf (smtp-info s) info) nil))))
 
 (defun store-message (s data)
@@ -394,7 +401,7 @@ client's (a client on the same host, e.g. Python's smtplib on loopback, truthful
           (log-warn "smtp: header filters: ~a" e)
           (return-from store-message (reply s 451 "4.3.0 Temporary failure, try again later")))))
     (case action
-      (:reject (reply s 550 "5.7.1 Message refused by a header filter"))
+      (:reject (reject s "header-filter" 550 "5.7.1 Message refused by a header filter"))
       (:discard (reply s 250 "2.0.0 Ok (discarded)"))
       (t
        (let* ((boxes (loop for r in (smtp-recipients s)
@@ -410,10 +417,21 @@ client's (a client on the same host, e.g. Python's smtplib on loopback, truthful
              (handler-case
                  (let ((uidl (deliver *store* parts size boxes (smtp-sender s)
                                       (null (intersection '(:dot-line :no-crlf) (getf info :flags))))))
-                   (reply s 250 "2.0.0 Ok: queued as ~a" uidl))
+                   (reply s 250 "2.0.0 Ok: queued as ~a" uidl)
+                   (count-delivery s size))
                ((or unix-error pq-error) (e)
                  (log-warn "smtp: store: ~a" e)
                  (reply s 451 "4.3.0 Temporary failure storing the message, try again later")))))))))
+
+(defun count-delivery (s size)
+  "Counts a stored message of SIZE bytes: mmsmtpd|messages|DOMAIN and mmsmtpd|bytes|DOMAIN once
+for each recipient domain (discarded recipients excepted)."
+  (dolist (domain (remove-duplicates (loop for r in (smtp-recipients s)
+                                           unless (rcpt-discard r)
+                                             collect (string-downcase (rcpt-domain r)))
+                                     :test #'string=))
+    (count-event (format nil "mmsmtpd|messages|~a" domain))
+    (count-event (format nil "mmsmtpd|bytes|~a" domain) size)))
 
 (defun %wire (string)
   "STRING as bytes for the wire or a file: a simple base-string when it is ASCII (C writes its

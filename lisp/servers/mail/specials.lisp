@@ -80,3 +80,10 @@ was a measurable share of a message's CPU).")
 (declaim (inline settings-value))
 (defun settings-value (key)
   (values (gethash key *settings*)))
+
+(defun count-event (key &optional (delta 1) &key (persistent t))
+  "Counts DELTA on KEY (\"mmsmtpd|messages|crow.test\") in mmstatd through the process's shared
+handle (crow.server opens it from stat-dir before serving; without one this does nothing).
+Called after the reply is written: a slow or absent mmstatd costs a session at most 20 ms and
+never changes an answer.  Can't fail."
+  (mmstat-count key delta :persistent persistent))

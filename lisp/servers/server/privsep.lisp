@@ -127,6 +127,9 @@ exit status."
                  (or (config-value config :user) (ignore-errors (config-value config :chroot))))
             (start-swank-if-asked)
             (setf *swank-pending* t))
+        ;; Statistics: the shared mmstat handle is opened here, before the chroot (its
+        ;; datagram socket is connected at open and keeps working inside).
+        (%setup-stats config)
         (let ((chrooted (and (zerop (geteuid)) (ignore-errors (config-value config :chroot)))))
           (drop-privileges config)
           ;; No C compiler inside a chroot: code compiled from SLIME there goes to bytecodes.
@@ -141,6 +144,16 @@ exit status."
     (error (e)
       (log-warn "serving process ~d: ~a" (getpid) e)
       1)))
+
+(defun %setup-stats (config)
+  "Opens the process's shared mmstat handle (crow.unix:mmstat-setup) on CONFIG's stat-dir when
+it has one, so mmstat-count works from any thread.  Logs when no mmstatd answers (the counts
+are then dropped).  Can't fail."
+  (let ((dir (ignore-errors (config-value config :stat-dir))))
+    (when dir
+      (if (mmstat-setup (namestring dir))
+          (log-info "statistics to mmstatd in ~a" dir)
+          (log-warn "stat-dir ~a: no mmstatd answers there; events are not counted" dir)))))
 
 (defun start-swank-if-asked ()
   "Starts swank on --swank's port (once).  Logs a failure.  Can't fail."
