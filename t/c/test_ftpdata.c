@@ -1,12 +1,15 @@
 /* test_ftpdata.c — c-core/ftpdata: ASCII conversion both ways (CR at chunk boundaries), a
  * file sent by sendfile and in ASCII over a socket pair, a receive with CRLF conversion, a
  * byte limit, fsync, a readable control connection interrupting a stalled send, a timeout,
- * and a throttled send that never beats its rate. */
+ * a binary receive over TCP (whole and stopped at a limit mid-stream), and a throttled send
+ * that never beats its rate. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +55,51 @@ static void *read_all(void *arg)
         r->n += (size_t)k;
     }
     return NULL;
+}
+
+struct writer {
+    int fd;
+    const char *p;
+    size_t n;
+};
+
+/* Writes all of W's bytes to its descriptor, then shuts it down for writing. */
+static void *write_all(void *arg)
+{
+    struct writer *w = arg;
+    size_t o = 0;
+    while (o < w->n) {
+        ssize_t k = write(w->fd, w->p + o, w->n - o);
+        if (k <= 0)
+            break;
+        o += (size_t)k;
+    }
+    shutdown(w->fd, SHUT_WR);
+    return NULL;
+}
+
+/* A connected TCP pair on 127.0.0.1 (splice(2) from a TCP socket is the STOR path). */
+static int tcp_pair(int sv[2])
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 1) < 0 ||
+        getsockname(l, (struct sockaddr *)&a, &len) < 0)
+        return -1;
+    sv[1] = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(sv[1], (struct sockaddr *)&a, sizeof a) < 0)
+        return -1;
+    sv[0] = accept(l, NULL, NULL);
+    close(l);
+    return sv[0] < 0 ? -1 : 0;
+}
+
+static char *read_fd_big(int fd, size_t cap, size_t *n)
+{
+    char *b = malloc(cap);
+    *n = (size_t)pread(fd, b, cap, 0);
+    return b;
 }
 
 static char *read_fd_all(int fd, size_t *n)
@@ -151,6 +199,28 @@ int main(void)
     free(b);
     close(sv[1]);
     close(f);
+
+    /* binary receive of 3 MiB over TCP (the splice path), whole and over a limit mid-stream */
+    for (int lim = 0; lim < 2; lim++) {
+        uint64_t limit = lim ? 2 * 1024 * 1024 + 5 : UINT64_MAX;
+        f = temp_file("", 0);
+        ok(tcp_pair(sv) == 0, "TCP pair");
+        struct writer w = {.fd = sv[1], .p = data, .n = big};
+        pthread_create(&th, NULL, write_all, &w);
+        d = crow_ftpdata_new(sv[0], -1, 5000);
+        got = 0;
+        st = crow_ftpdata_recv_file(d, f, 0, limit, 0, &got);
+        crow_ftpdata_close(d, 1);
+        close(sv[1]);
+        pthread_join(th, NULL);
+        size_t want = lim ? (size_t)limit : big;
+        b = read_fd_big(f, big + 1, &n);
+        ok(st == (lim ? CROW_FTPDATA_LIMIT : CROW_FTPDATA_OK) && got == want && n == want &&
+           memcmp(b, data, want) == 0, "binary recv over TCP%s: %zu bytes, all equal",
+           lim ? " stops at its limit" : "", n);
+        free(b);
+        close(f);
+    }
 
     /* a stalled send interrupted by the control connection */
     f = temp_file(data, big);
