@@ -152,17 +152,26 @@ already chrooted and unprivileged, so the new one inherits that; crow-spawner is
 outside a chroot (its path would not resolve inside), the builtin one otherwise."
   (let ((plan (server-plan srv)))
     (setf (server-respawn-at srv) (+ (%ms) 1000))
-    (handler-case
-        (multiple-value-bind (pid socket)
-            (make-spawner (plan-program plan) (plan-argv plan)
-                          :env (plan-env plan) :devnull (server-devnull srv)
-                          :stderr (server-errfd srv) :rlimits (plan-rlimits plan)
-                          :umask (plan-umask plan) :directory (plan-cwd plan)
-                          :helper (and (null (plan-chroot plan)) (plan-spawner plan)))
-          (setf (server-spawner srv) socket (server-pending srv) 0 (server-respawn-at srv) nil)
-          (epoll-add (server-epfd srv) socket +epollin+)
-          (log-info "spawner restarted (pid ~d)" pid))
-      (unix-error (e) (log-warn "spawner: ~a" e)))))
+    (flet ((start (helper)
+             (multiple-value-bind (pid socket)
+                 (make-spawner (plan-program plan) (plan-argv plan)
+                               :env (plan-env plan) :devnull (server-devnull srv)
+                               :stderr (server-errfd srv) :rlimits (plan-rlimits plan)
+                               :umask (plan-umask plan) :directory (plan-cwd plan)
+                               :helper helper)
+               (setf (server-spawner srv) socket (server-pending srv) 0
+                     (server-respawn-at srv) nil)
+               (epoll-add (server-epfd srv) socket +epollin+)
+               (log-info "spawner restarted (pid ~d~@[, ~a~])" pid helper))))
+      (let ((helper (and (null (plan-chroot plan)) (plan-spawner plan))))
+        (handler-case (start helper)
+          (unix-error (e)
+            ;; Unprivileged now, this process may not reach crow-spawner's path (a checkout
+            ;; under a 0700 home): the builtin spawner needs no exec.
+            (log-warn "spawner: ~a~:[~;; starting the builtin one~]" e helper)
+            (when helper
+              (handler-case (start nil)
+                (unix-error (e) (log-warn "spawner: ~a" e))))))))))
 
 (defun receive-children (srv)
   "Adds the children the spawner has made to the idle pool.  Returns NIL."
