@@ -4,32 +4,15 @@
 //   node browser.js BASE_URL PROFILE_DIR SCREENSHOT.png FILE...
 'use strict';
 const path = require('path');
-const { chromium } = require(path.join(process.env.CROW_ROOT || '.', 'build/node/node_modules/playwright-core'));
+const { launch, text, stepper } = require(path.join(__dirname, 'chromium.js'));
 
 const [base, profile, shot, ...files] = process.argv.slice(2);
 const seen = { errors: [] };
 
-async function text(page, sel) {
-  const el = await page.$(sel);
-  return el ? (await el.textContent()) : null;
-}
-
-async function step(name, fn) {
-  try { await fn(); } catch (e) { seen.errors.push(name + ': ' + String(e).split('\n')[0]); }
-}
+const step = stepper(seen);
 
 (async () => {
-  const timer = setTimeout(() => { console.log(JSON.stringify(Object.assign(seen, { timeout: true }))); process.exit(2); }, 150000);
-  const ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1024, height: 768 },
-    timeout: 60000,
-  });
-  const page = ctx.pages()[0] || await ctx.newPage();
-  page.setDefaultTimeout(20000);
+  const { ctx, page, timer } = await launch(profile, seen, 150000);
 
   await step('pages', async () => {
     seen.pages = {};

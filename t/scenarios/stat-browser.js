@@ -6,7 +6,7 @@
 'use strict';
 const path = require('path');
 const readline = require('readline');
-const { chromium } = require(path.join(process.env.CROW_ROOT || '.', 'build/node/node_modules/playwright-core'));
+const { launch } = require(path.join(__dirname, 'chromium.js'));
 
 const [base, profile, key] = process.argv.slice(2);
 const seen = { errors: [] };
@@ -17,15 +17,7 @@ rl.on('line', (l) => { if (waiter) { const w = waiter; waiter = null; w(l); } el
 function nextLine() { return lines.length ? Promise.resolve(lines.shift()) : new Promise((r) => { waiter = r; }); }
 
 (async () => {
-  const timer = setTimeout(() => { console.log(JSON.stringify(Object.assign(seen, { timeout: true }))); process.exit(2); }, 120000);
-  const ctx = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium', headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1024, height: 768 }, timeout: 60000,
-  });
-  const page = ctx.pages()[0] || await ctx.newPage();
-  page.setDefaultTimeout(20000);
+  const { ctx, page, timer } = await launch(profile, seen, 120000);
   try {
     const r = await page.goto(base + '/stats?pattern=' + encodeURIComponent('demo|*'));
     seen.status = r.status();
