@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import signal
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -168,10 +169,15 @@ def inspircd(port):
 <module name="ircv3">
 <module name="ircv3_servertime">
 """ % (port, d, d))
-    cmd = ["faketime", "-f", "@2030-01-01 12:00:00", "inspircd", "--config=" + conf, "--nofork"]
+    # libfaketime preloaded directly: the faketime command forks, and stopping its PID left
+    # inspircd running after the test.
+    lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+    env = dict(os.environ, LD_PRELOAD=lib, FAKETIME="@2030-01-01 12:00:00")
+    cmd = ["inspircd", "--config=" + conf, "--nofork"]
     if ROOTUSER:
         cmd.append("--runasroot")
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    p.pidfile = os.path.join(d, "inspircd.pid")   # inspircd may go on in a child of its own
     procs.append(p)
     return p
 
@@ -649,6 +655,16 @@ finally:
         try:
             stop(p)
         except Exception:
+            pass
+        try:  # the inspircd this test started, by the PID it wrote to its own pid file
+            with open(p.pidfile) as f:
+                pid = int(f.read().split()[0])
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGKILL)
+        except (AttributeError, OSError, ValueError, IndexError):
             pass
     if os.environ.get("CROW_KEEP_TMP"):
         print("# kept", tmp)
