@@ -565,3 +565,17 @@ int crow_ftpdata_close(struct crow_ftpdata *d, int abortive)
         errno = e;
     return ret;
 }
+
+size_t crow_ftp_telnet_strip(unsigned char *buf, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] != 255)
+            buf[o++] = buf[i];
+        else if (i + 1 < len && buf[i + 1] == 255)
+            buf[o++] = buf[++i];
+        else
+            i++; /* IAC and the command byte after it */
+    }
+    return o;
+}

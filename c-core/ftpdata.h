@@ -100,4 +100,9 @@ size_t crow_ftpdata_to_crlf(const unsigned char *in, size_t n, unsigned char *ou
 size_t crow_ftpdata_from_crlf(const unsigned char *in, size_t n, unsigned char *out,
                               int *cr_held);
 
+/* Removes Telnet commands from the control line BUF[0..LEN) in place (RFC 959 4.1.3: clients
+ * send IAC IP, IAC DM before ABOR): IAC IAC becomes one 255 byte, IAC and the byte after it
+ * are dropped.  Returns the new length.  Can't fail. */
+size_t crow_ftp_telnet_strip(unsigned char *buf, size_t len);
+
 #endif

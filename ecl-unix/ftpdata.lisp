@@ -198,3 +198,11 @@ for a symlink, ENOENT, EACCES, EISDIR...) with the path."
              if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) { close(fd); fd = -1; e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL; } }
            if (fd >= 0 && #1 == 4 && lseek(fd, (off_t)#3, SEEK_SET) < 0) { e = errno; close(fd); fd = -1; }
            @(return 0) = fd; @(return 1) = fd < 0 ? e : 0; }"))))
+
+(defun ftp-telnet-strip (octets)
+  "Returns a fresh octet vector of the control line OCTETS without its Telnet commands (IAC IP,
+IAC DM before ABOR; IAC IAC is one 255 byte), stripped in C (crow_ftp_telnet_strip).  Can't fail."
+  (let* ((v (copy-seq (coerce octets 'octets)))
+         (n (ffi:c-inline (v (length v)) (:object :fixnum) :fixnum
+              "crow_ftp_telnet_strip(#0->vector.self.b8, (size_t)#1)" :one-liner t)))
+    (subseq v 0 n)))

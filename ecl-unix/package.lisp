@@ -92,6 +92,7 @@
    ;; FTP data connections (c-core/ftpdata)
    #:free-ftpdata-share #:ftpdata #:ftpdata-close #:ftpdata-fd #:ftpdata-p #:ftpdata-recv-file
    #:ftpdata-send #:ftpdata-send-file #:ftpdata-set-limits #:ftpdata-share #:ftpdata-starttls
+   #:ftp-telnet-strip
    #:make-ftpdata #:make-ftpdata-share #:open-file-nofollow #:set-oobinline #:wait-readable
    #:wait-writable
    ;; terminals

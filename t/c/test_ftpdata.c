@@ -287,5 +287,10 @@ int main(void)
     ok(crow_ftpdata_share_new((uint64_t)1 << 50) == NULL && errno == EINVAL, "absurd rate -> EINVAL");
     close(f);
     free(data);
+    {   /* Telnet commands stripped from a control line */
+        unsigned char line[] = {255, 244, 255, 242, 'A', 'B', 'O', 'R', 255, 255, '\r', '\n', 255};
+        size_t len = crow_ftp_telnet_strip(line, sizeof line);
+        ok(len == 7 && !memcmp(line, "ABOR\xff\r\n", 7), "telnet_strip: IAC IP, IAC DM dropped, IAC IAC kept once, a lone IAC at the end dropped");
+    }
     return tap_done();
 }

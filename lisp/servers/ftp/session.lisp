@@ -341,17 +341,9 @@ ftpdata (TLS when PROT P).  Fails 425 (or 521 when TLS is required for data)."
             (fail 425 "TLS negotiation on the data connection failed: ~a." why))))
       d)))
 
-(defun telnet-strip (octets)
-  "Drops Telnet IAC sequences (IAC IP, IAC DM: what clients send before ABOR)."
-  (let ((out (make-array (length octets) :element-type '(unsigned-byte 8) :fill-pointer 0)))
-    (loop with i = 0 while (< i (length octets))
-          do (let ((b (aref octets i)))
-               (if (= b 255) (incf i 2) (progn (vector-push b out) (incf i)))))
-    (coerce out 'octets)))
-
 (defun split-command (octets)
   "Returns (values COMMAND ARGUMENT): the upper-cased verb and the rest, decoded as UTF-8."
-  (let* ((v (telnet-strip octets))
+  (let* ((v (ftp-telnet-strip octets))
          (start (or (position-if-not (lambda (b) (or (= b 32) (< b 32))) v) (length v)))
          (sp (or (position 32 v :start start) (length v)))
          (cmd (string-upcase (map 'string #'code-char (subseq v start sp))))
