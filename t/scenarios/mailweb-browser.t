@@ -22,10 +22,10 @@ CHROMIUM = "/usr/bin/chromium"
 
 def main():
     if not os.path.exists(CHROMIUM):
-        t.skip("mail web browser scenario", "chromium not installed (tools/deps/web.list)")
+        t.ok(False, "mail web browser scenario" + ": a dependency is missing (make deps installs it)", "chromium not installed (tools/deps/web.list)")
         return
     if not env.have_postgres():
-        t.skip("mail web browser scenario", "PostgreSQL server binaries not installed (tools/deps/mail.list)")
+        t.ok(False, "mail web browser scenario" + ": a dependency is missing (make deps installs it)", "PostgreSQL server binaries not installed (tools/deps/mail.list)")
         return
     r = subprocess.run(["make", "-s", "browser-deps"], cwd=ROOT, capture_output=True, timeout=300)
     if not t.ok(r.returncode == 0, "playwright-core installed into build/node", r.stderr[-800:]):
@@ -91,7 +91,7 @@ def main():
         # -- the filter at work: mmsmtpd on the same database, driven by swaks
         smtpd = os.path.join(BIN, "mmsmtpd")
         if not os.path.exists(smtpd) or not shutil.which("swaks"):
-            t.skip("swaks through mmsmtpd", "mmsmtpd not built or swaks not installed")
+            t.ok(False, "swaks through mmsmtpd" + ": a dependency is missing (make deps installs it)", "mmsmtpd not built or swaks not installed")
             return
         spool = os.path.join(tmp, "spool")
         os.mkdir(spool, 0o700)

@@ -71,7 +71,7 @@ def login(c, user, password):
 
 def main():
     if not env.have_postgres():
-        t.skip("mail web scenario", "PostgreSQL server binaries not installed (tools/deps/mail.list)")
+        t.ok(False, "mail web scenario" + ": a dependency is missing (make deps installs it)", "PostgreSQL server binaries not installed (tools/deps/mail.list)")
         return
     tmp = tempfile.mkdtemp(prefix="crow-mailweb-")
     pg = env.Cluster(os.path.join(tmp, "pg"))

@@ -63,7 +63,7 @@ try:
 
     # --- Apache
     if not os.path.exists(APACHE) or not shutil.which("ab"):
-        t.skip("apache2 + ab", "apache2 or apache2-utils not installed")
+        t.ok(False, "apache2 + ab" + ": a dependency is missing (make deps installs it)", "apache2 or apache2-utils not installed")
     else:
         port = free_port()
         conf = os.path.join(d, "apache2.conf")
