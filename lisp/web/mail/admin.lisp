@@ -93,23 +93,37 @@
     ("new_password" "New password" :password :required t :max 1024 :input :password
      :hint ,(format nil "at least ~d characters" *min-password*))))
 
-(defun password-form-html ()
+(defun action-form-html (title action id specs label)
+  "The form of a resource page's extra action: TITLE, posting SPECS' fields to ACTION (a path
+below the app); ID names the form (ID-form) and its button (ID-submit)."
   (html-string ()
-    (:h2 "Set a password")
-    (:form :method "post" :action (url "/admin/users/password") :class "edit" :id "password-form"
+    (:h2 title)
+    (:form :method "post" :action (url action) :class "edit" :id (concatenate 'string id "-form")
       (:call csrf-field)
-      (:call render-fields +password-specs+)
-      (:p (:button :type "submit" :id "password-submit" "Set the password")))))
+      (:call render-fields specs)
+      (:p (:button :type "submit" :id (concatenate 'string id "-submit") label)))))
 
-(defun password-post ()
-  (multiple-value-bind (clean errors raw) (read-form +password-specs+)
+(defun action-post (specs resource update done missing)
+  "Answers an extra action's post: SPECS' fields read and checked (errors: RESOURCE's page
+again, 400), then (UPDATE clean-values) — true when a row changed — and back to RESOURCE's
+page with the notice DONE or MISSING."
+  (multiple-value-bind (clean errors raw) (read-form specs)
     (setf (ctx-values *ctx*) raw (ctx-errors *ctx*) errors)
     (if errors
-        (resource-page (find-resource "users") :status 400)
-        (let ((done (query "UPDATE users SET password_hash = $2 WHERE id = $1 RETURNING name"
-                           (form-get clean "pw_user") (crypt-hash (form-get clean "new_password")))))
-          (set-notice (if done "The password was set." "No such user."))
-          (redirect (ctx-req *ctx*) (url "/admin/users") :status 303)))))
+        (resource-page (find-resource resource) :status 400)
+        (progn (set-notice (if (funcall update clean) done missing))
+               (redirect (ctx-req *ctx*) (url (concatenate 'string "/admin/" resource)) :status 303)))))
+
+(defun password-form-html ()
+  (action-form-html "Set a password" "/admin/users/password" "password" +password-specs+
+                    "Set the password"))
+
+(defun password-post ()
+  (action-post +password-specs+ "users"
+               (lambda (clean)
+                 (query "UPDATE users SET password_hash = $2 WHERE id = $1 RETURNING name"
+                        (form-get clean "pw_user") (crypt-hash (form-get clean "new_password"))))
+               "The password was set." "No such user."))
 
 ;;; Mailboxes
 
@@ -153,23 +167,16 @@
     ("new_max_messages" "Message limit" :integer :min-value 0 :max-value 2000000000 :hint "empty: none")))
 
 (defun limits-form-html ()
-  (html-string ()
-    (:h2 "Set a mailbox's limits")
-    (:form :method "post" :action (url "/admin/mailboxes/limits") :class "edit" :id "limits-form"
-      (:call csrf-field)
-      (:call render-fields +limits-specs+)
-      (:p (:button :type "submit" :id "limits-submit" "Set the limits")))))
+  (action-form-html "Set a mailbox's limits" "/admin/mailboxes/limits" "limits" +limits-specs+
+                    "Set the limits"))
 
 (defun limits-post ()
-  (multiple-value-bind (clean errors raw) (read-form +limits-specs+)
-    (setf (ctx-values *ctx*) raw (ctx-errors *ctx*) errors)
-    (if errors
-        (resource-page (find-resource "mailboxes") :status 400)
-        (let ((done (query "UPDATE mailboxes SET max_bytes = $2, max_messages = $3 WHERE id = $1 RETURNING id"
-                           (form-get clean "mailbox") (form-get clean "new_max_bytes")
-                           (form-get clean "new_max_messages"))))
-          (set-notice (if done "The limits were set." "No such mailbox."))
-          (redirect (ctx-req *ctx*) (url "/admin/mailboxes") :status 303)))))
+  (action-post +limits-specs+ "mailboxes"
+               (lambda (clean)
+                 (query "UPDATE mailboxes SET max_bytes = $2, max_messages = $3 WHERE id = $1 RETURNING id"
+                        (form-get clean "mailbox") (form-get clean "new_max_bytes")
+                        (form-get clean "new_max_messages")))
+               "The limits were set." "No such mailbox."))
 
 ;;; Aliases
 
