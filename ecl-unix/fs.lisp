@@ -157,3 +157,8 @@ unix-error (ENOENT, ENOTDIR, EACCES) with the path."
 
 (define-path-call chmod "chmod" "Sets PATH's permission bits to MODE.  Signals unix-error." (mode)
   "chmod((char *)#0->vector.self.b8, (mode_t)#1)")
+
+(define-path-call lchown "lchown"
+  "Gives PATH (a symbolic link itself, not its target) to user UID and group GID (-1 leaves
+one unchanged).  Signals unix-error." (uid gid)
+  "lchown((char *)#0->vector.self.b8, (uid_t)#1, (gid_t)#2)")

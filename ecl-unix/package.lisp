@@ -17,6 +17,7 @@
    #:stat-ctime #:stat-dev #:stat-gid #:stat-ino #:stat-mode #:stat-mtime #:stat-mtime-nsec
    #:stat-nlink #:stat-rdev #:stat-size #:stat-type #:stat-uid #:unlink #:with-fd
    #:write-all #:write-fd #:writev-fd #:dup2 #:file-exists-p #:read-file-octets #:chmod
+   #:lchown
    ;; sockets
    #:%accept #:%connect #:accept-connection #:bind-address #:connect-address
    #:connect-finish #:listen-socket #:local-address #:make-socket #:peer-address

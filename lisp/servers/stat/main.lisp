@@ -2,7 +2,9 @@
 ;;;;
 ;;;; mmstatd is one process (no privilege-separated parent: the serving process owns the
 ;;;; recovery log, and two processes must never append to it, as a graceful SIGHUP
-;;;; replacement would).  SIGHUP re-reads the configuration and applies the sync policy and
+;;;; replacement would).  Started as root with `user` set, it makes its directories, opens the
+;;;; sockets and the log, gives data-dir and stat-dir to that user and drops to it before its
+;;;; threads start.  SIGHUP re-reads the configuration and applies the sync policy and
 ;;;; rotation limits; SIGTERM logs what is queued, syncs, snapshots and exits.
 
 (in-package :crow.mmstatd)
@@ -26,6 +28,8 @@
   (stat-dir :path :default "/run/mmstatd"
             :doc "Directory of the sockets clients use: logger.sock (transactions) and librarian.sock (reports); created when missing.")
   (pidfile :path :exists :parent :doc "File the process id is written to.")
+  (user :user :doc "User mmstatd runs as once its sockets and log are open (started as root); data-dir and stat-dir are given to it.")
+  (group :group :doc "Group it runs as (default: the user's).")
   (log :enum :values '(:syslog :stderr) :default "syslog" :doc "Where log lines go.")
   (data-dir :path :default "/var/lib/mmstatd"
             :doc "Directory of the recovery logs and the snapshot (created when missing).")
@@ -105,6 +109,24 @@ Configuration keys:~%" +summary+)
         (format t "mmstatd: ~a~%" e)
         1))))
 
+(defun %give-directories (config dirs)
+  "Started as root with a user configured: gives DIRS and the files directly in them to that
+user (and group), so the process can still snapshot and rotate once it has dropped to it.
+Symbolic links are given, not followed.  Signals crow-error for an unknown user or group."
+  (let ((user (config-value config :user))
+        (group (config-value config :group)))
+    (when (and user (zerop (geteuid)))
+      (multiple-value-bind (name uid gid) (getpwnam user)
+        (unless name (error 'simple-crow-error :format-control "no such user ~s" :format-arguments (list user)))
+        (when group
+          (setf gid (or (nth-value 1 (getgrnam group))
+                        (error 'simple-crow-error :format-control "no such group ~s"
+                                                  :format-arguments (list group)))))
+        (dolist (dir dirs)
+          (lchown dir uid gid)
+          (dolist (f (read-directory dir))
+            (lchown (format nil "~a/~a" dir f) uid gid)))))))
+
 (defun %write-pidfile (config)
   (let ((path (ignore-errors (config-value config :pidfile))))
     (when path
@@ -149,12 +171,17 @@ Returns the exit status."
           (setf pidfile (%write-pidfile config))
           (unwind-protect
                (progn
+                 ;; swank before the drop (it reads its fasl cache); threads after it
+                 (when *swank-port*
+                   (funcall (intern "START-SWANK" "CROW.SH") *swank-port*))
+                 (handler-case
+                     (progn (%give-directories config (list (state-data-dir st) (state-stat-dir st)))
+                            (drop-privileges config))
+                   (error (e) (log-warn "~a" e) (return-from serve 1)))
                  (setf (state-logger st) (mp:process-run-function "mmstatd logger"
                                                                   (lambda () (logger-loop st)))
                        (state-librarian st) (mp:process-run-function "mmstatd librarian"
                                                                      (lambda () (librarian-loop st))))
-                 (when *swank-port*
-                   (funcall (intern "START-SWANK" "CROW.SH") *swank-port*))
                  (let ((ep (epoll-create)) (events (make-epoll-events 2)))
                    (epoll-add ep sigfd +epollin+)
                    (loop
