@@ -16,10 +16,9 @@ import tempfile
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import BIN, ROOT, Tap, free_port, stop, wait_port
+from tap import BIN, ROOT, Tap, browser_ready, demo_site_conf, free_port, stop, wait_port
 
 t = Tap()
-CHROMIUM = "/usr/bin/chromium"
 
 
 def png_pixels(path):
@@ -66,23 +65,11 @@ def png_pixels(path):
 
 
 def main():
-    if not os.path.exists(CHROMIUM):
-        t.skip("browser scenario", "chromium not installed (tools/deps/web.list)")
-        return
-    r = subprocess.run(["make", "-s", "browser-deps"], cwd=ROOT, capture_output=True, timeout=300)
-    if not t.ok(r.returncode == 0, "playwright-core installed into build/node", r.stderr[-800:]):
+    if not browser_ready(t, "browser scenario"):
         return
     tmp = tempfile.mkdtemp(prefix="crow-browser-")
     port = free_port()
-    conf = os.path.join(tmp, "httpd.conf")
-    with open(os.path.join(ROOT, "etc", "httpd.conf")) as f:
-        text = f.read()
-    text = text.replace("127.0.0.1:8080", "127.0.0.1:%d" % port)
-    text = text.replace("root site", "root " + os.path.join(ROOT, "etc", "site"))
-    # make run's TLS listener (fixed port 8443, certificate under var/) is not under test here.
-    text = "".join(l for l in text.splitlines(True) if l.split()[:1] not in (["listen-tls"], ["tls-cert"], ["tls-key"]))
-    with open(conf, "w") as f:
-        f.write(text)
+    conf = demo_site_conf(os.path.join(tmp, "httpd.conf"), port)
     # Upload files: a UTF-8 name, and binary data holding CRLF, dashes and boundary-like runs.
     f1 = os.path.join(tmp, "données ✓.txt")
     with open(f1, "w", encoding="utf-8") as f:

@@ -21,7 +21,7 @@ import signal
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import BIN, ROOT, Tap, free_port, stop, swank_eval, wait_port
+from tap import BIN, ROOT, Tap, demo_site_conf, free_port, stop, swank_eval, wait_port
 from stat_common import Stat
 
 t = Tap()
@@ -592,13 +592,7 @@ print('unparsed', bad)
 
     # The web view: crow-httpd with the demo site's config shows the logs at /irc/.
     hport = free_port()
-    with open(os.path.join(ROOT, "etc", "httpd.conf")) as f:
-        hconf = f.read().replace("127.0.0.1:8080", "127.0.0.1:%d" % hport)
-    hconf = hconf.replace("root site", "root " + os.path.join(ROOT, "etc", "site"))
-    hconf = "".join(l for l in hconf.splitlines(True)
-                    if l.split()[:1] not in (["listen-tls"], ["tls-cert"], ["tls-key"], ["log-pipe"]))
-    with open(os.path.join(tmp, "httpd.conf"), "w") as f:
-        f.write(hconf)
+    demo_site_conf(os.path.join(tmp, "httpd.conf"), hport, drop=("log-pipe",))
     hp = subprocess.Popen([os.path.join(BIN, "crow-httpd"), "-f", os.path.join(tmp, "httpd.conf"), "--foreground"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(ENV, CROW_VAR=tmp))
     procs.append(hp)

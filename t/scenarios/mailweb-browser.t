@@ -13,22 +13,17 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import BIN, ROOT, Tap, free_port, stop, wait_port
+from tap import BIN, ROOT, Tap, browser_ready, free_port, stop, wait_port
 import mailweb_env as env
 
 t = Tap()
-CHROMIUM = "/usr/bin/chromium"
 
 
 def main():
-    if not os.path.exists(CHROMIUM):
-        t.ok(False, "mail web browser scenario" + ": a dependency is missing (make deps installs it)", "chromium not installed (tools/deps/web.list)")
+    if not browser_ready(t, "mail web browser scenario"):
         return
     if not env.have_postgres():
         t.ok(False, "mail web browser scenario" + ": a dependency is missing (make deps installs it)", "PostgreSQL server binaries not installed (tools/deps/mail.list)")
-        return
-    r = subprocess.run(["make", "-s", "browser-deps"], cwd=ROOT, capture_output=True, timeout=300)
-    if not t.ok(r.returncode == 0, "playwright-core installed into build/node", r.stderr[-800:]):
         return
     tmp = tempfile.mkdtemp(prefix="crow-mailweb-browser-")
     pg = env.Cluster(os.path.join(tmp, "pg"))

@@ -5,7 +5,7 @@ import glob
 import os
 import subprocess
 
-from tap import BIN, ROOT
+from tap import BIN, ROOT, demo_site_conf
 
 PG = os.path.join(ROOT, "tools", "pg")
 DB = "mail"
@@ -51,18 +51,8 @@ class Cluster:
 def write_conf(tmp, name, port, conninfo):
     """Writes TMP/NAME: etc/httpd.conf on 127.0.0.1:PORT without TLS, serving etc/site, with
     mail-conninfo CONNINFO (none when None).  Returns its path."""
-    with open(os.path.join(ROOT, "etc", "httpd.conf")) as f:
-        text = f.read()
-    text = text.replace("127.0.0.1:8080", "127.0.0.1:%d" % port)
-    text = text.replace("root site", "root " + os.path.join(ROOT, "etc", "site"))
-    lines = [l for l in text.splitlines(True)
-             if l.split()[:1] not in (["listen-tls"], ["tls-cert"], ["tls-key"], ["mail-conninfo"])]
-    if conninfo is not None:
-        lines.insert(1, 'mail-conninfo "%s"\n' % conninfo)
-    path = os.path.join(tmp, name)
-    with open(path, "w") as f:
-        f.write("".join(lines))
-    return path
+    return demo_site_conf(os.path.join(tmp, name), port, drop=("mail-conninfo",),
+                          extra="" if conninfo is None else 'mail-conninfo "%s"\n' % conninfo)
 
 
 def start_httpd(conf):

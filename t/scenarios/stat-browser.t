@@ -10,33 +10,21 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import BIN, ROOT, Tap, free_port, stop, wait_port
+from tap import BIN, ROOT, Tap, browser_ready, demo_site_conf, free_port, stop, wait_port
 from stat_common import Stat
 
 t = Tap()
-CHROMIUM = "/usr/bin/chromium"
 
 
 def main(st):
-    if not os.path.exists(CHROMIUM):
-        t.ok(False, "stats browser scenario" + ": a dependency is missing (make deps installs it)", "chromium not installed (tools/deps/web.list)")
-        return
-    r = subprocess.run(["make", "-s", "browser-deps"], cwd=ROOT, capture_output=True, timeout=300)
-    if not t.ok(r.returncode == 0, "playwright-core installed into build/node", r.stderr[-800:]):
+    if not browser_ready(t, "stats browser scenario"):
         return
     t.ok(st.start(), "mmstatd starts")
     key = "demo|hits|browser"
     t.eq(st.cli("update", "p", key + "%41")[0], 0, "mmstat update p %s%%41" % key)
     tmp = tempfile.mkdtemp(prefix="crow-stat-browser-")
     port = free_port()
-    conf = os.path.join(tmp, "httpd.conf")
-    with open(os.path.join(ROOT, "etc", "httpd.conf")) as f:
-        text = f.read()
-    text = text.replace("127.0.0.1:8080", "127.0.0.1:%d" % port)
-    text = text.replace("root site", "root " + os.path.join(ROOT, "etc", "site"))
-    text = "".join(l for l in text.splitlines(True) if l.split()[:1] not in (["listen-tls"], ["tls-cert"], ["tls-key"]))
-    with open(conf, "w") as f:
-        f.write(text)
+    conf = demo_site_conf(os.path.join(tmp, "httpd.conf"), port)
     env = dict(os.environ, MMSTAT_DIR=st.run, CROW_ROOT=ROOT)
     p = subprocess.Popen([os.path.join(BIN, "crow-httpd"), "-f", conf, "--foreground"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)

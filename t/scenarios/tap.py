@@ -37,6 +37,38 @@ class Tap:
         sys.exit(1 if self.failed else 0)
 
 
+def demo_site_conf(path, port, drop=(), extra=""):
+    """Writes to PATH make run's etc/httpd.conf serving the demo site on 127.0.0.1:PORT: the
+    site root made absolute, without make run's TLS listener (fixed port 8443, certificate
+    under var/) and without the keys in DROP; EXTRA (config lines) goes after the first line.
+    Returns PATH."""
+    with open(os.path.join(ROOT, "etc", "httpd.conf")) as f:
+        text = f.read()
+    text = text.replace("127.0.0.1:8080", "127.0.0.1:%d" % port)
+    text = text.replace("root site", "root " + os.path.join(ROOT, "etc", "site"))
+    lines = [l for l in text.splitlines(True)
+             if l.split()[:1] not in [[k] for k in ("listen-tls", "tls-cert", "tls-key") + tuple(drop)]]
+    if extra:
+        lines.insert(1, extra)
+    with open(path, "w") as f:
+        f.write("".join(lines))
+    return path
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def browser_ready(t, what):
+    """Checks that headless Chromium and playwright-core (build/node, `make browser-deps`) are
+    there for the scenario WHAT; a missing one is a failure (make deps installs them).
+    Returns True when both are."""
+    if not os.path.exists(CHROMIUM):
+        return t.ok(False, what + ": a dependency is missing (make deps installs it)",
+                    "chromium not installed (tools/deps/web.list)")
+    r = subprocess.run(["make", "-s", "browser-deps"], cwd=ROOT, capture_output=True, timeout=300)
+    return t.ok(r.returncode == 0, "playwright-core installed into build/node", r.stderr[-800:])
+
+
 _given_ports = set()
 
 

@@ -15,18 +15,12 @@ import shutil
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import BIN, ROOT, Tap, free_port, stop, wait_port
+from tap import BIN, ROOT, Tap, demo_site_conf, free_port, stop, wait_port
 
 t = Tap()
 tmp = tempfile.mkdtemp(prefix="crow-web-")
 port = free_port()
-with open(os.path.join(ROOT, "etc", "httpd.conf")) as f:
-    conf = f.read().replace("127.0.0.1:8080", "127.0.0.1:%d" % port)
-conf = conf.replace("root site", "root " + os.path.join(ROOT, "etc", "site"))
-# The TLS listener of make run (fixed port 8443, certificate under var/) is not under test here.
-conf = "".join(l for l in conf.splitlines(True) if l.split()[:1] not in (["listen-tls"], ["tls-cert"], ["tls-key"]))
-with open(os.path.join(tmp, "httpd.conf"), "w") as f:
-    f.write(conf)
+demo_site_conf(os.path.join(tmp, "httpd.conf"), port)
 
 
 def req(method, path, body=None, headers=None):
