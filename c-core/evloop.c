@@ -24,7 +24,7 @@
  * a connection (TLS-aware, cut by the bandwidth buckets, input buffers), evloop_frame.c turns
  * input into units, evloop_sink.c lets a request body come after its head (crow_ev_continue)
  * or go to a sink while it arrives, and evloop_limits.c holds what the loop enforces:
- * deadlines, admission at accept, bandwidth. */
+ * deadlines, admission at accept, bandwidth, lingering close. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -52,6 +52,8 @@ void crow_ev_config_init(struct crow_ev_config *cfg)
     cfg->max_body = 1 << 20;
     cfg->max_raw = 65536;
     cfg->nodelay = 1;
+    cfg->linger_ms = 5000;
+    cfg->linger_max = 64u << 20;
 }
 
 /* ------------------------------------------------------------------ connections */
@@ -250,6 +252,7 @@ void unit_finish(struct crow_ev *ev, struct conn *c)
         c->head_unit = 0;
         c->close_after = 1;
         c->eof = 1;
+        c->linger = 1; /* the client may be sending it all the same */
     }
     if (c->ulen) {
         memmove(c->buf, c->buf + c->ulen, c->len - c->ulen);
@@ -259,7 +262,7 @@ void unit_finish(struct crow_ev *ev, struct conn *c)
     c->scan = 0;
     if (c->close_after) {
         if (CROW_LIST_EMPTY(&c->outq))
-            conn_close(ev, c);
+            close_or_linger(ev, c);
         else
             conn_timer(ev, c, 0);
         return;
@@ -315,9 +318,14 @@ static void handle_event(struct crow_ev *ev, const struct epoll_event *e)
         accept_all(ev, (int)(tag & 0xffff));
         return;
     }
-    struct conn *c = lookup(ev, tag);
+    struct conn *c = conn_at(ev, tag);
     if (!c)
         return; /* closed earlier in this batch */
+    if (c->lingering) {
+        if (e->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            linger_read(ev, c);
+        return;
+    }
     uint32_t m = e->events;
     if (c->tls)
         m |= EPOLLIN | EPOLLOUT;
@@ -451,7 +459,7 @@ int finish_flags(struct crow_ev *ev, struct conn *c, int flags)
     if (!(flags & CROW_EV_MORE) && c->busy)
         unit_finish(ev, c);
     else if (c->close_after && !c->busy && CROW_LIST_EMPTY(&c->outq))
-        conn_close(ev, c);
+        close_or_linger(ev, c);
     return 0;
 }
 
@@ -521,6 +529,7 @@ struct crow_ev *crow_ev_new(const struct crow_ev_config *cfg)
     ev->tms[TC_IDLE] = cfg->idle_ms;
     ev->tms[TC_HEAD] = cfg->head_ms;
     ev->tms[TC_WRITE] = cfg->write_ms;
+    ev->tms[TC_LINGER] = cfg->linger_ms;
     ev->throttle_in = cfg->bandwidth_in || crow_admit_bw_limited(cfg->admit, CROW_ADMIT_IN);
     ev->throttle_out = cfg->bandwidth_out || crow_admit_bw_limited(cfg->admit, CROW_ADMIT_OUT);
     crow_timer_wheel_init(&ev->wheel, (uint64_t)ev->now, 1);

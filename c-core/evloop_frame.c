@@ -265,6 +265,7 @@ int frame_error(struct conn *c, struct crow_ev_unit *u, int kind, size_t shown)
     c->ulen = c->len;
     c->close_after = 1;
     c->eof = 1; /* read no more */
+    c->linger = 1; /* but the client may still be sending */
     c->hstate = HS_HEAD;
     return 1;
 }

@@ -4,7 +4,7 @@
  * evloop_io.c (reading and writing a connection: TLS-aware, cut by the bandwidth buckets;
  * crow_ev_reply, crow_ev_sendfile), evloop_frame.c (units: lines, raw reads, HTTP heads and
  * bodies), evloop_sink.c (head-first bodies: crow_ev_continue, the body sink) and
- * evloop_limits.c (deadlines, admission at accept, bandwidth).  Functions
+ * evloop_limits.c (deadlines, admission at accept, bandwidth, lingering close).  Functions
  * shared between the files are declared here; the link namespace is shared with ECL and the
  * Boehm GC, so each is linked as crow_evi_NAME (and hidden from the shared library's dynamic
  * symbols) while the code calls it by its short name.  Small helpers on the per-request path
@@ -25,7 +25,7 @@
 #include "timer.h"
 #include "tls.h"
 
-enum { TC_NONE, TC_IDLE, TC_HEAD, TC_WRITE, TC_N };
+enum { TC_NONE, TC_IDLE, TC_HEAD, TC_WRITE, TC_LINGER, TC_N };
 enum { HS_HEAD, HS_LENGTH, HS_CHUNKED };
 enum { CS_SIZE, CS_DATA, CS_DATA_END, CS_TRAILER };
 
@@ -65,10 +65,12 @@ struct conn {
     unsigned busy : 1, ready : 1, can_read : 1, can_write : 1, eof : 1, hup : 1,
         close_after : 1, zombie : 1, discarding : 1, open_pending : 1, chunked : 1,
         expect : 1, sent_continue : 1, admitted : 1, rthr : 1, wthr : 1, head_unit : 1,
-        tcp : 1, corked : 1;
+        tcp : 1, corked : 1,
+        linger : 1, lingering : 1;
     size_t max_body;              /* this request's body limit (config, or crow_ev_continue) */
     const struct crow_ev_sink *sink; /* crow_ev_continue_sink: the body goes there */
     uint64_t sunk;                /* body bytes the sink has taken */
+    uint64_t lingered;            /* lingering: input bytes read and discarded */
     char peer[CROW_EV_PEER_MAX];
     struct crow_admit_peer *apeer; /* its entry in cfg.admit while admitted */
     struct crow_throttle tin, tout; /* bandwidth_in/_out (parents: the address's buckets) */
@@ -138,14 +140,21 @@ static inline uint64_t conn_id(const struct conn *c)
     return (uint64_t)c->gen << 32 | c->idx;
 }
 
-/* The live (not closed) connection named ID, or NULL. */
-static inline struct conn *lookup(const struct crow_ev *ev, uint64_t id)
+/* The open connection named ID (lingering ones included), or NULL. */
+static inline struct conn *conn_at(const struct crow_ev *ev, uint64_t id)
 {
     uint32_t idx = (uint32_t)id, gen = (uint32_t)(id >> 32);
     if ((id & (TAG_EVENTFD | TAG_LISTENER)) || idx >= ev->nslots || ev->slots[idx].gen != gen)
         return NULL;
     struct conn *c = ev->slots[idx].c;
     return c && !c->zombie ? c : NULL;
+}
+
+/* The live connection named ID, or NULL: a lingering one is gone for the caller. */
+static inline struct conn *lookup(const struct crow_ev *ev, uint64_t id)
+{
+    struct conn *c = conn_at(ev, id);
+    return c && !c->lingering ? c : NULL;
 }
 
 static inline void make_ready(struct crow_ev *ev, struct conn *c)
@@ -212,6 +221,8 @@ static inline void bw_refund(struct crow_ev *ev, struct conn *c, int dir, size_t
 #define bw_block        crow_evi_bw_block
 #define throttle_fire   crow_evi_throttle_fire
 #define limit_iov       crow_evi_limit_iov
+#define close_or_linger crow_evi_close_or_linger
+#define linger_read     crow_evi_linger_read
 #define frame           crow_evi_frame
 #define frame_error     crow_evi_frame_error
 #define parse_head      crow_evi_parse_head
@@ -262,6 +273,14 @@ EVI void throttle_fire(struct crow_timer *t, void *arg);
  * entries used; *ASKED gets their bytes. */
 EVI int limit_iov(const struct iovec *iov, int cnt, size_t max, struct iovec *out,
                   size_t *asked);
+
+/* C's output is all written and it is to close: closes it, or, when its client may still be
+ * sending (C->linger), shuts its write side and lingers (config linger_ms).  Returns 0 when C
+ * lingers, -1 when it was closed. */
+EVI int close_or_linger(struct crow_ev *ev, struct conn *c);
+/* Reads and discards a lingering C's input until EAGAIN; closes it at EOF, on an error or
+ * past linger_max bytes.  Returns 0, or -1 when it was closed. */
+EVI int linger_read(struct crow_ev *ev, struct conn *c);
 
 /* evloop_frame.c */
 /* Frames C's next unit into *U.  Returns 1, 0 (incomplete), or -1 (C was closed). */

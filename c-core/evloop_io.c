@@ -237,7 +237,7 @@ int conn_flush(struct crow_ev *ev, struct conn *c)
     if (c->corked && CROW_LIST_EMPTY(&c->outq) && !c->busy)
         set_cork(c, 0); /* the corked output is all out: push its last partial segment */
     if (CROW_LIST_EMPTY(&c->outq) && c->close_after && !c->busy) {
-        conn_close(ev, c);
+        close_or_linger(ev, c);
         return 0;
     }
     conn_timer(ev, c, progress);

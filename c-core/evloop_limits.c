@@ -1,4 +1,4 @@
-/* evloop_limits.c — what the event loop enforces: deadlines, admission, bandwidth.
+/* evloop_limits.c — what the event loop enforces: deadlines, admission, bandwidth, lingering.
  *
  * Design: timeouts use one FIFO list per class (idle, head deadline, write stall): every
  * connection in a class has the same duration, so (re)scheduling is a move to the tail and
@@ -9,7 +9,8 @@
  * direction, under its address's shared bucket when the admission table has one; every read,
  * writev and sendfile is cut to what the buckets allow, and a connection whose bucket is empty
  * stops reading (or writing) and arms its timer on the loop's timer wheel for the moment
- * crow_throttle_wait_ns names, so a throttled connection costs no polling. */
+ * crow_throttle_wait_ns names, so a throttled connection costs no polling.  A connection
+ * that closes while its client may still be sending lingers first (below). */
 #include <errno.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -28,7 +29,9 @@ static void best_effort_send(int fd, const char *s, size_t n)
 void conn_timer(struct crow_ev *ev, struct conn *c, int reset)
 {
     int tc;
-    if (!CROW_LIST_EMPTY(&c->outq) && !c->can_write)
+    if (c->lingering)
+        tc = TC_LINGER;
+    else if (!CROW_LIST_EMPTY(&c->outq) && !c->can_write)
         tc = TC_WRITE;
     else if (c->busy)
         tc = TC_NONE;
@@ -56,6 +59,10 @@ void expire(struct crow_ev *ev)
             struct conn *c = crow_list_entry(ev->tl[tc].first, struct conn, tnode);
             if (c->deadline > ev->now)
                 break;
+            if (tc == TC_LINGER) { /* the bound, not the client's fault */
+                conn_close(ev, c);
+                continue;
+            }
             if (tc != TC_WRITE && !c->tls && /* plaintext inside TLS would be garbage */
                 (tc == TC_HEAD || !ev->cfg.timeout_started_only))
                 best_effort_send(c->fd, ev->timeout_reply, ev->cfg.timeout_reply_len);
@@ -142,4 +149,61 @@ int limit_iov(const struct iovec *iov, int cnt, size_t max, struct iovec *out,
     }
     *asked = sum;
     return k;
+}
+
+/* ------------------------------------------------------------------ lingering close
+ * Closing a socket with unread input makes the kernel answer with a reset, and a reset that
+ * reaches the client before it has read our answer (a 413 while it is still uploading)
+ * destroys it: the client sees ECONNRESET on its send or its read, never the status.  So a
+ * connection whose client may still be sending sends its answer, then FIN (shutdown of the
+ * write side; a TLS connection sends close_notify first and is plain bytes from then on),
+ * and reads and discards until the client's EOF, bounded in time (linger_ms, the TC_LINGER
+ * timer class) and bytes (linger_max), as nginx's lingering_close does.  Meanwhile it holds
+ * no input buffer and its id is stale for the caller. */
+
+int close_or_linger(struct crow_ev *ev, struct conn *c)
+{
+    if (!c->linger || !ev->tms[TC_LINGER] || !ev->cfg.linger_max) {
+        conn_close(ev, c);
+        return -1;
+    }
+    if (c->tls) {
+        (void)crow_tls_shutdown(c->tls); /* close_notify, best effort */
+        crow_tls_free(c->tls);
+        c->tls = NULL;
+    }
+    if (shutdown(c->fd, SHUT_WR) < 0) {
+        conn_close(ev, c);
+        return -1;
+    }
+    sink_drop(c);
+    crow_timer_cancel(&ev->wheel, &c->tt);
+    c->rthr = c->wthr = 0;
+    if (c->ready)
+        crow_list_remove(&ev->ready, &c->rnode);
+    c->ready = 0;
+    c->len = c->ulen = 0;
+    buf_release(ev, c);
+    c->lingering = 1;
+    c->lingered = 0;
+    conn_timer(ev, c, 1);
+    return linger_read(ev, c);
+}
+
+int linger_read(struct crow_ev *ev, struct conn *c)
+{
+    char junk[16384];
+    for (;;) {
+        ssize_t n = CROW_RETRY(read(c->fd, junk, sizeof junk));
+        if (n > 0) {
+            ev->st.bytes_in += (uint64_t)n;
+            c->lingered += (uint64_t)n;
+            if (c->lingered < ev->cfg.linger_max)
+                continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return 0;
+        }
+        conn_close(ev, c); /* EOF, an error, or the byte bound (then a reset: so be it) */
+        return -1;
+    }
 }

@@ -38,6 +38,7 @@ static int sink_unit(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u,
         c->ulen = c->len;
         c->close_after = 1;
         c->eof = 1;
+        c->linger = 1;
     } else {
         c->ulen = c->head_len;
     }
