@@ -107,7 +107,9 @@ struct crow_ev_unit {
     const char *data;
     size_t len;
     const char *peer;       /* "1.2.3.4:5", "[::1]:5" or "unix", computed at accept */
-    struct crow_ev_http http; /* REQUEST only */
+    struct crow_ev_http http; /* REQUEST and HEAD; a TOO_LARGE or BAD unit refusing a body
+                                 (its head was well-formed): the head's (DATA is the head,
+                                 body_len 0); other units: zero (head_len 0) */
 };
 
 struct crow_admit; /* admit.h */

@@ -258,7 +258,9 @@ int dechunk(struct conn *c)
 
 /* ------------------------------------------------------------------ units */
 
-int frame_error(struct conn *c, struct crow_ev_unit *u, int kind, size_t shown)
+/* An HTTP error unit KIND showing SHOWN bytes: the input can't be re-synchronised, so C
+ * closes after the reply.  Returns 1. */
+static int frame_error(struct conn *c, struct crow_ev_unit *u, int kind, size_t shown)
 {
     sink_drop(c);
     fill_unit(c, u, kind, c->buf, c->len < shown ? c->len : shown);
@@ -267,6 +269,16 @@ int frame_error(struct conn *c, struct crow_ev_unit *u, int kind, size_t shown)
     c->eof = 1; /* read no more */
     c->linger = 1; /* but the client may still be sending */
     c->hstate = HS_HEAD;
+    return 1;
+}
+
+int body_error(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u, int kind)
+{
+    frame_error(c, u, kind, c->head_len);
+    if (parse_head(ev, c->buf, c->head_len, &ev->http) == 0) { /* can't fail: parsed before */
+        u->http = ev->http;
+        u->http.body_len = 0;
+    }
     return 1;
 }
 
@@ -332,7 +344,7 @@ static int frame_http(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u
             c->chunk_left = 0;
         } else if (ev->http.content_length > 0) {
             if ((uint64_t)ev->http.content_length > c->max_body)
-                return frame_error(c, u, CROW_EV_TOO_LARGE, end);
+                return body_error(ev, c, u, CROW_EV_TOO_LARGE);
             c->hstate = HS_LENGTH;
             c->need = end + (size_t)ev->http.content_length;
         } else {
@@ -347,14 +359,14 @@ static int frame_http(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u
     int r;
     if (c->hstate == HS_LENGTH) {
         if (c->need - c->head_len > c->max_body) /* beyond crow_ev_continue's limit */
-            return frame_error(c, u, CROW_EV_TOO_LARGE, c->head_len);
+            return body_error(ev, c, u, CROW_EV_TOO_LARGE);
         r = c->len >= c->need;
         ulen = c->need;
     } else {
         r = dechunk(c);
         ulen = c->cdst;
         if (r > 1)
-            return frame_error(c, u, r, c->head_len);
+            return body_error(ev, c, u, r);
     }
     if (!r)
         return send_continue(ev, c);

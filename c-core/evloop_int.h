@@ -224,7 +224,7 @@ static inline void bw_refund(struct crow_ev *ev, struct conn *c, int dir, size_t
 #define close_or_linger crow_evi_close_or_linger
 #define linger_read     crow_evi_linger_read
 #define frame           crow_evi_frame
-#define frame_error     crow_evi_frame_error
+#define body_error      crow_evi_body_error
 #define parse_head      crow_evi_parse_head
 #define dechunk         crow_evi_dechunk
 #define send_continue   crow_evi_send_continue
@@ -285,8 +285,9 @@ EVI int linger_read(struct crow_ev *ev, struct conn *c);
 /* evloop_frame.c */
 /* Frames C's next unit into *U.  Returns 1, 0 (incomplete), or -1 (C was closed). */
 EVI int frame(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u);
-/* An HTTP error unit KIND showing SHOWN bytes: C closes after the reply.  Returns 1. */
-EVI int frame_error(struct conn *c, struct crow_ev_unit *u, int kind, size_t shown);
+/* An HTTP error unit KIND refusing C's body (C->head_len bytes of head parsed): shows the
+ * head, with its facts in U->http (body_len 0); C closes after the reply.  Returns 1. */
+EVI int body_error(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u, int kind);
 /* Parses the head B[0..END) (END just past its blank line) into H and ev->hdrs.  Returns 0,
  * CROW_EV_BAD or CROW_EV_TOO_LONG (too many headers). */
 EVI int parse_head(struct crow_ev *ev, const char *b, size_t end, struct crow_ev_http *h);

@@ -52,7 +52,7 @@ int frame_sink(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u)
     int done;
     if (c->hstate == HS_LENGTH) {
         if (c->need > c->max_body - c->sunk)
-            return frame_error(c, u, CROW_EV_TOO_LARGE, h);
+            return body_error(ev, c, u, CROW_EV_TOO_LARGE);
         n = c->len - h < c->need ? c->len - h : c->need;
         if (n && s->write(s->arg, c->buf + h, n) < 0)
             return sink_unit(ev, c, u, errno);
@@ -62,7 +62,7 @@ int frame_sink(struct crow_ev *ev, struct conn *c, struct crow_ev_unit *u)
     } else {
         int r = dechunk(c);
         if (r > 1)
-            return frame_error(c, u, r, h);
+            return body_error(ev, c, u, r);
         n = c->cdst - h;
         if (n && s->write(s->arg, c->buf + h, n) < 0)
             return sink_unit(ev, c, u, errno);

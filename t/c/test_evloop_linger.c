@@ -4,7 +4,8 @@
  * clean EOF, never a reset, whether it sends everything first or watches for the answer while
  * sending; repeated, since a reset is a race.  And the bounds: linger_max bytes and linger_ms
  * (a connection that keeps sending, or stays open silent, is closed all the same), linger_ms 0
- * closes at once, and a lingering connection's id is stale for the caller. */
+ * closes at once, and a lingering connection's id is stale for the caller.  A unit refusing a
+ * body carries its head's facts (the caller can log the request); one refusing a head none. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -22,6 +23,8 @@ struct srv {
     struct evnet net;
     atomic_int closed;      /* CLOSED units */
     atomic_int stale_reply; /* a reply to the last refused id, made after it was finished */
+    atomic_int facts;       /* error units whose http describes their head (POST /x) */
+    atomic_int no_facts;    /* error units with http.head_len 0 */
     uint64_t refused;       /* the connection last answered 413 */
 };
 
@@ -93,6 +96,12 @@ static void handle(void *ctx, const struct crow_ev_unit *u)
     case CROW_EV_TOO_LARGE:
     case CROW_EV_BAD:
     case CROW_EV_TOO_LONG:
+        if (u->http.head_len == 0)
+            atomic_fetch_add(&s->no_facts, 1);
+        else if (u->http.head_len == u->len && u->http.method_len == 4 &&
+                 !memcmp(u->data, "POST", 4) && tl == 2 && !memcmp(t, "/x", 2) &&
+                 u->http.nheaders == 2 && u->http.body_len == 0)
+            atomic_fetch_add(&s->facts, 1);
         answer(s, u->conn);
         /* the unit is finished and the answer written: the id must be stale now */
         if (crow_ev_done(s->net.ev, u->conn, 0) < 0 && errno == EBADF)
@@ -263,18 +272,28 @@ int main(void)
     snprintf(head, sizeof head, "POST /refuse HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", big);
     case_repeat(s, "a HEAD unit refused without its body", head, big, 0, 0);
 
-    int total = 6 * REPEAT;
+    int total = 6 * REPEAT, fd;
+    struct outcome o;
     ok(wait_closed(s, total, 10000), "every lingering connection closed in the end (%d of %d)",
        atomic_load(&s->closed), total);
     is_int(atomic_load(&s->stale_reply), 4 * REPEAT,
            "a lingering connection's id is stale for the caller (EBADF)");
+    is_int(atomic_load(&s->facts), 4 * REPEAT,
+           "a TOO_LARGE unit refusing a body carries its head's facts");
+    fd = dial(s->net.port[0]);
+    puts_(fd, "GARBAGE\r\n\r\n");
+    memset(&o, 0, sizeof o);
+    read_rest(fd, &o);
+    close(fd);
+    ok(clean_answer(&o) && atomic_load(&s->no_facts) == 1,
+       "a BAD head: answered, with no head facts (head_len 0)");
+    total++;
 
     /* a silent client that keeps its side open: the answer and EOF at once, the close at
        linger_ms (5 s here) — still open a little later, which without lingering it is not */
     snprintf(head, sizeof head, "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", big);
-    int fd = dial(s->net.port[0]);
+    fd = dial(s->net.port[0]);
     put(fd, head, strlen(head));
-    struct outcome o;
     memset(&o, 0, sizeof o);
     read_rest(fd, &o);
     ok(clean_answer(&o), "a silent client gets the answer and EOF at once");
