@@ -214,7 +214,6 @@ static struct conn *conn_new(struct crow_ev *ev, int fd, int mode, int li,
     c->mode = (uint8_t)mode;
     c->capmax = capmax_for(ev, mode);
     c->can_write = 1;
-    c->clen = -1;
     crow_timer_init(&c->tt, throttle_fire, ev);
     if (ev->throttle_in || ev->throttle_out) { /* rates checked by crow_ev_new: can't fail */
         uint64_t t = mono_ns();
@@ -571,6 +570,7 @@ void crow_ev_destroy(struct crow_ev *ev)
         if (c->admitted)
             crow_admit_leave_peer(ev->cfg.admit, c->apeer);
         sink_drop(c);
+        crow_tls_free(c->tls);
         close(c->fd);
         free_outq(ev, c);
         crow_free(&ev->alloc, c->buf, c->cap);

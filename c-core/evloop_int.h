@@ -58,12 +58,11 @@ struct conn {
     size_t ulen;                  /* bytes of the unit out with the caller */
     size_t scan;                  /* where the terminator search resumes */
     size_t head_len, need, cdst, chunk_left;
-    int64_t clen;
     int fd, listener;
     uint32_t idx, gen;
     uint8_t mode, tclass, hstate, cstate;
     unsigned busy : 1, ready : 1, can_read : 1, can_write : 1, eof : 1, hup : 1,
-        close_after : 1, zombie : 1, discarding : 1, open_pending : 1, chunked : 1,
+        close_after : 1, zombie : 1, discarding : 1, open_pending : 1,
         expect : 1, sent_continue : 1, admitted : 1, rthr : 1, wthr : 1, head_unit : 1,
         tcp : 1, corked : 1,
         linger : 1, lingering : 1;
