@@ -274,7 +274,8 @@ EVI int limit_iov(const struct iovec *iov, int cnt, size_t max, struct iovec *ou
                   size_t *asked);
 
 /* C's output is all written and it is to close: closes it, or, when its client may still be
- * sending (C->linger), shuts its write side and lingers (config linger_ms).  Returns 0 when C
+ * sending (C->linger, or an HTTP client with input unread), shuts its write side and lingers
+ * (config linger_ms).  Returns 0 when C
  * lingers, -1 when it was closed. */
 EVI int close_or_linger(struct crow_ev *ev, struct conn *c);
 /* Reads and discards a lingering C's input until EAGAIN; closes it at EOF, on an error or

@@ -163,7 +163,10 @@ int limit_iov(const struct iovec *iov, int cnt, size_t max, struct iovec *out,
 
 int close_or_linger(struct crow_ev *ev, struct conn *c)
 {
-    if (!c->linger || !ev->tms[TC_LINGER] || !ev->cfg.linger_max) {
+    /* an HTTP client may also have pipelined requests behind the one answered with a close:
+       input in the buffer, or input not read to EAGAIN yet (nginx lingers then too) */
+    int sending = c->linger || (c->mode == CROW_EV_HTTP && (c->len > 0 || c->can_read));
+    if (!sending || !ev->tms[TC_LINGER] || !ev->cfg.linger_max) {
         conn_close(ev, c);
         return -1;
     }

@@ -1,6 +1,7 @@
 /* test_evloop_linger.c — lingering close: a client still sending a body when the loop answers
  * with an error and closes (413 from the head, 413 as a chunked body crosses its limit, a
- * sink that fails mid-body, a HEAD unit refused without its body) reads the whole answer and a
+ * sink that fails mid-body, a HEAD unit refused without its body), or sending pipelined
+ * requests behind one answered with a close, reads the whole answer and a
  * clean EOF, never a reset, whether it sends everything first or watches for the answer while
  * sending; repeated, since a reset is a race.  And the bounds: linger_max bytes and linger_ms
  * (a connection that keeps sending, or stays open silent, is closed all the same), linger_ms 0
@@ -85,7 +86,7 @@ static void handle(void *ctx, const struct crow_ev_unit *u)
             free(u->http.sink->arg);
             free((void *)u->http.sink);
         }
-        if (u->http.sink_errno) {
+        if (u->http.sink_errno || (tl == 6 && !memcmp(t, "/close", 6))) {
             answer(s, u->conn);
         } else {
             static const char okr[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -272,7 +273,10 @@ int main(void)
     snprintf(head, sizeof head, "POST /refuse HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", big);
     case_repeat(s, "a HEAD unit refused without its body", head, big, 0, 0);
 
-    int total = 6 * REPEAT, fd;
+    case_repeat(s, "8 MiB pipelined behind a request answered with a close",
+                "GET /close HTTP/1.1\r\nHost: t\r\n\r\n", big, 0, 0);
+
+    int total = 7 * REPEAT, fd;
     struct outcome o;
     ok(wait_closed(s, total, 10000), "every lingering connection closed in the end (%d of %d)",
        atomic_load(&s->closed), total);
