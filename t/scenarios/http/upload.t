@@ -238,6 +238,14 @@ try:
     t.eq(r.stdout.rpartition(b"\n")[2], b"413", "Content-Length over post-max: 413 (no 100 Continue)")
     head = b"--zz\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\n"
 
+    def read_to_eof(s, out):
+        """Appends what S delivers until EOF to the bytearray OUT (OSError goes through)."""
+        while True:
+            x = s.recv(65536)
+            if not x:
+                return
+            out += x
+
     def refused_upload(chunked, watch):
         """4 MiB to small.test (post-max 1 MiB), sent all before reading (WATCH false, as
         http.client does) or read as soon as an answer comes (as curl does).  Returns (the bytes
@@ -249,21 +257,17 @@ try:
                      else b"Content-Length: %d\r\n" % (len(head) + 64 * len(block)))
                   + b"Content-Type: multipart/form-data; boundary=zz\r\n\r\n"
                   + (b"%x\r\n%s\r\n" % (len(head), head) if chunked else head))
-        got, err = b"", None
+        got, err = bytearray(), None
         try:
             for piece in body:
                 if watch and select.select([s], [], [], 0)[0]:
                     break
                 s.sendall(piece)
-            while True:
-                x = s.recv(65536)
-                if not x:
-                    break
-                got += x
+            read_to_eof(s, got)
         except OSError as e:
             err = e
         s.close()
-        return got, err
+        return bytes(got), err
 
     for chunked, watch, what in ((True, True, "a chunked upload crossing post-max, answer read while sending"),
                                  (True, False, "a chunked upload crossing post-max, all sent first"),
@@ -282,19 +286,16 @@ try:
             pass
         if pause:
             time.sleep(pause)
-        out = b""
+        out = bytearray()
         try:
             if tail:
                 s.sendall(tail)
-            while read:
-                x = s.recv(65536)
-                if not x:
-                    break
-                out += x
+            if read:
+                read_to_eof(s, out)
         except OSError:
             pass
         s.close()
-        return out
+        return bytes(out)
 
     mp_head = (b"--zz\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\n")
     three = (mp_head + block * 2 + b"\r\n") * 3 + b"--zz--\r\n"
