@@ -10,7 +10,8 @@
 # each, upload-dir holds no file.  The same over listen-tls (curl -k -F, plain and chunked).
 # A client still sending when it is refused reads the whole 413, never a reset (the loop
 # lingers: it reads and drops the rest of the body before closing), every time, whether it
-# reads while sending or only after; and every refused upload writes its access-log line.
+# reads while sending or only after, over TLS too; and every refused upload writes its
+# access-log line.
 # timeout: 600
 import hashlib
 import http.client
@@ -20,6 +21,7 @@ import re
 import select
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -246,11 +248,16 @@ try:
                 return
             out += x
 
-    def refused_upload(chunked, watch):
+    def refused_upload(chunked, watch, tls=False):
         """4 MiB to small.test (post-max 1 MiB), sent all before reading (WATCH false, as
-        http.client does) or read as soon as an answer comes (as curl does).  Returns (the bytes
-        read, the error that cut the client off or None)."""
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        http.client does) or read as soon as an answer comes (as curl does), over TLS with TLS.
+        Returns (the bytes read, the error that cut the client off or None)."""
+        s = socket.create_connection(("127.0.0.1", tport if tls else port), timeout=10)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = ctx.wrap_socket(s)
         body = [b"10000\r\n" + block + b"\r\n" if chunked else block for i in range(64)]
         s.sendall(b"POST /test/upload HTTP/1.1\r\nHost: small.test\r\n"
                   + (b"Transfer-Encoding: chunked\r\n" if chunked
@@ -269,10 +276,12 @@ try:
         s.close()
         return bytes(got), err
 
-    for chunked, watch, what in ((True, True, "a chunked upload crossing post-max, answer read while sending"),
-                                 (True, False, "a chunked upload crossing post-max, all sent first"),
-                                 (False, False, "Content-Length over post-max without Expect, all sent first")):
-        results = [refused_upload(chunked, watch) for i in range(REFUSALS)]
+    for chunked, watch, tls, what in (
+            (True, True, False, "a chunked upload crossing post-max, answer read while sending"),
+            (True, False, False, "a chunked upload crossing post-max, all sent first"),
+            (False, False, False, "Content-Length over post-max without Expect, all sent first"),
+            (True, False, True, "over TLS, a chunked upload crossing post-max, all sent first")):
+        results = [refused_upload(chunked, watch, tls) for i in range(REFUSALS)]
         good = [g.startswith(b"HTTP/1.1 413") and g.endswith(b"</html>\n") and e is None for g, e in results]
         t.ok(all(good), "%s: the whole 413 and a clean close, %d/%d times" % (what, good.count(True), REFUSALS),
              [(g[:40], g[-20:], e) for g, e in results])
@@ -314,10 +323,11 @@ try:
         lines = f.read().decode("utf-8", "replace").splitlines()
     refused = [ln for ln in lines if '"POST /test/upload HTTP/1.1" 413 ' in ln]
     bad = [ln for ln in lines if '"POST /test/upload HTTP/1.1" 400 ' in ln]
-    t.eq(len(refused), 2 + 3 * REFUSALS,
+    t.eq(len(refused), 2 + 4 * REFUSALS,
          "access log: a 413 line for each refused upload (before 100 Continue, mid-stream, too many files)")
     t.eq(len(bad), 1, "access log: a 400 line for the malformed body")
-    t.ok(all(ln.startswith("127.0.0.1 - - [") for ln in refused + bad), "... in the combined format",
+    t.ok(refused and bad and all(ln.startswith("127.0.0.1 - - [") for ln in refused + bad),
+         "... in the combined format",
          (refused + bad)[:2])
 
     # a client that stalls past request-timeout (3 s) mid-body
