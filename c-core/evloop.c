@@ -360,7 +360,8 @@ int crow_ev_next(struct crow_ev *ev, struct crow_ev_unit *u, int timeout_ms)
             return 0;
         if (ev->paused && ev->now >= ev->pause_until)
             listeners_resume(ev);
-        expire(ev);
+        if (expire_due(ev))
+            expire(ev);
         if (crow_timer_wheel_count(&ev->wheel))
             crow_timer_wheel_advance(&ev->wheel, (uint64_t)ev->now);
         if (ev->closed.first) {

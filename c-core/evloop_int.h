@@ -202,6 +202,34 @@ static inline void bw_refund(struct crow_ev *ev, struct conn *c, int dir, size_t
         crow_admit_bw_refund(ev->cfg.admit, c->apeer, dir, bucket(c, dir), n);
 }
 
+/* Puts C in the timer list its state calls for (evloop_limits.c's deadlines); RESET restarts
+ * the clock even when the class is unchanged (progress on a stalled write). */
+static inline void conn_timer(struct crow_ev *ev, struct conn *c, int reset)
+{
+    int tc;
+    if (c->lingering)
+        tc = TC_LINGER;
+    else if (!CROW_LIST_EMPTY(&c->outq) && !c->can_write)
+        tc = TC_WRITE;
+    else if (c->busy)
+        tc = TC_NONE;
+    else if (c->len > 0)
+        tc = TC_HEAD;
+    else
+        tc = TC_IDLE;
+    if (tc != TC_NONE && ev->tms[tc] == 0)
+        tc = TC_NONE;
+    if (tc == c->tclass && !reset)
+        return;
+    if (c->tclass != TC_NONE)
+        crow_list_remove(&ev->tl[c->tclass], &c->tnode);
+    c->tclass = (uint8_t)tc;
+    if (tc != TC_NONE) {
+        c->deadline = ev->now + ev->tms[tc];
+        crow_list_insert_tail(&ev->tl[tc], &c->tnode);
+    }
+}
+
 /* ------------------------------------------------------------------ shared functions */
 
 #define EVI __attribute__((visibility("hidden")))
@@ -214,7 +242,6 @@ static inline void bw_refund(struct crow_ev *ev, struct conn *c, int dir, size_t
 #define conn_flush      crow_evi_conn_flush
 #define conn_send       crow_evi_conn_send
 #define set_cork        crow_evi_set_cork
-#define conn_timer      crow_evi_conn_timer
 #define expire          crow_evi_expire
 #define admit_accepted  crow_evi_admit_accepted
 #define bw_block        crow_evi_bw_block
@@ -255,11 +282,18 @@ EVI int conn_send(struct crow_ev *ev, struct conn *c, const struct iovec *iov, i
 EVI void set_cork(struct conn *c, int on);
 
 /* evloop_limits.c */
-/* Puts C in the timer list its state calls for; RESET restarts the clock even when the
- * class is unchanged (progress on a stalled write). */
-EVI void conn_timer(struct crow_ev *ev, struct conn *c, int reset);
 /* Closes the connections whose deadline has passed (a timeout reply first, as configured). */
 EVI void expire(struct crow_ev *ev);
+
+/* Some connection's deadline has passed: expire has work. */
+static inline int expire_due(const struct crow_ev *ev)
+{
+    for (int tc = TC_IDLE; tc < TC_N; tc++)
+        if (ev->tl[tc].first &&
+            crow_list_entry(ev->tl[tc].first, struct conn, tnode)->deadline <= ev->now)
+            return 1;
+    return 0;
+}
 /* Admission of the connection FD just accepted on listener L from SA: returns 1 (admitted;
  * *PEER its admission entry, or NULL) or 0 (refused: answered as configured and closed). */
 EVI int admit_accepted(struct crow_ev *ev, const struct listener *l, int fd,

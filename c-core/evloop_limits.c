@@ -24,33 +24,9 @@ static void best_effort_send(int fd, const char *s, size_t n)
         (void)CROW_RETRY(send(fd, s, n, MSG_DONTWAIT | MSG_NOSIGNAL));
 }
 
-/* ------------------------------------------------------------------ deadlines */
-
-void conn_timer(struct crow_ev *ev, struct conn *c, int reset)
-{
-    int tc;
-    if (c->lingering)
-        tc = TC_LINGER;
-    else if (!CROW_LIST_EMPTY(&c->outq) && !c->can_write)
-        tc = TC_WRITE;
-    else if (c->busy)
-        tc = TC_NONE;
-    else if (c->len > 0)
-        tc = TC_HEAD;
-    else
-        tc = TC_IDLE;
-    if (tc != TC_NONE && ev->tms[tc] == 0)
-        tc = TC_NONE;
-    if (tc == c->tclass && !reset)
-        return;
-    if (c->tclass != TC_NONE)
-        crow_list_remove(&ev->tl[c->tclass], &c->tnode);
-    c->tclass = (uint8_t)tc;
-    if (tc != TC_NONE) {
-        c->deadline = ev->now + ev->tms[tc];
-        crow_list_insert_tail(&ev->tl[tc], &c->tnode);
-    }
-}
+/* ------------------------------------------------------------------ deadlines
+ * (conn_timer, which puts a connection in its class's list, runs several times per request:
+ * it is inline in evloop_int.h) */
 
 void expire(struct crow_ev *ev)
 {
