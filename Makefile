@@ -145,7 +145,7 @@ install: all
 	install -m 755 $(filter-out %.d,$(wildcard $(B)/bin/*)) $(BINDIR)/
 	install -m 644 $(B)/libcrowcore.a $(LIBDIR)/
 	install -m 755 $(B)/libcrowcore.so $(LIBDIR)/
-	install -m 644 $(CORE_HDR) $(INCDIR)/
+	install -m 644 $(filter-out %_int.h,$(CORE_HDR)) $(INCDIR)/
 	install -m 644 $(wildcard man/*.1) $(MANDIR)/
 	cd etc && find . -path ./run.d -prune -o -type f -print | while read -r f; do \
 	  install -D -m 644 "$$f" "$(ETCDIR)/$$f"; done

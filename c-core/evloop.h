@@ -107,7 +107,9 @@ struct crow_ev_unit {
     const char *data;
     size_t len;
     const char *peer;       /* "1.2.3.4:5", "[::1]:5" or "unix", computed at accept */
-    struct crow_ev_http http; /* REQUEST only */
+    struct crow_ev_http http; /* REQUEST and HEAD; a TOO_LARGE or BAD unit refusing a body
+                                 (its head was well-formed): the head's (DATA is the head,
+                                 body_len 0); other units: zero (head_len 0) */
 };
 
 struct crow_admit; /* admit.h */
@@ -150,6 +152,16 @@ struct crow_ev_config {
                                  throttle slows down gets its head_ms deadline refreshed) */
     uint64_t bandwidth_out;   /* bytes/s written per connection (writev and sendfile); 0 =
                                  unlimited */
+    unsigned linger_ms;       /* HTTP: a connection that closes while its client may still be
+                                 sending (after an error unit, a sink's failure, a HEAD unit
+                                 answered without its body, or with input unread, such as
+                                 pipelined requests) lingers once its answer is written:
+                                 its write side is shut and its input read and discarded until
+                                 the client's EOF, for at most this long and linger_max bytes,
+                                 so the client reads the answer instead of a reset (nginx's
+                                 lingering_close).  0 = close at once.  The connection's id is
+                                 stale meanwhile (EBADF); its CLOSED unit comes at the end. */
+    size_t linger_max;
     const struct crow_allocator *allocator; /* NULL = default; copied */
 };
 
@@ -159,7 +171,7 @@ struct crow_ev_stats {
 
 /* Fills CFG with defaults: 1024 connections, 60 s idle, 30 s head, 60 s write, 4 KiB read
  * buffer, max_line 8 KiB, max_head 8 KiB, max_body 1 MiB, max_raw 64 KiB, TCP_NODELAY, no
- * notifications, no refusal or timeout bytes.  Can't fail. */
+ * notifications, no refusal or timeout bytes, lingering 5 s / 64 MiB.  Can't fail. */
 void crow_ev_config_init(struct crow_ev_config *cfg);
 
 /* Makes a loop (an epoll instance and an eventfd).  Returns NULL and sets errno (EINVAL for a

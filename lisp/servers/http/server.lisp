@@ -36,6 +36,15 @@ not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, els
 (defun framing-error (ev unit kind)
   (let ((conn (ev-unit-conn unit)))
     (case kind
+      ;; a body refused after a well-formed head: answered (and logged) as a request
+      ((:too-large :bad) (if (plusp (nth-value 4 (ev-unit-http unit)))
+                             (refuse-request ev unit (if (eq kind :bad) 400 413))
+                             (framing-error-head ev unit kind)))
+      (t (framing-error-head ev unit kind)))))
+
+(defun framing-error-head (ev unit kind)
+  (let ((conn (ev-unit-conn unit)))
+    (case kind
       (:too-large (raw-error ev conn 413))
       (:too-long
        (multiple-value-bind (buf n) (ev-unit-octets unit)
@@ -156,7 +165,7 @@ ev-continue-multipart, to temporary files as it arrives), or 413 and a close."
            (vhost (find-vhost host))
            (limit (if vhost (%vh-post-max vhost) (the fixnum *max-post*)))
            (boundary (stream-upload-p unit vhost)))
-      (cond ((not (or chunked (<= clen limit))) (raw-error ev conn 413))
+      (cond ((not (or chunked (<= clen limit))) (refuse-request ev unit 413))
             ;; multipart/form-data: to temporary files while it arrives (upload.lisp)
             (boundary (ev-continue-multipart ev conn limit (make-upload-scanner boundary limit)))
             (t (ev-continue ev conn limit))))))

@@ -81,6 +81,22 @@ in request-body)."
         ((= errno +ebadmsg+) 400)
         (t 500)))
 
+(defun refuse-request (ev unit status)
+  "Answers the request whose head UNIT holds (a :head unit, a :request unit whose body went to
+a scanner, or a :too-large / :bad unit refusing a body) with STATUS and a close, as a request
+refused by handle-request is answered: with its request object, so the access log gets its
+line like any other request's."
+  (multiple-value-bind (mcode version keep chunked clen hlen blen toff tlen hoff hlen2)
+      (ev-unit-request unit)
+    (declare (ignore chunked clen) (fixnum mcode))
+    (let ((req (worker-request ev unit (ev-unit-conn unit)
+                               (if (>= mcode 0) (svref *http-methods* mcode) :other)
+                               (ev-unit-string unit toff tlen) version keep hlen blen
+                               (and (>= hoff 0) (ev-unit-string unit hoff hlen2)))))
+      (setf (%rq-close req) t)
+      (respond-error req status)
+      (%request-done req))))
+
 (defun stream-upload-p (unit vhost)
   "Returns the boundary when the body announced by the :head UNIT is to be streamed to files:
 multipart/form-data for a vhost with handlers."
@@ -98,5 +114,5 @@ removed when the request is done."
              (let ((status (upload-error-status errno)))
                (log-warn "upload from ~a refused (~d): ~a" (ev-unit-peer unit) status
                          (strerror errno))
-               (raw-error ev (ev-unit-conn unit) status)))
+               (refuse-request ev unit status)))
       (multipart-free mp :unlink t))))

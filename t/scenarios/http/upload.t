@@ -8,14 +8,20 @@
 # (400), more files than upload-max-files (413), a client that stalls past request-timeout and
 # one that goes away mid-body.  After
 # each, upload-dir holds no file.  The same over listen-tls (curl -k -F, plain and chunked).
+# A client still sending when it is refused reads the whole 413, never a reset (the loop
+# lingers: it reads and drops the rest of the body before closing), every time, whether it
+# reads while sending or only after, over TLS too; and every refused upload writes its
+# access-log line.
 # timeout: 600
 import hashlib
 import http.client
 import os
 import random
 import re
+import select
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -40,6 +46,7 @@ listen-tls 127.0.0.1:%d
 tls-cert %s
 tls-key %s
 log stderr
+access-log %s
 request-timeout 3s
 keepalive-timeout 20s
 upload-dir %s
@@ -55,9 +62,11 @@ vhost small.test {
   post-max 1M
   route /test crow.site:test-page
 }
-""" % (port, tport, os.path.join(tls, "cert.pem"), os.path.join(tls, "key.pem"), updir))
+""" % (port, tport, os.path.join(tls, "cert.pem"), os.path.join(tls, "key.pem"),
+       os.path.join(d, "access.log"), updir))
 
 BIG = 64 << 20
+REFUSALS = 5
 bigfile = os.path.join(d, "big.bin")
 rnd = random.Random(5)
 block = bytes(rnd.getrandbits(8) for _ in range(1 << 16))
@@ -229,29 +238,54 @@ try:
     # 4. refusals
     r = curl_upload("small.test", mid)
     t.eq(r.stdout.rpartition(b"\n")[2], b"413", "Content-Length over post-max: 413 (no 100 Continue)")
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(b"POST /test/upload HTTP/1.1\r\nHost: small.test\r\nTransfer-Encoding: chunked\r\n"
-              b"Content-Type: multipart/form-data; boundary=zz\r\n\r\n")
     head = b"--zz\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\n"
-    s.sendall(b"%x\r\n%s\r\n" % (len(head), head))
-    got = b""
-    try:
-        for i in range(64):  # 4 MiB in 64 KiB chunks; post-max is 1 MiB
-            s.sendall(b"10000\r\n" + block + b"\r\n")
-    except OSError:
-        pass
-    try:
+
+    def read_to_eof(s, out):
+        """Appends what S delivers until EOF to the bytearray OUT (OSError goes through)."""
         while True:
             x = s.recv(65536)
             if not x:
-                break
-            got += x
-    except OSError:
-        pass
-    s.close()
-    t.ok(got.startswith(b"HTTP/1.1 413") or got == b"",
-         "a chunked upload crossing post-max: 413 (or a reset) as it happens", got[:60])
-    t.eq(wait_empty(), [], "... its partial file removed at once")
+                return
+            out += x
+
+    def refused_upload(chunked, watch, tls=False):
+        """4 MiB to small.test (post-max 1 MiB), sent all before reading (WATCH false, as
+        http.client does) or read as soon as an answer comes (as curl does), over TLS with TLS.
+        Returns (the bytes read, the error that cut the client off or None)."""
+        s = socket.create_connection(("127.0.0.1", tport if tls else port), timeout=10)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = ctx.wrap_socket(s)
+        body = [b"10000\r\n" + block + b"\r\n" if chunked else block for i in range(64)]
+        s.sendall(b"POST /test/upload HTTP/1.1\r\nHost: small.test\r\n"
+                  + (b"Transfer-Encoding: chunked\r\n" if chunked
+                     else b"Content-Length: %d\r\n" % (len(head) + 64 * len(block)))
+                  + b"Content-Type: multipart/form-data; boundary=zz\r\n\r\n"
+                  + (b"%x\r\n%s\r\n" % (len(head), head) if chunked else head))
+        got, err = bytearray(), None
+        try:
+            for piece in body:
+                if watch and select.select([s], [], [], 0)[0]:
+                    break
+                s.sendall(piece)
+            read_to_eof(s, got)
+        except OSError as e:
+            err = e
+        s.close()
+        return bytes(got), err
+
+    for chunked, watch, tls, what in (
+            (True, True, False, "a chunked upload crossing post-max, answer read while sending"),
+            (True, False, False, "a chunked upload crossing post-max, all sent first"),
+            (False, False, False, "Content-Length over post-max without Expect, all sent first"),
+            (True, False, True, "over TLS, a chunked upload crossing post-max, all sent first")):
+        results = [refused_upload(chunked, watch, tls) for i in range(REFUSALS)]
+        good = [g.startswith(b"HTTP/1.1 413") and g.endswith(b"</html>\n") and e is None for g, e in results]
+        t.ok(all(good), "%s: the whole 413 and a clean close, %d/%d times" % (what, good.count(True), REFUSALS),
+             [(g[:40], g[-20:], e) for g, e in results])
+    t.eq(wait_empty(), [], "... their partial files removed at once")
 
     def raw(data, pause=0.0, tail=b"", read=True):
         s = socket.create_connection(("127.0.0.1", port), timeout=15)
@@ -261,19 +295,16 @@ try:
             pass
         if pause:
             time.sleep(pause)
-        out = b""
+        out = bytearray()
         try:
             if tail:
                 s.sendall(tail)
-            while read:
-                x = s.recv(65536)
-                if not x:
-                    break
-                out += x
+            if read:
+                read_to_eof(s, out)
         except OSError:
             pass
         s.close()
-        return out
+        return bytes(out)
 
     mp_head = (b"--zz\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\n")
     three = (mp_head + block * 2 + b"\r\n") * 3 + b"--zz--\r\n"
@@ -286,6 +317,18 @@ try:
               b"Content-Length: %d\r\n\r\n" % len(unfinished) + unfinished)
     t.ok(out.startswith(b"HTTP/1.1 400"), "a body without its close delimiter: 400", out[:60])
     t.eq(wait_empty(), [], "... its file removed")
+
+    # every refusal above is in the access log like any other request
+    with open(os.path.join(d, "access.log"), "rb") as f:
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    refused = [ln for ln in lines if '"POST /test/upload HTTP/1.1" 413 ' in ln]
+    bad = [ln for ln in lines if '"POST /test/upload HTTP/1.1" 400 ' in ln]
+    t.eq(len(refused), 2 + 4 * REFUSALS,
+         "access log: a 413 line for each refused upload (before 100 Continue, mid-stream, too many files)")
+    t.eq(len(bad), 1, "access log: a 400 line for the malformed body")
+    t.ok(refused and bad and all(ln.startswith("127.0.0.1 - - [") for ln in refused + bad),
+         "... in the combined format",
+         (refused + bad)[:2])
 
     # a client that stalls past request-timeout (3 s) mid-body
     s = socket.create_connection(("127.0.0.1", port), timeout=15)
