@@ -1,8 +1,9 @@
 /* test_ftpdata.c — c-core/ftpdata: ASCII conversion both ways (CR at chunk boundaries), a
  * file sent by sendfile and in ASCII over a socket pair, a receive with CRLF conversion, a
  * byte limit, fsync, a readable control connection interrupting a stalled send, a timeout,
- * a binary receive over TCP (whole and stopped at a limit mid-stream), and a throttled send
- * that never beats its rate. */
+ * a binary receive over TCP (splice: whole, stopped at a limit mid-stream, and into an
+ * O_APPEND file, which falls back to read + write), and a throttled send that never beats its
+ * rate. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -218,6 +219,27 @@ int main(void)
         ok(st == (lim ? CROW_FTPDATA_LIMIT : CROW_FTPDATA_OK) && got == want && n == want &&
            memcmp(b, data, want) == 0, "binary recv over TCP%s: %zu bytes, all equal",
            lim ? " stops at its limit" : "", n);
+        free(b);
+        close(f);
+    }
+
+    /* APPE: a file opened O_APPEND refuses splice (EINVAL) after the first chunk is in the
+     * pipe; that chunk and the rest still arrive, after the file's old bytes */
+    f = temp_file("head", 4);
+    fcntl(f, F_SETFL, fcntl(f, F_GETFL) | O_APPEND);
+    ok(tcp_pair(sv) == 0, "TCP pair");
+    {
+        struct writer w = {.fd = sv[1], .p = data, .n = big};
+        pthread_create(&th, NULL, write_all, &w);
+        d = crow_ftpdata_new(sv[0], -1, 5000);
+        got = 0;
+        st = crow_ftpdata_recv_file(d, f, 0, UINT64_MAX, 0, &got);
+        crow_ftpdata_close(d, 1);
+        close(sv[1]);
+        pthread_join(th, NULL);
+        b = read_fd_big(f, big + 5, &n);
+        ok(st == CROW_FTPDATA_OK && got == big && n == big + 4 && memcmp(b, "head", 4) == 0 &&
+           memcmp(b + 4, data, big) == 0, "binary recv into an O_APPEND file: %zu bytes, all equal", n);
         free(b);
         close(f);
     }
