@@ -9,7 +9,7 @@
  * at once with CROW_FTPDATA_CONTROL (the client sends ABOR while it stops reading, so a server
  * that only waited for the data socket would sit out its write timeout); the loop also polls
  * the control descriptor without waiting once per chunk, so ABOR stops a transfer the client
- * keeps reading too.  Binary files on a plain connection go by sendfile(2) (chunks of at most
+ * keeps reading (or, for uploads, feeding) too.  Binary files on a plain connection go by sendfile(2) (chunks of at most
  * 4 MiB, or what the buckets grant); ASCII files and everything under TLS go through a 128 KiB
  * buffer (pread, LF -> CRLF, crow_tls_write).  A binary receive on a plain connection goes
  * socket -> pipe -> file by splice(2) (chunks of at most 1 MiB, the pipe grown to match): the
@@ -524,6 +524,8 @@ static int recv_splice(struct crow_ftpdata *d, int file_fd, uint64_t limit, int 
         fcntl(d->pipe[1], F_SETPIPE_SZ, (int)SPLICE_CHUNK); /* the default 64 KiB works too */
     }
     for (;;) {
+        if (control_ready(d))
+            return CROW_FTPDATA_CONTROL;
         /* one byte past the limit tells "more than the limit" from "exactly the limit" */
         size_t want = SPLICE_CHUNK, allowed;
         if (limit != UINT64_MAX && limit - *done < want)
@@ -593,6 +595,8 @@ int crow_ftpdata_recv_file(struct crow_ftpdata *d, int file_fd, int ascii, uint6
     if (ensure_buffers(d) < 0)
         return CROW_FTPDATA_NET;
     for (;;) {
+        if (control_ready(d))
+            return CROW_FTPDATA_CONTROL;
         size_t allowed;
         int st = grant(d, &d->in, d->share_in, BUF_SIZE, &allowed);
         if (st != CROW_FTPDATA_OK)

@@ -244,6 +244,25 @@ int main(void)
         close(f);
     }
 
+    /* a readable control connection stops a receive before the bytes already waiting */
+    f = temp_file("", 0);
+    ok(tcp_pair(sv) == 0, "TCP pair");
+    {
+        int cc[2];
+        socketpair(AF_UNIX, SOCK_STREAM, 0, cc);
+        if (write(sv[1], data, 65536) != 65536 || write(cc[1], "ABOR\r\n", 6) != 6)
+            diag("short write");
+        d = crow_ftpdata_new(sv[0], cc[0], 5000);
+        got = 1;
+        st = crow_ftpdata_recv_file(d, f, 0, UINT64_MAX, 0, &got);
+        ok(st == CROW_FTPDATA_CONTROL && got == 0, "readable control stops a fed receive at once");
+        crow_ftpdata_close(d, 1);
+        close(sv[1]);
+        close(cc[0]);
+        close(cc[1]);
+        close(f);
+    }
+
     /* a stalled send interrupted by the control connection */
     f = temp_file(data, big);
     socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
