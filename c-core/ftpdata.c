@@ -56,6 +56,7 @@ struct crow_ftpdata {
     unsigned char *buf;   /* BUF_SIZE */
     unsigned char *conv;  /* 2 * BUF_SIZE + 1 */
     int pipe[2];          /* splice receive, -1 until used */
+    int cr_held;          /* ASCII receive: a CR ended the last chunk (kept across CONTROL) */
 };
 
 static uint64_t now_ns(void)
@@ -584,7 +585,6 @@ int crow_ftpdata_recv_file(struct crow_ftpdata *d, int file_fd, int ascii, uint6
                            int do_fsync, uint64_t *got)
 {
     uint64_t done = 0;
-    int cr_held = 0;
     if (got)
         *got = 0;
     if (!ascii && !d->tls) {
@@ -621,18 +621,18 @@ int crow_ftpdata_recv_file(struct crow_ftpdata *d, int file_fd, int ascii, uint6
         const unsigned char *p = d->buf;
         size_t m = (size_t)r;
         if (r == 0) {
-            if (cr_held) {           /* a final CR stays data */
+            if (d->cr_held) {        /* a final CR stays data */
                 d->conv[0] = '\r';
                 p = d->conv;
                 m = 1;
-                cr_held = 0;
+                d->cr_held = 0;
             } else {
                 if (do_fsync && fsync(file_fd) < 0)
                     return CROW_FTPDATA_FILE;
                 return CROW_FTPDATA_OK;
             }
         } else if (ascii) {
-            m = crow_ftpdata_from_crlf(d->buf, (size_t)r, d->conv, &cr_held);
+            m = crow_ftpdata_from_crlf(d->buf, (size_t)r, d->conv, &d->cr_held);
             p = d->conv;
         }
         int over = 0;

@@ -76,8 +76,10 @@ int crow_ftpdata_send_file(struct crow_ftpdata *d, int file_fd, uint64_t offset,
                            uint64_t *sent);
 
 /* Receives until the peer's end of file into FILE_FD at its current position (ASCII: CRLF
- * stored as LF).  At most LIMIT bytes are written (UINT64_MAX: no limit): reaching it returns
- * LIMIT with those bytes written.  With FSYNC the file is fsync'ed before OK is returned.
+ * stored as LF; binary on a plain connection by splice(2), else through a buffer).  At most
+ * LIMIT bytes are written (UINT64_MAX: no limit): reaching it returns LIMIT with those bytes
+ * written.  With FSYNC the file is fsync'ed before OK is returned.  After CONTROL, calling it
+ * again goes on where it stopped (an ASCII CR held back at a chunk's end included).
  * Returns OK, TIMEOUT, CONTROL, LIMIT, NET or FILE; *GOT (if not NULL) = bytes written to the
  * file. */
 int crow_ftpdata_recv_file(struct crow_ftpdata *d, int file_fd, int ascii, uint64_t limit,

@@ -2,8 +2,9 @@
  * file sent by sendfile and in ASCII over a socket pair, a receive with CRLF conversion, a
  * byte limit, fsync, a readable control connection interrupting a stalled send, a timeout,
  * a binary receive over TCP (splice: whole, stopped at a limit mid-stream, and into an
- * O_APPEND file, which falls back to read + write), and a throttled send that never beats its
- * rate. */
+ * O_APPEND file, which falls back to read + write), a receive stopped by the control
+ * connection (at once, and resumed in ASCII with a CR held), and a throttled send that never
+ * beats its rate. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -76,6 +77,17 @@ static void *write_all(void *arg)
         o += (size_t)k;
     }
     shutdown(w->fd, SHUT_WR);
+    return NULL;
+}
+
+/* Writes W's bytes after 100 ms (without shutting the descriptor down). */
+static void *delayed_write(void *arg)
+{
+    struct writer *w = arg;
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    if (write(w->fd, w->p, w->n) != (ssize_t)w->n)
+        return NULL;
     return NULL;
 }
 
@@ -257,6 +269,37 @@ int main(void)
         st = crow_ftpdata_recv_file(d, f, 0, UINT64_MAX, 0, &got);
         ok(st == CROW_FTPDATA_CONTROL && got == 0, "readable control stops a fed receive at once");
         crow_ftpdata_close(d, 1);
+        close(sv[1]);
+        close(cc[0]);
+        close(cc[1]);
+        close(f);
+    }
+
+    /* ASCII receive stopped by a command (NOOP) with a CR held, then resumed: the CR stays */
+    f = temp_file("", 0);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    {
+        int cc[2];
+        char junk[16];
+        socketpair(AF_UNIX, SOCK_STREAM, 0, cc);
+        if (write(sv[1], "a\r", 2) != 2)
+            diag("short write");
+        d = crow_ftpdata_new(sv[0], cc[0], 5000);
+        struct writer w = {.fd = cc[1], .p = "NOOP\r\n", .n = 6};
+        pthread_create(&th, NULL, delayed_write, &w);
+        uint64_t got1 = 0, got2 = 0;
+        int st1 = crow_ftpdata_recv_file(d, f, 1, UINT64_MAX, 0, &got1);
+        pthread_join(th, NULL);
+        if (read(cc[0], junk, sizeof junk) != 6 || write(sv[1], "xb", 2) != 2)
+            diag("short read/write");
+        shutdown(sv[1], SHUT_WR);
+        st = crow_ftpdata_recv_file(d, f, 1, UINT64_MAX, 0, &got2);
+        crow_ftpdata_close(d, 0);
+        b = read_fd_all(f, &n);
+        ok(st1 == CROW_FTPDATA_CONTROL && st == CROW_FTPDATA_OK && n == 4 &&
+           memcmp(b, "a\rxb", 4) == 0 && got1 + got2 == 4,
+           "ASCII recv resumed after a command keeps the CR it held");
+        free(b);
         close(sv[1]);
         close(cc[0]);
         close(cc[1]);
