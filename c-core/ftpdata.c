@@ -56,6 +56,9 @@ struct crow_ftpdata {
     unsigned char *buf;   /* BUF_SIZE */
     unsigned char *conv;  /* 2 * BUF_SIZE + 1 */
     int pipe[2];          /* splice receive, -1 until used */
+    unsigned char *pend;  /* ASCII send: converted bytes not yet sent (in conv) */
+    size_t pend_len;
+    int send_prev;        /* ASCII crow_ftpdata_send: the last source byte */
     int cr_held;          /* ASCII receive: a CR ended the last chunk (kept across CONTROL) */
 };
 
@@ -264,9 +267,11 @@ const char *crow_ftpdata_tls_error(const struct crow_ftpdata *d)
 
 /* ------------------------------------------------------------------ sending */
 
-/* Writes all N bytes at P, throttled.  Returns OK, TIMEOUT, CONTROL or NET. */
-static int put(struct crow_ftpdata *d, const unsigned char *p, size_t n)
+/* Writes all N bytes at P, throttled.  Returns OK, TIMEOUT, CONTROL or NET; *PUT = the bytes
+ * written (all N with OK, fewer otherwise). */
+static int put(struct crow_ftpdata *d, const unsigned char *p, size_t n, size_t *put_n)
 {
+    *put_n = 0;
     while (n) {
         size_t allowed;
         int st = grant(d, &d->out, d->share_out, n, &allowed);
@@ -291,8 +296,36 @@ static int put(struct crow_ftpdata *d, const unsigned char *p, size_t n)
         refund(&d->out, d->share_out, allowed - (size_t)w);
         p += w;
         n -= (size_t)w;
+        *put_n += (size_t)w;
     }
     return CROW_FTPDATA_OK;
+}
+
+/* Sends what an ASCII send stopped by CONTROL (or a timeout) left converted but unsent: the
+ * caller counted its source bytes as sent.  Returns OK when nothing is left, else put's
+ * status. */
+static int flush_pending(struct crow_ftpdata *d)
+{
+    size_t w;
+    if (!d->pend_len)
+        return CROW_FTPDATA_OK;
+    int st = put(d, d->pend, d->pend_len, &w);
+    d->pend += w;
+    d->pend_len -= w;
+    return st;
+}
+
+/* Sends the M converted bytes at d->conv for a chunk of source bytes: whatever put leaves
+ * unsent stays pending in D (the chunk then counts as consumed).  Returns put's status. */
+static int put_converted(struct crow_ftpdata *d, size_t m)
+{
+    size_t w;
+    int st = put(d, d->conv, m, &w);
+    if (st != CROW_FTPDATA_OK) {
+        d->pend = d->conv + w;
+        d->pend_len = m - w;
+    }
+    return st;
 }
 
 size_t crow_ftpdata_to_crlf(const unsigned char *in, size_t n, unsigned char *out, int *prev)
@@ -354,22 +387,22 @@ int crow_ftpdata_send(struct crow_ftpdata *d, const void *buf, size_t n, int asc
 {
     const unsigned char *p = buf;
     size_t done = 0;
-    int prev = 0, st = CROW_FTPDATA_OK;
+    int st = CROW_FTPDATA_OK;
     if (sent)
         *sent = 0;
     if (ascii && ensure_buffers(d) < 0)
         return CROW_FTPDATA_NET;
-    while (done < n) {
-        size_t chunk = n - done < BUF_SIZE ? n - done : BUF_SIZE;
+    st = flush_pending(d);
+    while (st == CROW_FTPDATA_OK && done < n) {
+        size_t chunk = n - done < BUF_SIZE ? n - done : BUF_SIZE, w;
         if (ascii) {
-            size_t m = crow_ftpdata_to_crlf(p + done, chunk, d->conv, &prev);
-            st = put(d, d->conv, m);
+            size_t m = crow_ftpdata_to_crlf(p + done, chunk, d->conv, &d->send_prev);
+            st = put_converted(d, m);
+            w = chunk;   /* sent or pending */
         } else {
-            st = put(d, p + done, chunk);
+            st = put(d, p + done, chunk, &w);
         }
-        if (st != CROW_FTPDATA_OK)
-            break;
-        done += chunk;
+        done += w;
         if (sent)
             *sent = done;
     }
@@ -389,6 +422,9 @@ int crow_ftpdata_send_file(struct crow_ftpdata *d, int file_fd, uint64_t offset,
     int st = CROW_FTPDATA_OK;
     if (sent)
         *sent = 0;
+    st = flush_pending(d);   /* an ASCII send stopped by a command, resumed */
+    if (st != CROW_FTPDATA_OK)
+        return st;
     if (!ascii && !d->tls) {
         off_t off = (off_t)offset;
         for (;;) {
@@ -440,17 +476,19 @@ int crow_ftpdata_send_file(struct crow_ftpdata *d, int file_fd, uint64_t offset,
         }
         if (r == 0)
             return CROW_FTPDATA_OK;
+        size_t w;
         if (ascii) {
             size_t m = crow_ftpdata_to_crlf(d->buf, (size_t)r, d->conv, &prev);
-            st = put(d, d->conv, m);
+            st = put_converted(d, m);
+            w = (size_t)r;   /* sent or pending */
         } else {
-            st = put(d, d->buf, (size_t)r);
+            st = put(d, d->buf, (size_t)r, &w);
         }
-        if (st != CROW_FTPDATA_OK)
-            return st;
-        done += (uint64_t)r;
+        done += (uint64_t)w;
         if (sent)
             *sent = done;
+        if (st != CROW_FTPDATA_OK)
+            return st;
     }
 }
 

@@ -64,14 +64,17 @@ int crow_ftpdata_starttls(struct crow_ftpdata *d, struct crow_tls_ctx *ctx);
 const char *crow_ftpdata_tls_error(const struct crow_ftpdata *d);
 
 /* Sends the N bytes at BUF (a listing), each LF not preceded by CR as CRLF when ASCII.
- * Returns OK, TIMEOUT, CONTROL or NET; *SENT (if not NULL) = bytes of BUF consumed. */
+ * Returns OK, TIMEOUT, CONTROL or NET; *SENT (if not NULL) = bytes of BUF consumed: after
+ * CONTROL, call again with the rest (BUF + *SENT); converted bytes not yet sent wait in D and
+ * go first. */
 int crow_ftpdata_send(struct crow_ftpdata *d, const void *buf, size_t n, int ascii,
                       uint64_t *sent);
 
 /* Sends the file FILE_FD from OFFSET to its end: sendfile(2) for binary on a plain connection,
  * pread and convert/encrypt otherwise (ASCII: each LF not preceded by CR sent as CRLF).
  * Returns OK (the file's end reached), TIMEOUT, CONTROL, NET or FILE; *SENT (if not NULL) =
- * file bytes consumed. */
+ * file bytes consumed: after CONTROL, call again from OFFSET + *SENT (as for
+ * crow_ftpdata_send, converted bytes not yet sent wait in D). */
 int crow_ftpdata_send_file(struct crow_ftpdata *d, int file_fd, uint64_t offset, int ascii,
                            uint64_t *sent);
 

@@ -3,8 +3,8 @@
  * byte limit, fsync, a readable control connection interrupting a stalled send, a timeout,
  * a binary receive over TCP (splice: whole, stopped at a limit mid-stream, and into an
  * O_APPEND file, which falls back to read + write), a receive stopped by the control
- * connection (at once, and resumed in ASCII with a CR held), and a throttled send that never
- * beats its rate. */
+ * connection (at once, and resumed in ASCII with a CR held), sends stopped by a command and
+ * resumed (every byte once), and a throttled send that never beats its rate. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -304,6 +304,54 @@ int main(void)
         close(cc[0]);
         close(cc[1]);
         close(f);
+    }
+
+    /* sends stopped by a command while the peer is not reading, then resumed from what they
+     * say they sent: the peer gets every byte once (ASCII send_file: converted bytes left
+     * unsent wait in the connection; binary send: exact counts) */
+    for (int mode = 0; mode < 2; mode++) {
+        size_t lines = 65536, src_n = mode ? big : 16 * lines;
+        char *src = mode ? data : malloc(src_n), *want = mode ? data : malloc(17 * lines);
+        if (!mode)
+            for (size_t i = 0; i < lines; i++) {
+                memcpy(src + 16 * i, "0123456789abcde\n", 16);
+                memcpy(want + 17 * i, "0123456789abcde\r\n", 17);
+            }
+        size_t want_n = mode ? big : 17 * lines;
+        int sf = mode ? -1 : temp_file(src, src_n);
+        int cc[2];
+        char junk[16];
+        socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+        socketpair(AF_UNIX, SOCK_STREAM, 0, cc);
+        d = crow_ftpdata_new(sv[0], cc[0], 5000);
+        struct writer w = {.fd = cc[1], .p = "STAT\r\n", .n = 6};
+        pthread_create(&th, NULL, delayed_write, &w);
+        uint64_t s1 = 0, s2 = 0;
+        int st1 = mode ? crow_ftpdata_send(d, src, src_n, 0, &s1)
+                       : crow_ftpdata_send_file(d, sf, 0, 1, &s1);
+        pthread_join(th, NULL);
+        if (read(cc[0], junk, sizeof junk) != 6)
+            diag("short read");
+        memset(&r, 0, sizeof r);
+        r.fd = sv[1];
+        pthread_create(&th, NULL, read_all, &r);
+        st = mode ? crow_ftpdata_send(d, src + s1, src_n - s1, 0, &s2)
+                  : crow_ftpdata_send_file(d, sf, s1, 1, &s2);
+        crow_ftpdata_close(d, 0);
+        pthread_join(th, NULL);
+        ok(st1 == CROW_FTPDATA_CONTROL && s1 < src_n && st == CROW_FTPDATA_OK &&
+           s1 + s2 == src_n && r.n == want_n && memcmp(r.buf, want, want_n) == 0,
+           "%s stopped by a command after %llu bytes and resumed: %zu bytes, all equal",
+           mode ? "binary send" : "ASCII send_file", (unsigned long long)s1, r.n);
+        free(r.buf);
+        close(sv[1]);
+        close(cc[0]);
+        close(cc[1]);
+        if (!mode) {
+            close(sf);
+            free(src);
+            free(want);
+        }
     }
 
     /* a stalled send interrupted by the control connection */
