@@ -604,7 +604,9 @@ static int recv_splice(struct crow_ftpdata *d, int file_fd, uint64_t limit, int 
         }
         int fell_back = m ? drain_pipe(d, file_fd, m) : 0;
         if (fell_back < 0) {
+            int e = errno;
             close_pipe(d);   /* bytes may be left in it */
+            errno = e;
             return CROW_FTPDATA_FILE;
         }
         *done += m;

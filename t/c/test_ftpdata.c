@@ -256,6 +256,22 @@ int main(void)
         close(f);
     }
 
+    /* a file that cannot be written fails the spliced receive as FILE, with the file's errno */
+    {
+        int ro = open("/dev/null", O_RDONLY);
+        ok(tcp_pair(sv) == 0, "TCP pair");
+        if (write(sv[1], data, 4096) != 4096)
+            diag("short write");
+        d = crow_ftpdata_new(sv[0], -1, 5000);
+        st = crow_ftpdata_recv_file(d, ro, 0, UINT64_MAX, 0, &got);
+        int e = errno;
+        ok(st == CROW_FTPDATA_FILE && e == EBADF && got == 0,
+           "recv into a read-only descriptor: FILE, EBADF (st %d, errno %d)", st, e);
+        crow_ftpdata_close(d, 1);
+        close(sv[1]);
+        close(ro);
+    }
+
     /* a readable control connection stops a receive before the bytes already waiting */
     f = temp_file("", 0);
     ok(tcp_pair(sv) == 0, "TCP pair");
