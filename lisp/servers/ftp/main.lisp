@@ -19,6 +19,8 @@
                     :doc "A data connection making no progress this long is aborted.")
   (umask :string :default "022" :doc "The umask for created files and directories (octal).")
   (fsync :boolean :default "no" :doc "Whether STOR fsyncs the file before answering 226.")
+  (thread-linger :duration :min 0 :default "60s"
+                 :doc "How long threads a burst started (beyond workers) wait for more connections.")
   (require-tls :boolean :default "no"
                :doc "Refuse USER before AUTH TLS and data connections without PROT P."))
 
@@ -115,6 +117,7 @@ stop.  Returns 0."
                                         :listeners (context-listeners context)
                                         :max-sessions (config-value config :max-connections)
                                         :spare-threads (config-value config :workers)
+                                        :linger (/ (config-value config :thread-linger) 1000)
                                         :idle-timeout (ftp-state-idle-timeout st)
                                         :write-timeout (ftp-state-transfer-timeout st)
                                         :max-line 1024
