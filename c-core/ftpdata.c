@@ -9,9 +9,15 @@
  * at once with CROW_FTPDATA_CONTROL (the client sends ABOR while it stops reading, so a server
  * that only waited for the data socket would sit out its write timeout); the loop also polls
  * the control descriptor without waiting once per chunk, so ABOR stops a transfer the client
- * keeps reading too.  Binary files on a plain connection go by sendfile(2) (chunks of at most
+ * keeps reading (or, for uploads, feeding) too.  Binary files on a plain connection go by sendfile(2) (chunks of at most
  * 4 MiB, or what the buckets grant); ASCII files and everything under TLS go through a 128 KiB
- * buffer (pread, LF -> CRLF, crow_tls_write).  Receiving reads into the buffer, drops the CR of
+ * buffer (pread, LF -> CRLF, crow_tls_write).  A binary receive on a plain connection goes
+ * socket -> pipe -> file by splice(2) (chunks of at most 1 MiB, the pipe grown to match): the
+ * socket's pages move into the pipe and are copied once, into the file, where recv + write
+ * copies twice (a quarter less server CPU per upload to tmpfs, measured on loopback).  A file
+ * that refuses splice (O_APPEND for APPE, a filesystem without splice_write: EINVAL) gets the
+ * bytes already in the pipe by read + write and the rest of the transfer by the buffer path.
+ * That path reads into the buffer, drops the CR of
  * each CRLF in ASCII mode (a CR ending a chunk is held until the next one shows whether LF
  * follows), and write(2)s to the file, stopping at a byte limit (the quota); failures of the
  * file and of the connection are told apart (FILE vs NET) so the server can answer 451/552 vs
@@ -35,6 +41,7 @@
 
 #define BUF_SIZE (128 * 1024)
 #define SENDFILE_CHUNK ((size_t)4 << 20)
+#define SPLICE_CHUNK ((size_t)1 << 20)
 
 struct crow_ftpdata_share {
     pthread_mutex_t lock;
@@ -48,6 +55,11 @@ struct crow_ftpdata {
     struct crow_ftpdata_share *share_in, *share_out;
     unsigned char *buf;   /* BUF_SIZE */
     unsigned char *conv;  /* 2 * BUF_SIZE + 1 */
+    int pipe[2];          /* splice receive, -1 until used */
+    unsigned char *pend;  /* ASCII send: converted bytes not yet sent (in conv) */
+    size_t pend_len;
+    int send_prev;        /* ASCII crow_ftpdata_send: the last source byte */
+    int cr_held;          /* ASCII receive: a CR ended the last chunk (kept across CONTROL) */
 };
 
 static uint64_t now_ns(void)
@@ -102,6 +114,7 @@ struct crow_ftpdata *crow_ftpdata_new(int fd, int control_fd, int timeout_ms)
         return NULL;
     }
     d->fd = fd;
+    d->pipe[0] = d->pipe[1] = -1;
     d->control = control_fd;
     d->timeout_ms = timeout_ms > 0 ? timeout_ms : -1;
     uint64_t now = now_ns();
@@ -254,9 +267,11 @@ const char *crow_ftpdata_tls_error(const struct crow_ftpdata *d)
 
 /* ------------------------------------------------------------------ sending */
 
-/* Writes all N bytes at P, throttled.  Returns OK, TIMEOUT, CONTROL or NET. */
-static int put(struct crow_ftpdata *d, const unsigned char *p, size_t n)
+/* Writes all N bytes at P, throttled.  Returns OK, TIMEOUT, CONTROL or NET; *PUT = the bytes
+ * written (all N with OK, fewer otherwise). */
+static int put(struct crow_ftpdata *d, const unsigned char *p, size_t n, size_t *put_n)
 {
+    *put_n = 0;
     while (n) {
         size_t allowed;
         int st = grant(d, &d->out, d->share_out, n, &allowed);
@@ -281,8 +296,36 @@ static int put(struct crow_ftpdata *d, const unsigned char *p, size_t n)
         refund(&d->out, d->share_out, allowed - (size_t)w);
         p += w;
         n -= (size_t)w;
+        *put_n += (size_t)w;
     }
     return CROW_FTPDATA_OK;
+}
+
+/* Sends what an ASCII send stopped by CONTROL (or a timeout) left converted but unsent: the
+ * caller counted its source bytes as sent.  Returns OK when nothing is left, else put's
+ * status. */
+static int flush_pending(struct crow_ftpdata *d)
+{
+    size_t w;
+    if (!d->pend_len)
+        return CROW_FTPDATA_OK;
+    int st = put(d, d->pend, d->pend_len, &w);
+    d->pend += w;
+    d->pend_len -= w;
+    return st;
+}
+
+/* Sends the M converted bytes at d->conv for a chunk of source bytes: whatever put leaves
+ * unsent stays pending in D (the chunk then counts as consumed).  Returns put's status. */
+static int put_converted(struct crow_ftpdata *d, size_t m)
+{
+    size_t w;
+    int st = put(d, d->conv, m, &w);
+    if (st != CROW_FTPDATA_OK) {
+        d->pend = d->conv + w;
+        d->pend_len = m - w;
+    }
+    return st;
 }
 
 size_t crow_ftpdata_to_crlf(const unsigned char *in, size_t n, unsigned char *out, int *prev)
@@ -344,22 +387,22 @@ int crow_ftpdata_send(struct crow_ftpdata *d, const void *buf, size_t n, int asc
 {
     const unsigned char *p = buf;
     size_t done = 0;
-    int prev = 0, st = CROW_FTPDATA_OK;
+    int st = CROW_FTPDATA_OK;
     if (sent)
         *sent = 0;
     if (ascii && ensure_buffers(d) < 0)
         return CROW_FTPDATA_NET;
-    while (done < n) {
-        size_t chunk = n - done < BUF_SIZE ? n - done : BUF_SIZE;
+    st = flush_pending(d);
+    while (st == CROW_FTPDATA_OK && done < n) {
+        size_t chunk = n - done < BUF_SIZE ? n - done : BUF_SIZE, w;
         if (ascii) {
-            size_t m = crow_ftpdata_to_crlf(p + done, chunk, d->conv, &prev);
-            st = put(d, d->conv, m);
+            size_t m = crow_ftpdata_to_crlf(p + done, chunk, d->conv, &d->send_prev);
+            st = put_converted(d, m);
+            w = chunk;   /* sent or pending */
         } else {
-            st = put(d, p + done, chunk);
+            st = put(d, p + done, chunk, &w);
         }
-        if (st != CROW_FTPDATA_OK)
-            break;
-        done += chunk;
+        done += w;
         if (sent)
             *sent = done;
     }
@@ -379,6 +422,9 @@ int crow_ftpdata_send_file(struct crow_ftpdata *d, int file_fd, uint64_t offset,
     int st = CROW_FTPDATA_OK;
     if (sent)
         *sent = 0;
+    st = flush_pending(d);   /* an ASCII send stopped by a command, resumed */
+    if (st != CROW_FTPDATA_OK)
+        return st;
     if (!ascii && !d->tls) {
         off_t off = (off_t)offset;
         for (;;) {
@@ -430,17 +476,19 @@ int crow_ftpdata_send_file(struct crow_ftpdata *d, int file_fd, uint64_t offset,
         }
         if (r == 0)
             return CROW_FTPDATA_OK;
+        size_t w;
         if (ascii) {
             size_t m = crow_ftpdata_to_crlf(d->buf, (size_t)r, d->conv, &prev);
-            st = put(d, d->conv, m);
+            st = put_converted(d, m);
+            w = (size_t)r;   /* sent or pending */
         } else {
-            st = put(d, d->buf, (size_t)r);
+            st = put(d, d->buf, (size_t)r, &w);
         }
-        if (st != CROW_FTPDATA_OK)
-            return st;
-        done += (uint64_t)r;
+        done += (uint64_t)w;
         if (sent)
             *sent = done;
+        if (st != CROW_FTPDATA_OK)
+            return st;
     }
 }
 
@@ -462,16 +510,133 @@ static int write_file(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
+static void close_pipe(struct crow_ftpdata *d)
+{
+    if (d->pipe[0] >= 0) {
+        close(d->pipe[0]);
+        close(d->pipe[1]);
+    }
+    d->pipe[0] = d->pipe[1] = -1;
+}
+
+/* Moves the N bytes waiting in D's pipe into FILE_FD.  Returns 0; 1 when the file refuses
+ * splice (EINVAL: O_APPEND, no splice_write), the bytes then moved by read + write; or -1 with
+ * errno (the file's). */
+static int drain_pipe(struct crow_ftpdata *d, int file_fd, size_t n)
+{
+    while (n) {
+        ssize_t w = splice(d->pipe[0], NULL, file_fd, NULL, n, SPLICE_F_MOVE);
+        if (w > 0) {
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w == 0 || errno != EINVAL)
+            return w == 0 ? (errno = EIO, -1) : -1;
+        if (ensure_buffers(d) < 0)
+            return -1;
+        while (n) {
+            ssize_t r = read(d->pipe[0], d->buf, n < BUF_SIZE ? n : BUF_SIZE);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                return r == 0 ? (errno = EIO, -1) : -1;
+            if (write_file(file_fd, d->buf, (size_t)r) < 0)
+                return -1;
+            n -= (size_t)r;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* The binary receive of a plain connection by splice(2), *DONE bytes written so far.  Returns
+ * a status like crow_ftpdata_recv_file's, or 1: go on with the buffer path (no pipe, or the
+ * file refuses splice). */
+static int recv_splice(struct crow_ftpdata *d, int file_fd, uint64_t limit, int do_fsync,
+                       uint64_t *done, uint64_t *got)
+{
+    if (d->pipe[0] < 0) {
+        if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+            return 1;
+        fcntl(d->pipe[1], F_SETPIPE_SZ, (int)SPLICE_CHUNK); /* the default 64 KiB works too */
+    }
+    for (;;) {
+        if (control_ready(d))
+            return CROW_FTPDATA_CONTROL;
+        /* one byte past the limit tells "more than the limit" from "exactly the limit" */
+        size_t want = SPLICE_CHUNK, allowed;
+        if (limit != UINT64_MAX && limit - *done < want)
+            want = (size_t)(limit - *done) + 1;
+        int st = grant(d, &d->in, d->share_in, want, &allowed);
+        if (st != CROW_FTPDATA_OK)
+            return st;
+        ssize_t r = splice(d->fd, NULL, d->pipe[1], NULL, allowed,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (r < 0) {
+            int e = errno;
+            refund(&d->in, d->share_in, allowed);
+            if (e == EINTR)
+                continue;
+            if (e == EAGAIN) {
+                st = wait_io(d, POLLIN, 1);
+                if (st != CROW_FTPDATA_OK)
+                    return st;
+                continue;
+            }
+            if (e == EINVAL && *done == 0)
+                return 1;   /* a socket splice cannot read */
+            errno = e;
+            return CROW_FTPDATA_NET;
+        }
+        refund(&d->in, d->share_in, allowed - (size_t)r);
+        if (r == 0) {
+            if (do_fsync && fsync(file_fd) < 0)
+                return CROW_FTPDATA_FILE;
+            return CROW_FTPDATA_OK;
+        }
+        size_t m = (size_t)r;
+        int over = 0;
+        if (limit != UINT64_MAX && m > limit - *done) {
+            m = (size_t)(limit - *done);
+            over = 1;
+        }
+        int fell_back = m ? drain_pipe(d, file_fd, m) : 0;
+        if (fell_back < 0) {
+            int e = errno;
+            close_pipe(d);   /* bytes may be left in it */
+            errno = e;
+            return CROW_FTPDATA_FILE;
+        }
+        *done += m;
+        if (got)
+            *got = *done;
+        if (over) {
+            close_pipe(d);   /* the bytes past the limit */
+            return CROW_FTPDATA_LIMIT;
+        }
+        if (fell_back)
+            return 1;
+    }
+}
+
 int crow_ftpdata_recv_file(struct crow_ftpdata *d, int file_fd, int ascii, uint64_t limit,
                            int do_fsync, uint64_t *got)
 {
     uint64_t done = 0;
-    int cr_held = 0;
     if (got)
         *got = 0;
+    if (!ascii && !d->tls) {
+        int st = recv_splice(d, file_fd, limit, do_fsync, &done, got);
+        if (st != 1)
+            return st;
+    }
     if (ensure_buffers(d) < 0)
         return CROW_FTPDATA_NET;
     for (;;) {
+        if (control_ready(d))
+            return CROW_FTPDATA_CONTROL;
         size_t allowed;
         int st = grant(d, &d->in, d->share_in, BUF_SIZE, &allowed);
         if (st != CROW_FTPDATA_OK)
@@ -496,18 +661,18 @@ int crow_ftpdata_recv_file(struct crow_ftpdata *d, int file_fd, int ascii, uint6
         const unsigned char *p = d->buf;
         size_t m = (size_t)r;
         if (r == 0) {
-            if (cr_held) {           /* a final CR stays data */
+            if (d->cr_held) {        /* a final CR stays data */
                 d->conv[0] = '\r';
                 p = d->conv;
                 m = 1;
-                cr_held = 0;
+                d->cr_held = 0;
             } else {
                 if (do_fsync && fsync(file_fd) < 0)
                     return CROW_FTPDATA_FILE;
                 return CROW_FTPDATA_OK;
             }
         } else if (ascii) {
-            m = crow_ftpdata_from_crlf(d->buf, (size_t)r, d->conv, &cr_held);
+            m = crow_ftpdata_from_crlf(d->buf, (size_t)r, d->conv, &d->cr_held);
             p = d->conv;
         }
         int over = 0;
@@ -557,6 +722,7 @@ int crow_ftpdata_close(struct crow_ftpdata *d, int abortive)
         setsockopt(d->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
     crow_tls_free(d->tls);
+    close_pipe(d);
     close(d->fd);
     free(d->buf);
     free(d->conv);

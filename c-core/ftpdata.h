@@ -64,20 +64,25 @@ int crow_ftpdata_starttls(struct crow_ftpdata *d, struct crow_tls_ctx *ctx);
 const char *crow_ftpdata_tls_error(const struct crow_ftpdata *d);
 
 /* Sends the N bytes at BUF (a listing), each LF not preceded by CR as CRLF when ASCII.
- * Returns OK, TIMEOUT, CONTROL or NET; *SENT (if not NULL) = bytes of BUF consumed. */
+ * Returns OK, TIMEOUT, CONTROL or NET; *SENT (if not NULL) = bytes of BUF consumed: after
+ * CONTROL, call again with the rest (BUF + *SENT); converted bytes not yet sent wait in D and
+ * go first. */
 int crow_ftpdata_send(struct crow_ftpdata *d, const void *buf, size_t n, int ascii,
                       uint64_t *sent);
 
 /* Sends the file FILE_FD from OFFSET to its end: sendfile(2) for binary on a plain connection,
  * pread and convert/encrypt otherwise (ASCII: each LF not preceded by CR sent as CRLF).
  * Returns OK (the file's end reached), TIMEOUT, CONTROL, NET or FILE; *SENT (if not NULL) =
- * file bytes consumed. */
+ * file bytes consumed: after CONTROL, call again from OFFSET + *SENT (as for
+ * crow_ftpdata_send, converted bytes not yet sent wait in D). */
 int crow_ftpdata_send_file(struct crow_ftpdata *d, int file_fd, uint64_t offset, int ascii,
                            uint64_t *sent);
 
 /* Receives until the peer's end of file into FILE_FD at its current position (ASCII: CRLF
- * stored as LF).  At most LIMIT bytes are written (UINT64_MAX: no limit): reaching it returns
- * LIMIT with those bytes written.  With FSYNC the file is fsync'ed before OK is returned.
+ * stored as LF; binary on a plain connection by splice(2), else through a buffer).  At most
+ * LIMIT bytes are written (UINT64_MAX: no limit): reaching it returns LIMIT with those bytes
+ * written.  With FSYNC the file is fsync'ed before OK is returned.  After CONTROL, calling it
+ * again goes on where it stopped (an ASCII CR held back at a chunk's end included).
  * Returns OK, TIMEOUT, CONTROL, LIMIT, NET or FILE; *GOT (if not NULL) = bytes written to the
  * file. */
 int crow_ftpdata_recv_file(struct crow_ftpdata *d, int file_fd, int ascii, uint64_t limit,

@@ -1,8 +1,10 @@
 /* test_ftpdata.c — c-core/ftpdata: ASCII conversion both ways (CR at chunk boundaries), a
  * file sent by sendfile and in ASCII over a socket pair, a receive with CRLF conversion, a
  * byte limit, fsync, a readable control connection interrupting a stalled send, a timeout,
- * a binary receive over TCP (whole and stopped at a limit mid-stream), and a throttled send
- * that never beats its rate. */
+ * a binary receive over TCP (splice: whole, stopped at a limit mid-stream, and into an
+ * O_APPEND file, which falls back to read + write), a receive stopped by the control
+ * connection (at once, and resumed in ASCII with a CR held), sends stopped by a command and
+ * resumed (every byte once), and a throttled send that never beats its rate. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -75,6 +77,17 @@ static void *write_all(void *arg)
         o += (size_t)k;
     }
     shutdown(w->fd, SHUT_WR);
+    return NULL;
+}
+
+/* Writes W's bytes after 100 ms (without shutting the descriptor down). */
+static void *delayed_write(void *arg)
+{
+    struct writer *w = arg;
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    if (write(w->fd, w->p, w->n) != (ssize_t)w->n)
+        return NULL;
     return NULL;
 }
 
@@ -220,6 +233,141 @@ int main(void)
            lim ? " stops at its limit" : "", n);
         free(b);
         close(f);
+    }
+
+    /* APPE: a file opened O_APPEND refuses splice (EINVAL) after the first chunk is in the
+     * pipe; that chunk and the rest still arrive, after the file's old bytes */
+    f = temp_file("head", 4);
+    fcntl(f, F_SETFL, fcntl(f, F_GETFL) | O_APPEND);
+    ok(tcp_pair(sv) == 0, "TCP pair");
+    {
+        struct writer w = {.fd = sv[1], .p = data, .n = big};
+        pthread_create(&th, NULL, write_all, &w);
+        d = crow_ftpdata_new(sv[0], -1, 5000);
+        got = 0;
+        st = crow_ftpdata_recv_file(d, f, 0, UINT64_MAX, 0, &got);
+        crow_ftpdata_close(d, 1);
+        close(sv[1]);
+        pthread_join(th, NULL);
+        b = read_fd_big(f, big + 5, &n);
+        ok(st == CROW_FTPDATA_OK && got == big && n == big + 4 && memcmp(b, "head", 4) == 0 &&
+           memcmp(b + 4, data, big) == 0, "binary recv into an O_APPEND file: %zu bytes, all equal", n);
+        free(b);
+        close(f);
+    }
+
+    /* a file that cannot be written fails the spliced receive as FILE, with the file's errno */
+    {
+        int ro = open("/dev/null", O_RDONLY);
+        ok(tcp_pair(sv) == 0, "TCP pair");
+        if (write(sv[1], data, 4096) != 4096)
+            diag("short write");
+        d = crow_ftpdata_new(sv[0], -1, 5000);
+        st = crow_ftpdata_recv_file(d, ro, 0, UINT64_MAX, 0, &got);
+        int e = errno;
+        ok(st == CROW_FTPDATA_FILE && e == EBADF && got == 0,
+           "recv into a read-only descriptor: FILE, EBADF (st %d, errno %d)", st, e);
+        crow_ftpdata_close(d, 1);
+        close(sv[1]);
+        close(ro);
+    }
+
+    /* a readable control connection stops a receive before the bytes already waiting */
+    f = temp_file("", 0);
+    ok(tcp_pair(sv) == 0, "TCP pair");
+    {
+        int cc[2];
+        socketpair(AF_UNIX, SOCK_STREAM, 0, cc);
+        if (write(sv[1], data, 65536) != 65536 || write(cc[1], "ABOR\r\n", 6) != 6)
+            diag("short write");
+        d = crow_ftpdata_new(sv[0], cc[0], 5000);
+        got = 1;
+        st = crow_ftpdata_recv_file(d, f, 0, UINT64_MAX, 0, &got);
+        ok(st == CROW_FTPDATA_CONTROL && got == 0, "readable control stops a fed receive at once");
+        crow_ftpdata_close(d, 1);
+        close(sv[1]);
+        close(cc[0]);
+        close(cc[1]);
+        close(f);
+    }
+
+    /* ASCII receive stopped by a command (NOOP) with a CR held, then resumed: the CR stays */
+    f = temp_file("", 0);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    {
+        int cc[2];
+        char junk[16];
+        socketpair(AF_UNIX, SOCK_STREAM, 0, cc);
+        if (write(sv[1], "a\r", 2) != 2)
+            diag("short write");
+        d = crow_ftpdata_new(sv[0], cc[0], 5000);
+        struct writer w = {.fd = cc[1], .p = "NOOP\r\n", .n = 6};
+        pthread_create(&th, NULL, delayed_write, &w);
+        uint64_t got1 = 0, got2 = 0;
+        int st1 = crow_ftpdata_recv_file(d, f, 1, UINT64_MAX, 0, &got1);
+        pthread_join(th, NULL);
+        if (read(cc[0], junk, sizeof junk) != 6 || write(sv[1], "xb", 2) != 2)
+            diag("short read/write");
+        shutdown(sv[1], SHUT_WR);
+        st = crow_ftpdata_recv_file(d, f, 1, UINT64_MAX, 0, &got2);
+        crow_ftpdata_close(d, 0);
+        b = read_fd_all(f, &n);
+        ok(st1 == CROW_FTPDATA_CONTROL && st == CROW_FTPDATA_OK && n == 4 &&
+           memcmp(b, "a\rxb", 4) == 0 && got1 + got2 == 4,
+           "ASCII recv resumed after a command keeps the CR it held");
+        free(b);
+        close(sv[1]);
+        close(cc[0]);
+        close(cc[1]);
+        close(f);
+    }
+
+    /* sends stopped by a command while the peer is not reading, then resumed from what they
+     * say they sent: the peer gets every byte once (ASCII send_file: converted bytes left
+     * unsent wait in the connection; binary send: exact counts) */
+    for (int mode = 0; mode < 2; mode++) {
+        size_t lines = 65536, src_n = mode ? big : 16 * lines;
+        char *src = mode ? data : malloc(src_n), *want = mode ? data : malloc(17 * lines);
+        if (!mode)
+            for (size_t i = 0; i < lines; i++) {
+                memcpy(src + 16 * i, "0123456789abcde\n", 16);
+                memcpy(want + 17 * i, "0123456789abcde\r\n", 17);
+            }
+        size_t want_n = mode ? big : 17 * lines;
+        int sf = mode ? -1 : temp_file(src, src_n);
+        int cc[2];
+        char junk[16];
+        socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+        socketpair(AF_UNIX, SOCK_STREAM, 0, cc);
+        d = crow_ftpdata_new(sv[0], cc[0], 5000);
+        struct writer w = {.fd = cc[1], .p = "STAT\r\n", .n = 6};
+        pthread_create(&th, NULL, delayed_write, &w);
+        uint64_t s1 = 0, s2 = 0;
+        int st1 = mode ? crow_ftpdata_send(d, src, src_n, 0, &s1)
+                       : crow_ftpdata_send_file(d, sf, 0, 1, &s1);
+        pthread_join(th, NULL);
+        if (read(cc[0], junk, sizeof junk) != 6)
+            diag("short read");
+        memset(&r, 0, sizeof r);
+        r.fd = sv[1];
+        pthread_create(&th, NULL, read_all, &r);
+        st = mode ? crow_ftpdata_send(d, src + s1, src_n - s1, 0, &s2)
+                  : crow_ftpdata_send_file(d, sf, s1, 1, &s2);
+        crow_ftpdata_close(d, 0);
+        pthread_join(th, NULL);
+        ok(st1 == CROW_FTPDATA_CONTROL && s1 < src_n && st == CROW_FTPDATA_OK &&
+           s1 + s2 == src_n && r.n == want_n && memcmp(r.buf, want, want_n) == 0,
+           "%s stopped by a command after %llu bytes and resumed: %zu bytes, all equal",
+           mode ? "binary send" : "ASCII send_file", (unsigned long long)s1, r.n);
+        free(r.buf);
+        close(sv[1]);
+        close(cc[0]);
+        close(cc[1]);
+        if (!mode) {
+            close(sf);
+            free(src);
+            free(want);
+        }
     }
 
     /* a stalled send interrupted by the control connection */
