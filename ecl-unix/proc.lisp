@@ -614,3 +614,14 @@ previous sizes as (values BINDING FRAME LISP).  Can't fail."
                 if (#1 > 0) ecl_set_option(o, #1);
                 @(return) = old; }" :one-liner nil)))
     (values (opt 0 binding) (opt 1 frame) (opt 2 lisp))))
+
+(ffi:clines "#include <gc/gc.h>")
+
+(defun grow-lisp-heap (bytes)
+  "Grows the collected heap to at least BYTES now (address space: pages are touched only when
+used), so a burst of allocations below that runs without the collections that growing the
+heap step by step would cost.  Returns true when the heap is that big.  Can't fail."
+  (check-type bytes (integer 0 #.(expt 2 40)))
+  (ffi:c-inline (bytes) (:unsigned-long) :bool
+    "{ size_t have = GC_get_heap_size();
+       @(return) = have >= #0 || GC_expand_hp(#0 - have); }" :one-liner nil))
