@@ -19,6 +19,9 @@
                     :doc "A data connection making no progress this long is aborted.")
   (umask :string :default "022" :doc "The umask for created files and directories (octal).")
   (fsync :boolean :default "no" :doc "Whether STOR fsyncs the file before answering 226.")
+  (auth-cache :integer :min 0 :default "0"
+              :doc "Users whose verified password is remembered (keyed MAC, no password kept); 0: off.")
+  (auth-cache-ttl :duration :min 1 :default "1h" :doc "How long a remembered password is trusted.")
   (thread-linger :duration :min 0 :default "60s"
                  :doc "How long threads a burst started (beyond workers) wait for more connections.")
   (require-tls :boolean :default "no"
@@ -88,6 +91,9 @@ Signals an error (reported as a config error) for a bad accounts file or TLS fil
           (ftp-state-require-tls st) (config-value config :require-tls)
           (ftp-state-bandwidth-in st) (or (config-value config :bandwidth-in) 0)
           (ftp-state-bandwidth-out st) (or (config-value config :bandwidth-out) 0)
+          (ftp-state-auth-cache st) (let ((n (config-value config :auth-cache)))
+                                      (and (plusp n)
+                                           (make-auth-cache n (config-value config :auth-cache-ttl))))
           ;; checked for unknown users, so they take as long as known ones
           (ftp-state-dummy-hash st) (crypt-hash (format nil "~a" (random 1000000))))
     st))

@@ -15,7 +15,7 @@ config's values."
   (accounts (make-hash-table :test 'equal)) greeting motd tls-context dummy-hash
   (pasv-low 0) (pasv-high 0) pasv-address (login-delay 1000) (login-failures 3)
   (transfer-timeout 300) (idle-timeout 300) (umask #o022) fsync require-tls
-  (bandwidth-in 0) (bandwidth-out 0)
+  (bandwidth-in 0) (bandwidth-out 0) auth-cache
   (users (make-hash-table :test 'equal)) (users-lock (mp:make-lock :name "mmftpd users")))
 
 (defvar *state* nil "The ftp-state of the serving process.")
@@ -136,10 +136,71 @@ fail."
                    :persistent nil)
       (setf (ftp-ustate ftp) nil (ftp-account ftp) nil))))
 
+;;; Verified-credentials cache (config auth-cache N; off by default), like Dovecot's
+;;; auth_cache: yescrypt costs ~20 ms of CPU (and more latency) per login by design, and a
+;;; client that logs in again and again with the same password need not pay it each time.
+;;; An entry holds, per user, HMAC-SHA-256 under a random per-process key of the user, the
+;;; password and the account's stored hash, and when it was made: never the password.  A
+;;; login whose MAC equals the entry's (constant-time compare) within TTL is accepted without
+;;; crypt; anything else takes the full crypt-verify.  A changed password changes the stored
+;;; hash, so an old entry never matches (and SIGHUP, which re-reads the accounts, starts a new
+;;; serving process with an empty cache).  Failures are never cached; at most SIZE users.
+
+(defstruct (auth-cache (:constructor %make-auth-cache (size ttl key)))
+  size ttl key (table (make-hash-table :test 'equal)) (lock (mp:make-lock :name "mmftpd auth cache")))
+
+(defun make-auth-cache (size ttl-ms)
+  "Returns a cache of at most SIZE users whose entries last TTL-MS milliseconds, keyed with 32
+octets from /dev/urandom.  Signals unix-error if /dev/urandom cannot be read."
+  (let ((key (make-octets 32)))
+    (with-fd (fd (open-fd "/dev/urandom"))
+      (loop with got = 0 while (< got 32)
+            do (let ((n (read-fd fd key :start got)))
+                 (when (zerop n) (error "/dev/urandom: end of file"))
+                 (incf got n))))
+    (%make-auth-cache size (* ttl-ms (/ internal-time-units-per-second 1000)) key)))
+
+(defun %auth-mac (cache account password)
+  (hmac-sha256 (auth-cache-key cache)
+               (concatenate 'string (account-name account) (string (code-char 0)) password
+                            (string (code-char 0)) (account-hash account))))
+
+(defun auth-cache-hit-p (cache account password)
+  "True when CACHE holds a live entry for ACCOUNT made with PASSWORD and its current hash."
+  (let ((mac (%auth-mac cache account password))
+        (e (mp:with-lock ((auth-cache-lock cache))
+             (gethash (account-name account) (auth-cache-table cache)))))
+    (and e
+         (< (- (get-internal-real-time) (cdr e)) (auth-cache-ttl cache))
+         (constant-time-equal mac (car e)))))
+
+(defun auth-cache-remember (cache account password)
+  (let ((mac (%auth-mac cache account password))
+        (now (get-internal-real-time)))
+    (mp:with-lock ((auth-cache-lock cache))
+      (let ((table (auth-cache-table cache)))
+        (when (and (>= (hash-table-count table) (auth-cache-size cache))
+                   (not (gethash (account-name account) table)))
+          ;; full: drop the expired entries, else the oldest one
+          (let ((oldest nil))
+            (maphash (lambda (k v)
+                       (cond ((>= (- now (cdr v)) (auth-cache-ttl cache)) (remhash k table))
+                             ((or (null oldest) (< (cdr v) (cdr (gethash oldest table))))
+                              (setf oldest k))))
+                     table)
+            (when (and oldest (>= (hash-table-count table) (auth-cache-size cache)))
+              (remhash oldest table))))
+        (setf (gethash (account-name account) table) (cons mac now))))))
+
 (defun password-ok-p (account password)
-  (cond ((null account) (crypt-verify password (ftp-state-dummy-hash *state*)) nil)
-        ((account-anonymous account) t)
-        (t (crypt-verify password (account-hash account)))))
+  "Returns T when PASSWORD is ACCOUNT's, and as second value whether the auth cache said so."
+  (let ((cache (ftp-state-auth-cache *state*)))
+    (cond ((null account) (crypt-verify password (ftp-state-dummy-hash *state*)) nil)
+          ((account-anonymous account) t)
+          ((and cache (auth-cache-hit-p cache account password)) (values t t))
+          ((crypt-verify password (account-hash account))
+           (when cache (auth-cache-remember cache account password))
+           t))))
 
 (defun cmd-user (ftp arg)
   (when (and (ftp-state-require-tls *state*) (not (session-tls-p (ftp-session ftp))))
@@ -156,8 +217,9 @@ fail."
     (when (ftp-account ftp) (fail 503 "Already logged in."))
     (let* ((st *state*)
            (acct (gethash (if (string= name "ftp") "anonymous" name) (ftp-state-accounts st))))
+      (multiple-value-bind (ok cached) (password-ok-p acct arg)
       (cond
-        ((password-ok-p acct arg)
+        (ok
          (let ((home (realpath (if (string= (account-home acct) "") "/" (account-home acct)))))
            (unless home (fail 530 "Home directory unavailable."))
            (when (string= home "/") (setf home ""))
@@ -175,7 +237,8 @@ fail."
                                                      (make-ftpdata-share (account-bandwidth-out acct))))))
              (setf (ftp-account ftp) acct (ftp-ustate ftp) u (ftp-home ftp) home
                    (ftp-cwd ftp) "/" (ftp-failures ftp) 0)
-             (log-info "login ~a from ~a" (account-name acct) (session-peer (ftp-session ftp)))
+             (log-info "login ~a from ~a~:[~; (cached)~]" (account-name acct) (session-peer (ftp-session ftp))
+                       cached)
              (let ((motd (ftp-state-motd st)))
                (if motd
                    (reply-lines ftp 230 motd (format nil "User ~a logged in." name))
@@ -193,7 +256,7 @@ fail."
            (when (>= n (ftp-state-login-failures st))
              (reply ftp 421 "Too many login failures, closing.")
              (error 'ftp-quit))
-           (fail 530 "Login incorrect.")))))))
+           (fail 530 "Login incorrect."))))))))
 
 (defun split-command (octets)
   "Returns (values COMMAND ARGUMENT): the upper-cased verb and the rest, decoded as UTF-8."
