@@ -196,6 +196,8 @@ and throttling; mmftpasswd, its accounts tool (package crow.ftp)."
                (:file "accounts")
                (:file "vfs")
                (:file "session")
+               (:file "files")
+               (:file "transfer")
                (:file "main")))
 
 (defsystem "crow/irc"

@@ -49,7 +49,7 @@
    #:getpid #:getppid #:getpwnam #:getrlimit #:getuid #:initgroups #:kill #:run-program
    #:setgroups #:setresgid #:setresuid #:setrlimit #:setsid #:spawn #:umask #:waitpid
    #:getgroups #:getcwd #:spawn-waiting #:hand-off #:make-spawner #:spawner-request #:spawner-receive
-   #:reserve-lisp-threads
+   #:reserve-lisp-threads #:set-lisp-thread-stacks #:grow-lisp-heap
    ;; signals
    #:default-signal #:ignore-sigpipe #:read-signals #:reset-signal-pipe #:signal-fd
    #:signal-number #:watch-signals

@@ -592,3 +592,36 @@ that big already.  Returns the table's size.  Call it before the 250th thread.  
   ecl_giveup_spinlock(&cl_core.processes_spinlock);
   ecl_enable_interrupts_env(env);
   @(return) = (int)size; }" :one-liner nil))
+
+;;; A new ECL thread allocates its Lisp stacks in the collected heap: 8,192 binding-stack
+;;; entries, 2,048 frames (each holds a sigjmp_buf) and 32,768 Lisp-stack words by default,
+;;; ~0.9 MB, plus ~0.2 MB of method caches, so a burst of threads grows the heap by ~1.2 MB a
+;;; thread and triggers collections that each scan every thread.  A server whose threads run
+;;; shallow code may ask for smaller stacks; an overflow is still the continuable
+;;; ext:stack-overflow error (ECL then enlarges that thread's stack).
+
+(defun set-lisp-thread-stacks (&key binding frame lisp)
+  "Sets the sizes of the Lisp stacks of the threads created from now on in this process:
+BINDING (special-binding entries), FRAME (catch/block/unwind-protect frames) and LISP (words),
+each at least 64; NIL leaves one as it is.  Existing threads keep theirs.  Returns the
+previous sizes as (values BINDING FRAME LISP).  Can't fail."
+  (flet ((opt (which v)
+           (check-type v (or null (integer 64 10000000)))
+           (ffi:c-inline (which (or v -1)) (:int :long) :long
+             "{ int o = #0 == 0 ? ECL_OPT_BIND_STACK_SIZE
+                      : #0 == 1 ? ECL_OPT_FRAME_STACK_SIZE : ECL_OPT_LISP_STACK_SIZE;
+                cl_fixnum old = ecl_get_option(o);
+                if (#1 > 0) ecl_set_option(o, #1);
+                @(return) = old; }" :one-liner nil)))
+    (values (opt 0 binding) (opt 1 frame) (opt 2 lisp))))
+
+(ffi:clines "#include <gc/gc.h>")
+
+(defun grow-lisp-heap (bytes)
+  "Grows the collected heap to at least BYTES now (address space: pages are touched only when
+used), so a burst of allocations below that runs without the collections that growing the
+heap step by step would cost.  Returns true when the heap is that big.  Can't fail."
+  (check-type bytes (integer 0 #.(expt 2 40)))
+  (ffi:c-inline (bytes) (:unsigned-long) :bool
+    "{ size_t have = GC_get_heap_size();
+       @(return) = have >= #0 || GC_expand_hp(#0 - have); }" :one-liner nil))

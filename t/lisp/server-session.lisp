@@ -55,6 +55,41 @@
              (is (zerop (getf st :errors)))))
       (is (zerop (stop-session-server server))))))
 
+(test session-server-burst-threads-linger-then-retire
+  ;; A burst of 6 concurrent sessions starts 6 threads; a second burst within LINGER reuses
+  ;; them (no new thread); once no connection came for LINGER seconds, the idle ones beyond
+  ;; SPARE-THREADS end.
+  (let ((server (start-session-server 'echo-handler :max-sessions 20 :spare-threads 1 :linger 1
+                                                    :idle-timeout 5 :greeting (crlf "HELLO"))))
+    (unwind-protect
+         (let ((port (session-server-port server)))
+           (flet ((burst ()
+                    (let ((cs (loop repeat 6 collect (client port))))
+                      (unwind-protect
+                           (dolist (c cs) (is (equal "HELLO" (session-read-line c))))
+                        (dolist (c cs)
+                          (ignore-errors (session-write c (crlf "QUIT")) (session-read-line c))
+                          (session-close c))))
+                    ;; bounded wait for the 6 sessions to end in their threads
+                    (loop repeat 100
+                          until (zerop (getf (session-server-stats server) :active))
+                          do (sleep 0.02))))
+             (burst)
+             (let ((st (session-server-stats server)))
+               (is (= 6 (getf st :threads)) "after the first burst, its threads wait: ~a" st))
+             (burst)
+             (let ((st (session-server-stats server)))
+               (is (= 6 (getf st :threads)) "the second burst reused them: ~a" st)
+               (is (= 12 (getf st :served)) "served: ~a" st))
+             ;; linger 1 s, the acceptor looks at least once a second: gone within 4 s
+             (is (loop repeat 80
+                       thereis (<= (getf (session-server-stats server) :threads) 1)
+                       do (sleep 0.05))
+                 "idle threads beyond spare-threads retired: ~a" (session-server-stats server))
+             (burst)
+             (is (= 18 (getf (session-server-stats server) :served)) "served again after retiring")))
+      (is (zerop (stop-session-server server))))))
+
 (test session-server-stop-cuts-stuck-sessions
   (let* ((server (start-session-server 'echo-handler :idle-timeout 60))
          (port (session-server-port server))

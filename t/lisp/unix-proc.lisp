@@ -265,3 +265,28 @@
     (is (>= (length (mp:all-processes)) 400))
     (setf go t)
     (mapc #'mp:process-join threads)))
+
+(test set-lisp-thread-stacks-round-trip
+  ;; The sizes apply to threads created later; the previous ones come back as values.
+  (multiple-value-bind (b f l) (set-lisp-thread-stacks)
+    (is (and (>= b 64) (>= f 64) (>= l 64)) "current sizes: ~a ~a ~a" b f l)
+    (unwind-protect
+         (progn
+           (set-lisp-thread-stacks :binding 1024 :frame 128 :lisp 2048)
+           (is (equal '(1024 128 2048) (multiple-value-list (set-lisp-thread-stacks))))
+           ;; a thread with the small stacks runs ordinary code: conditions, format, locks
+           (let* ((result nil)
+                  (th (mp:process-run-function
+                       "small-stacks"
+                       (lambda ()
+                         (setf result (handler-case (error "boom ~d" 42)
+                                        (error (e) (format nil "caught: ~a" e))))))))
+             (mp:process-join th)
+             (is (equal "caught: boom 42" result))))
+      (set-lisp-thread-stacks :binding b :frame f :lisp l))
+    (is (equal (list b f l) (multiple-value-list (set-lisp-thread-stacks))) "restored")))
+
+(test grow-lisp-heap-is-true-once-big-enough
+  (is-true (grow-lisp-heap (* 1024 1024)))
+  (is-true (grow-lisp-heap (* 64 1024 1024)))
+  (is-true (grow-lisp-heap (* 32 1024 1024)) "already bigger: nothing to do"))

@@ -1,7 +1,8 @@
 ;;;; session.lisp — one FTP control connection, served in its own thread (crow.server's
-;;;; session model): the command loop, login, the data connections (PASV/EPSV/PORT/EPRT with
-;;;; bounce and theft protection) and every command of RFC 959, 2228, 2389, 2428, 2640, 3659
-;;;; and 4217.  The byte work of transfers is c-core/ftpdata's.
+;;;; session model): the server's and the session's state, replies, the user's path helpers,
+;;;; per-user counts, login (USER/PASS), AUTH TLS/PBSZ/PROT, the small commands (TYPE, FEAT,
+;;;; OPTS, STAT), the command table and the command loop.  The path commands are in files.lisp,
+;;;; the data connections and transfers in transfer.lisp.
 
 (in-package :crow.ftp)
 
@@ -14,7 +15,7 @@ config's values."
   (accounts (make-hash-table :test 'equal)) greeting motd tls-context dummy-hash
   (pasv-low 0) (pasv-high 0) pasv-address (login-delay 1000) (login-failures 3)
   (transfer-timeout 300) (idle-timeout 300) (umask #o022) fsync require-tls
-  (bandwidth-in 0) (bandwidth-out 0)
+  (bandwidth-in 0) (bandwidth-out 0) auth-cache
   (users (make-hash-table :test 'equal)) (users-lock (mp:make-lock :name "mmftpd users")))
 
 (defvar *state* nil "The ftp-state of the serving process.")
@@ -135,10 +136,71 @@ fail."
                    :persistent nil)
       (setf (ftp-ustate ftp) nil (ftp-account ftp) nil))))
 
+;;; Verified-credentials cache (config auth-cache N; off by default), like Dovecot's
+;;; auth_cache: yescrypt costs ~20 ms of CPU (and more latency) per login by design, and a
+;;; client that logs in again and again with the same password need not pay it each time.
+;;; An entry holds, per user, HMAC-SHA-256 under a random per-process key of the user, the
+;;; password and the account's stored hash, and when it was made: never the password.  A
+;;; login whose MAC equals the entry's (constant-time compare) within TTL is accepted without
+;;; crypt; anything else takes the full crypt-verify.  A changed password changes the stored
+;;; hash, so an old entry never matches (and SIGHUP, which re-reads the accounts, starts a new
+;;; serving process with an empty cache).  Failures are never cached; at most SIZE users.
+
+(defstruct (auth-cache (:constructor %make-auth-cache (size ttl key)))
+  size ttl key (table (make-hash-table :test 'equal)) (lock (mp:make-lock :name "mmftpd auth cache")))
+
+(defun make-auth-cache (size ttl-ms)
+  "Returns a cache of at most SIZE users whose entries last TTL-MS milliseconds, keyed with 32
+octets from /dev/urandom.  Signals unix-error if /dev/urandom cannot be read."
+  (let ((key (make-octets 32)))
+    (with-fd (fd (open-fd "/dev/urandom"))
+      (loop with got = 0 while (< got 32)
+            do (let ((n (read-fd fd key :start got)))
+                 (when (zerop n) (error "/dev/urandom: end of file"))
+                 (incf got n))))
+    (%make-auth-cache size (* ttl-ms (/ internal-time-units-per-second 1000)) key)))
+
+(defun %auth-mac (cache account password)
+  (hmac-sha256 (auth-cache-key cache)
+               (concatenate 'string (account-name account) (string (code-char 0)) password
+                            (string (code-char 0)) (account-hash account))))
+
+(defun auth-cache-hit-p (cache account password)
+  "True when CACHE holds a live entry for ACCOUNT made with PASSWORD and its current hash."
+  (let ((mac (%auth-mac cache account password))
+        (e (mp:with-lock ((auth-cache-lock cache))
+             (gethash (account-name account) (auth-cache-table cache)))))
+    (and e
+         (< (- (get-internal-real-time) (cdr e)) (auth-cache-ttl cache))
+         (constant-time-equal mac (car e)))))
+
+(defun auth-cache-remember (cache account password)
+  (let ((mac (%auth-mac cache account password))
+        (now (get-internal-real-time)))
+    (mp:with-lock ((auth-cache-lock cache))
+      (let ((table (auth-cache-table cache)))
+        (when (and (>= (hash-table-count table) (auth-cache-size cache))
+                   (not (gethash (account-name account) table)))
+          ;; full: drop the expired entries, else the oldest one
+          (let ((oldest nil))
+            (maphash (lambda (k v)
+                       (cond ((>= (- now (cdr v)) (auth-cache-ttl cache)) (remhash k table))
+                             ((or (null oldest) (< (cdr v) (cdr (gethash oldest table))))
+                              (setf oldest k))))
+                     table)
+            (when (and oldest (>= (hash-table-count table) (auth-cache-size cache)))
+              (remhash oldest table))))
+        (setf (gethash (account-name account) table) (cons mac now))))))
+
 (defun password-ok-p (account password)
-  (cond ((null account) (crypt-verify password (ftp-state-dummy-hash *state*)) nil)
-        ((account-anonymous account) t)
-        (t (crypt-verify password (account-hash account)))))
+  "Returns T when PASSWORD is ACCOUNT's, and as second value whether the auth cache said so."
+  (let ((cache (ftp-state-auth-cache *state*)))
+    (cond ((null account) (crypt-verify password (ftp-state-dummy-hash *state*)) nil)
+          ((account-anonymous account) t)
+          ((and cache (auth-cache-hit-p cache account password)) (values t t))
+          ((crypt-verify password (account-hash account))
+           (when cache (auth-cache-remember cache account password))
+           t))))
 
 (defun cmd-user (ftp arg)
   (when (and (ftp-state-require-tls *state*) (not (session-tls-p (ftp-session ftp))))
@@ -155,8 +217,9 @@ fail."
     (when (ftp-account ftp) (fail 503 "Already logged in."))
     (let* ((st *state*)
            (acct (gethash (if (string= name "ftp") "anonymous" name) (ftp-state-accounts st))))
+      (multiple-value-bind (ok cached) (password-ok-p acct arg)
       (cond
-        ((password-ok-p acct arg)
+        (ok
          (let ((home (realpath (if (string= (account-home acct) "") "/" (account-home acct)))))
            (unless home (fail 530 "Home directory unavailable."))
            (when (string= home "/") (setf home ""))
@@ -174,7 +237,8 @@ fail."
                                                      (make-ftpdata-share (account-bandwidth-out acct))))))
              (setf (ftp-account ftp) acct (ftp-ustate ftp) u (ftp-home ftp) home
                    (ftp-cwd ftp) "/" (ftp-failures ftp) 0)
-             (log-info "login ~a from ~a" (account-name acct) (session-peer (ftp-session ftp)))
+             (log-info "login ~a from ~a~:[~; (cached)~]" (account-name acct) (session-peer (ftp-session ftp))
+                       cached)
              (let ((motd (ftp-state-motd st)))
                (if motd
                    (reply-lines ftp 230 motd (format nil "User ~a logged in." name))
@@ -192,154 +256,7 @@ fail."
            (when (>= n (ftp-state-login-failures st))
              (reply ftp 421 "Too many login failures, closing.")
              (error 'ftp-quit))
-           (fail 530 "Login incorrect.")))))))
-
-;;; Data connections
-
-(defun strip-mapped (host)
-  "\"::ffff:1.2.3.4\" -> \"1.2.3.4\".  Can't fail."
-  (if (and host (> (length host) 7) (string-equal "::ffff:" host :end2 7) (find #\. host))
-      (subseq host 7)
-      host))
-
-(defun control-hosts (ftp)
-  "Returns (values PEER-HOST LOCAL-HOST) of the control connection, v4-mapped made plain."
-  (let ((fd (session-fd (ftp-session ftp))))
-    (values (strip-mapped (session-peer (ftp-session ftp)))
-            (strip-mapped (ignore-errors (local-address fd))))))
-
-(defun v6-p (host) (and host (find #\: host)))
-
-(defun close-data-setup (ftp)
-  (when (ftp-pasv-fd ftp)
-    (ignore-errors (close-fd (ftp-pasv-fd ftp)))
-    (setf (ftp-pasv-fd ftp) nil))
-  (setf (ftp-port-host ftp) nil (ftp-port-port ftp) nil))
-
-(defun open-passive (ftp)
-  "Listens for a data connection on the control connection's local address, a port in the
-passive range.  Returns the port.  Fails 425."
-  (close-data-setup ftp)
-  (let* ((st *state*)
-         (local (nth-value 1 (control-hosts ftp)))
-         (lo (ftp-state-pasv-low st)) (hi (ftp-state-pasv-high st)))
-    (flet ((try (port)
-             (let ((fd (ignore-errors (tcp-listen local port :nonblocking t :backlog 4))))
-               (when fd
-                 (setf (ftp-pasv-fd ftp) fd)
-                 (return-from open-passive (nth-value 1 (local-address fd)))))))
-      (if (zerop lo)
-          (try 0)
-          (let* ((span (1+ (- hi lo))) (start (random span)))
-            (dotimes (i (min span 200)) (try (+ lo (mod (+ start i) span))))))
-      (fail 425 "Cannot open a passive connection."))))
-
-(defun cmd-pasv (ftp arg)
-  (declare (ignore arg))
-  (when (ftp-epsv-all ftp) (fail 503 "PASV not allowed after EPSV ALL."))
-  (multiple-value-bind (peer local) (control-hosts ftp)
-    (declare (ignore peer))
-    (when (v6-p local) (fail 522 "PASV is IPv4 only; use EPSV (2)."))
-    (let* ((port (open-passive ftp))
-           (addr (or (ftp-state-pasv-address *state*) local)))
-      (reply ftp 227 "Entering Passive Mode (~a,~d,~d)."
-             (substitute #\, #\. addr) (ash port -8) (logand port 255)))))
-
-(defun cmd-epsv (ftp arg)
-  (cond ((string-equal arg "ALL")
-         (setf (ftp-epsv-all ftp) t)
-         (reply ftp 200 "EPSV ALL ok."))
-        (t
-         (let ((v6 (v6-p (nth-value 1 (control-hosts ftp)))))
-           (when (and (plusp (length arg))
-                      (not (string= arg (if v6 "2" "1"))))
-             (fail 522 "Network protocol not supported, use (~d)." (if v6 2 1)))
-           (reply ftp 229 "Entering Extended Passive Mode (|||~d|)." (open-passive ftp))))))
-
-(defun check-active (ftp host port)
-  "Bounce protection (RFC 2577): the data connection must go to the control peer's address,
-to a port of 1024 or above."
-  (when (ftp-epsv-all ftp) (fail 503 "PORT not allowed after EPSV ALL."))
-  (let ((peer (control-hosts ftp)))
-    (unless (and (typep port 'integer) (<= 1024 port 65535) host
-                 (string-equal (strip-mapped host) peer))
-      (log-info "refused PORT/EPRT to ~a:~a from ~a" host port peer)
-      (fail 504 "Illegal PORT command: only to your own address, port 1024 or above."))
-    (close-data-setup ftp)
-    (setf (ftp-port-host ftp) (strip-mapped host) (ftp-port-port ftp) port)))
-
-(defun cmd-port (ftp arg)
-  (let ((n (mapcar (lambda (x) (ignore-errors (parse-integer x))) (%split arg #\,))))
-    (unless (and (= (length n) 6) (every (lambda (x) (and x (<= 0 x 255))) n))
-      (fail 501 "Syntax: PORT h1,h2,h3,h4,p1,p2."))
-    (when (v6-p (control-hosts ftp)) (fail 522 "PORT is IPv4 only; use EPRT (2)."))
-    (check-active ftp (format nil "~{~d~^.~}" (subseq n 0 4)) (+ (* 256 (fifth n)) (sixth n)))
-    (reply ftp 200 "PORT command successful.")))
-
-(defun cmd-eprt (ftp arg)
-  (when (< (length arg) 7) (fail 501 "Syntax: EPRT |proto|addr|port|."))
-  (let* ((d (char arg 0)) (f (%split arg d)))
-    (unless (and (= (length f) 5) (string= (first f) "") (string= (fifth f) ""))
-      (fail 501 "Syntax: EPRT |proto|addr|port|."))
-    (let ((proto (second f)) (host (third f)) (port (ignore-errors (parse-integer (fourth f))))
-          (v6 (v6-p (control-hosts ftp))))
-      (unless (string= proto (if v6 "2" "1"))
-        (fail 522 "Network protocol not supported, use (~d)." (if v6 2 1)))
-      (check-active ftp host port)
-      (reply ftp 200 "EPRT command successful."))))
-
-(defun accept-data (ftp)
-  "Waits for the client's connection to the passive port, refusing any from another address
-\(theft protection).  Returns the descriptor, or NIL on timeout."
-  (let* ((fd (ftp-pasv-fd ftp))
-         (peer (control-hosts ftp))
-         (deadline (+ (get-internal-real-time)
-                      (* (min 60 (ftp-state-transfer-timeout *state*)) internal-time-units-per-second))))
-    (loop
-      (let ((left (floor (* 1000 (- deadline (get-internal-real-time))) internal-time-units-per-second)))
-        (when (or (<= left 0) (not (wait-readable fd left)))
-          (return nil))
-        (let ((c (ignore-errors (accept-connection fd))))
-          (when c
-            (if (string-equal (strip-mapped (ignore-errors (peer-address c))) peer)
-                (return c)
-                (progn
-                  (log-info "refused data connection from ~a (control from ~a)"
-                            (ignore-errors (peer-address c)) peer)
-                  (ignore-errors (close-fd c))))))))))
-
-(defun connect-data (ftp)
-  "Connects to the PORT/EPRT address.  Returns the descriptor or NIL."
-  (let ((fd (ignore-errors (tcp-connect (ftp-port-host ftp) (ftp-port-port ftp) :nonblocking t))))
-    (when fd
-      (if (and (ignore-errors (wait-writable fd (* 1000 (min 30 (ftp-state-transfer-timeout *state*)))))
-               (eql 0 (ignore-errors (socket-error-code fd))))
-          fd
-          (progn (ignore-errors (close-fd fd)) nil)))))
-
-(defun open-data (ftp opening)
-  "Opens the data connection set up by PASV/EPSV/PORT/EPRT, replies 150 OPENING, and returns an
-ftpdata (TLS when PROT P).  Fails 425 (or 521 when TLS is required for data)."
-  (when (and (ftp-state-require-tls *state*) (not (ftp-prot-p ftp)))
-    (fail 521 "Data connections must be protected: send PROT P."))
-  (let ((fd (cond ((ftp-pasv-fd ftp) (prog1 (accept-data ftp) (close-data-setup ftp)))
-                  ((ftp-port-host ftp) (prog1 (connect-data ftp) (close-data-setup ftp)))
-                  (t (fail 425 "Use PORT, EPRT, PASV or EPSV first.")))))
-    (unless fd (fail 425 "Cannot open data connection."))
-    (let ((d (make-ftpdata fd (session-fd (ftp-session ftp))
-                           :timeout (ftp-state-transfer-timeout *state*)))
-          (u (ftp-ustate ftp)))
-      (ftpdata-set-limits d :in (ftp-state-bandwidth-in *state*) :out (ftp-state-bandwidth-out *state*)
-                            :share-in (and u (user-state-share-in u))
-                            :share-out (and u (user-state-share-out u)))
-      (reply ftp 150 "~a" opening)
-      (when (ftp-prot-p ftp)
-        (multiple-value-bind (st errno why) (ftpdata-starttls d (ftp-state-tls-context *state*))
-          (declare (ignore errno))
-          (unless (eq st :ok)
-            (ftpdata-close d :abort t)
-            (fail 425 "TLS negotiation on the data connection failed: ~a." why))))
-      d)))
+           (fail 530 "Login incorrect."))))))))
 
 (defun split-command (octets)
   "Returns (values COMMAND ARGUMENT): the upper-cased verb and the rest, decoded as UTF-8."
@@ -350,288 +267,6 @@ ftpdata (TLS when PROT P).  Fails 425 (or 521 when TLS is required for data)."
          (arg (if (< sp (length v)) (octets-to-string v :start (1+ sp)) "")))
     (values cmd arg)))
 
-(defun transfer (ftp d step)
-  "Runs STEP (a function of the data connection returning (values STATUS COUNT ERRNO), called
-again after a command that does not stop the transfer) until it ends; answers commands that
-arrive meanwhile (ABOR, STAT, NOOP, QUIT).  Closes D.  Returns (values STATUS COUNT ERRNO),
-STATUS :aborted after ABOR (426 and 226 are then already sent)."
-  (let ((total 0))
-    (unwind-protect
-         (loop
-           (multiple-value-bind (st n errno) (funcall step d)
-             (incf total n)
-             (unless (eq st :control)
-               (ftpdata-close d :abort (not (eq st :ok)))
-               (return (values st total errno)))
-             (let ((line (session-read-line (ftp-session ftp) :as :octets)))
-               (when (octets-p line)
-                 (let ((cmd (split-command line)))
-                   (cond ((string= cmd "ABOR")
-                          (ftpdata-close d :abort t)
-                          (reply ftp 426 "Transfer aborted.")
-                          (reply ftp 226 "ABOR successful.")
-                          (return (values :aborted total 0)))
-                         ((string= cmd "STAT")
-                          (reply ftp 213 "Transfer in progress: ~d bytes." total))
-                         ((string= cmd "NOOP") (reply ftp 200 "NOOP ok."))
-                         ((string= cmd "QUIT")
-                          (ftpdata-close d :abort t)
-                          (reply ftp 221 "Goodbye.")
-                          (error 'ftp-quit))
-                         (t (reply ftp 503 "A transfer is in progress: ABOR or wait."))))))))
-      (ftpdata-close d :abort t))))
-
-(defun octets-p (x) (typep x 'octets))
-
-(defun finish-transfer (ftp st errno)
-  (case st
-    (:ok (reply ftp 226 "Transfer complete."))
-    (:aborted nil)
-    (:timeout (reply ftp 426 "Data connection timed out; transfer aborted."))
-    (:net (reply ftp 426 "Data connection failed (~a); transfer aborted." (strerror-short errno)))
-    (:file (reply ftp 451 "Local error: ~a; transfer aborted." (strerror-short errno)))
-    (:limit (reply ftp 552 "Quota exceeded; transfer aborted."))))
-
-;;; Listings
-
-(defun listing-target (arg)
-  "LIST/NLST arguments: leading ls options (-l, -a, -la) are ignored."
-  (let ((words (remove "" (%split arg #\Space) :test #'string=)))
-    (loop while (and words (char= (char (first words) 0) #\-)) do (pop words))
-    (if words (format nil "~{~a~^ ~}" words) nil)))
-
-(defun crlf-join (lines)
-  (utf8-encode (with-output-to-string (s)
-                 (dolist (l lines) (format s "~a~c~c" l #\Return #\Linefeed)))))
-
-(defun listing-lines (ftp arg kind)
-  "Lines of a LIST (:list), NLST (:nlst) or MLSD (:mlsd) of virtual ARG.  Fails 550."
-  (need ftp :list)
-  (let* ((vp (vpath ftp (or arg ".")))
-         (real (existing ftp vp))
-         (st (with-fs-errors (vp) (stat real)))
-         (now (unix-time)))
-    (cond ((eq (stat-type st) :directory)
-           (let ((entries (with-fs-errors (vp) (directory-entries (ftp-home ftp) real)))
-                 (perms (account-perms (ftp-account ftp))))
-             (ecase kind
-               (:list (mapcar (lambda (e) (list-line (cdr e) (car e) now)) entries))
-               (:nlst (mapcar (lambda (e) (if arg (format nil "~a/~a" (string-right-trim "/" arg) (car e)) (car e)))
-                              entries))
-               (:mlsd (cons (mlst-facts st "." perms (ftp-facts ftp) :type "cdir")
-                            (mapcar (lambda (e) (mlst-facts (cdr e) (car e) perms (ftp-facts ftp)))
-                                    entries))))))
-          ((eq kind :mlsd) (fail 501 "~a: Not a directory." vp))
-          ((eq kind :nlst) (list (or arg (virtual-name vp))))
-          (t (list (list-line st (virtual-name vp) now))))))
-
-(defun unix-time () (- (get-universal-time) +unix-epoch+))
-
-(defun send-listing (ftp arg kind)
-  (let* ((lines (listing-lines ftp arg kind))
-         (bytes (crlf-join lines))
-         (d (open-data ftp (format nil "Opening ~a mode data connection for file list."
-                                   (if (eq (ftp-type ftp) :ascii) "ASCII" "BINARY"))))
-         (pos 0))
-    (multiple-value-bind (st n errno)
-        (transfer ftp d (lambda (d)
-                          (multiple-value-bind (st n e) (ftpdata-send d bytes :start pos)
-                            (incf pos n)
-                            (values st n e))))
-      (declare (ignore n))
-      (finish-transfer ftp st errno))))
-
-;;; Files
-
-(defun cmd-retr (ftp arg)
-  (need ftp :download)
-  (let* ((vp (vpath ftp arg))
-         (real (existing ftp vp))
-         (fd (with-fs-errors (vp) (open-file-nofollow real :read)))
-         (offset (shiftf (ftp-rest ftp) 0)))
-    (unwind-protect
-         (let ((size (stat-size (fstat fd))))
-           (when (> offset size) (fail 554 "Restart offset ~d is beyond the file's size ~d." offset size))
-           (let ((d (open-data ftp (format nil "Opening ~a mode data connection for ~a (~d bytes)."
-                                           (if (eq (ftp-type ftp) :ascii) "ASCII" "BINARY")
-                                           (virtual-name vp) (- size offset))))
-                 (pos offset))
-             (multiple-value-bind (st n errno)
-                 (transfer ftp d (lambda (d)
-                                   (multiple-value-bind (st n e)
-                                       (ftpdata-send-file d fd pos :ascii (eq (ftp-type ftp) :ascii))
-                                     (incf pos n)
-                                     (values st n e))))
-               (log-info "~a: RETR ~a: ~(~a~), ~d bytes" (account-name (ftp-account ftp)) vp st n)
-               (finish-transfer ftp st errno)
-               (when (and (integerp n) (plusp n))
-                 (count-event (format nil "mmftpd|bytes-out|~a" (account-name (ftp-account ftp))) n)))))
-      (ignore-errors (close-fd fd)))))
-
-(defun unique-name (ftp vp)
-  (loop for i from 0 below 1000
-        for cand = (if (zerop i) vp (format nil "~a.~d" vp i))
-        for real = (creatable ftp cand)
-        unless (ignore-errors (lstat real)) do (return (values cand real))
-        finally (fail 553 "No unique name available.")))
-
-(defun random-suffix ()
-  (format nil "~36r~36r" (random (expt 36 6)) (getpid)))
-
-(defun store (ftp arg how)
-  "STOR (HOW :stor), APPE (:appe), STOU (:stou)."
-  (need ftp :upload)
-  (let* ((vp (if (and (eq how :stou) (string= arg ""))
-                 (vpath ftp (format nil "file.~a" (random-suffix)))
-                 (vpath ftp arg)))
-         (offset (shiftf (ftp-rest ftp) 0))
-         real old-st)
-    (if (eq how :stou)
-        (multiple-value-setq (vp real) (unique-name ftp vp))
-        (setf real (creatable ftp vp)))
-    (setf old-st (ignore-errors (stat real)))
-    (when old-st
-      (unless (eq (stat-type old-st) :regular) (fail 553 "~a: Not a plain file." vp))
-      (need ftp :overwrite))
-    (when (and (plusp offset) old-st (> offset (stat-size old-st)))
-      (fail 554 "Restart offset ~d is beyond the file's size." offset))
-    (let* ((acct (ftp-account ftp)) (u (ftp-ustate ftp))
-           (old-size (if old-st (stat-size old-st) 0))
-           (in-place (or (eq how :appe) (plusp offset)))
-           (limit (when (plusp (account-quota-bytes acct))
-                    (max 0 (+ (- (account-quota-bytes acct) (user-state-used-bytes u))
-                              (cond ((eq how :appe) 0)
-                                    ((plusp offset) (- old-size offset))
-                                    (t old-size)))))))
-      (when (and (not old-st) (plusp (account-quota-files acct))
-                 (>= (user-state-used-files u) (account-quota-files acct)))
-        (fail 552 "File quota exceeded."))
-      ;; A plain STOR writes a temporary file renamed over the target only when complete: a
-      ;; failed upload never leaves a half-written file under the target's name.
-      (let* ((tmp (unless (or in-place (eq how :stou))
-                    (let ((dir (host-path (ftp-home ftp) (virtual-parent vp))))
-                      (concatenate 'string dir (if (char= (char dir (1- (length dir))) #\/) "" "/")
-                                   ".mmftpd-" (random-suffix)))))
-             (fd (with-fs-errors (vp)
-                   (cond ((eq how :stou) (open-file-nofollow real :create-new :mode #o666))
-                         (tmp (open-file-nofollow tmp :create-new :mode #o666))
-                         ((eq how :appe) (open-file-nofollow real :append :mode #o666))
-                         (t (open-file-nofollow real :at :mode #o666 :offset offset)))))
-             (final (if (eq how :stou) real tmp))
-             (ok nil) (written 0))
-        (flet ((cleanup ()
-                 ;; before the reply: a client that saw 5xx/4xx finds nothing left over
-                 (when fd (ignore-errors (close-fd fd)) (setf fd nil))
-                 (unless ok
-                   ;; the temporary (or a new STOU file) goes; an in-place target stays as written
-                   (when final (ignore-errors (unlink final)) (setf final nil))
-                   (when (and in-place (not old-st) (zerop written))
-                     (ignore-errors (unlink real))))))
-        (unwind-protect
-             (let ((d (open-data ftp (if (eq how :stou)
-                                         (format nil "FILE: ~a" (virtual-name vp))
-                                         (format nil "Opening ~a mode data connection for ~a."
-                                                 (if (eq (ftp-type ftp) :ascii) "ASCII" "BINARY")
-                                                 (virtual-name vp))))))
-               (multiple-value-bind (st n errno)
-                   (transfer ftp d (lambda (d)
-                                     (multiple-value-bind (st n e)
-                                         (ftpdata-recv-file d fd :ascii (eq (ftp-type ftp) :ascii)
-                                                                 :limit (and limit (- limit written))
-                                                                 :fsync (ftp-state-fsync *state*))
-                                       (incf written n)
-                                       (values st n e))))
-                 (when (eq st :ok)
-                   (handler-case
-                       (progn (close-fd (shiftf fd nil))
-                              (when tmp (rename tmp real))
-                              (setf ok t))
-                     (unix-error (e) (setf st :file errno (unix-error-errno e)))))
-                 (cond (ok
-                        (note-usage ftp (cond ((eq how :appe) n)
-                                              (in-place (max 0 (- (+ offset n) old-size)))
-                                              (t (- n old-size)))
-                                    (if old-st 0 1))
-                        (log-info "~a: ~a ~a: ~d bytes" (account-name acct) how vp n))
-                       (t (log-info "~a: ~a ~a failed: ~(~a~) after ~d bytes (~a)" (account-name acct) how vp st n
-                                    (if (zerop errno) "-" (strerror-short errno)))
-                          (cleanup)))
-                 (finish-transfer ftp st errno)
-                 (when (and (integerp n) (plusp n))
-                   (count-event (format nil "mmftpd|bytes-in|~a" (account-name acct)) n))))
-          (cleanup)))))))
-
-;;; The commands
-
-(defun cmd-cwd (ftp arg)
-  (need ftp :list)
-  (let* ((vp (vpath ftp (if (string= arg "") "/" arg)))
-         (real (existing ftp vp)))
-    (unless (eq (stat-type (with-fs-errors (vp) (stat real))) :directory)
-      (fail 550 "~a: Not a directory." vp))
-    (setf (ftp-cwd ftp) vp)
-    (reply ftp 250 "Directory changed to ~a." vp)))
-
-(defun cmd-size (ftp arg)
-  (let* ((vp (vpath ftp arg)) (st (with-fs-errors (vp) (stat (existing ftp vp)))))
-    (unless (eq (stat-type st) :regular) (fail 550 "~a: Not a plain file." vp))
-    (when (eq (ftp-type ftp) :ascii) (fail 550 "SIZE not allowed in ASCII mode: send TYPE I."))
-    (reply ftp 213 "~d" (stat-size st))))
-
-(defun cmd-mdtm (ftp arg)
-  (let* ((vp (vpath ftp arg)) (st (with-fs-errors (vp) (stat (existing ftp vp)))))
-    (unless (eq (stat-type st) :regular) (fail 550 "~a: Not a plain file." vp))
-    (reply ftp 213 "~a" (mdtm-string (stat-mtime st)))))
-
-(defun cmd-mlst (ftp arg)
-  (need ftp :list)
-  (let* ((vp (vpath ftp (if (string= arg "") "." arg)))
-         (st (with-fs-errors (vp) (stat (existing ftp vp)))))
-    (reply-lines ftp 250 (list (format nil "Listing ~a" vp)
-                               (mlst-facts st vp (account-perms (ftp-account ftp)) (ftp-facts ftp)))
-                 "End.")))
-
-(defun cmd-dele (ftp arg)
-  (need ftp :delete)
-  (let* ((vp (vpath ftp arg)) (real (creatable ftp vp))
-         (st (with-fs-errors (vp) (lstat real))))
-    (when (eq (stat-type st) :directory) (fail 550 "~a: Is a directory (use RMD)." vp))
-    (with-fs-errors (vp) (unlink real))
-    (when (eq (stat-type st) :regular) (note-usage ftp (- (stat-size st)) -1))
-    (reply ftp 250 "~a deleted." vp)))
-
-(defun cmd-mkd (ftp arg)
-  (need ftp :mkdir)
-  (let* ((vp (vpath ftp arg)) (real (creatable ftp vp)))
-    (with-fs-errors (vp) (mkdir real #o777))
-    (reply ftp 257 "\"~a\" created." (quote-path vp))))
-
-(defun cmd-rmd (ftp arg)
-  (need ftp :mkdir)
-  (let* ((vp (vpath ftp arg)))
-    (when (string= vp "/") (fail 550 "Cannot remove the root directory."))
-    (with-fs-errors (vp) (rmdir (creatable ftp vp)))
-    (reply ftp 250 "~a removed." vp)))
-
-(defun cmd-rnfr (ftp arg)
-  (need ftp :rename)
-  (let* ((vp (vpath ftp arg)))
-    (when (string= vp "/") (fail 550 "Cannot rename the root directory."))
-    (let ((real (creatable ftp vp)))
-      (unless (ignore-errors (lstat real)) (fail 550 "~a: No such file or directory." vp))
-      (setf (ftp-rnfr ftp) real)
-      (reply ftp 350 "File exists, ready for destination name."))))
-
-(defun cmd-rnto (ftp arg)
-  (let ((from (shiftf (ftp-rnfr ftp) nil)))
-    (unless from (fail 503 "RNFR first."))
-    (need ftp :rename)
-    (let* ((vp (vpath ftp arg)) (real (creatable ftp vp)))
-      (when (and (ignore-errors (lstat real)) (not (member :overwrite (account-perms (ftp-account ftp)))))
-        (fail 550 "~a exists." vp))
-      (with-fs-errors (vp) (rename from real))
-      (reply ftp 250 "Rename successful."))))
-
 (defun cmd-type (ftp arg)
   (let ((a (string-upcase (string-trim " " arg))))
     (cond ((member a '("A" "A N") :test #'string=)
@@ -640,12 +275,6 @@ STATUS :aborted after ABOR (426 and 226 are then already sent)."
            (setf (ftp-type ftp) :binary) (reply ftp 200 "Type set to I."))
           ((string= a "") (fail 501 "Syntax: TYPE A|I."))
           (t (fail 504 "Type ~a not implemented." a)))))
-
-(defun cmd-rest (ftp arg)
-  (let ((n (and (plusp (length arg)) (every #'digit-char-p arg) (parse-integer arg))))
-    (unless n (fail 501 "Syntax: REST offset."))
-    (setf (ftp-rest ftp) n)
-    (reply ftp 350 "Restarting at ~d. Send STORE or RETRIEVE." n)))
 
 (defun cmd-feat (ftp arg)
   (declare (ignore arg))

@@ -7,12 +7,16 @@
 ;;;; listeners and accepted sockets are non-blocking, refusals are one best-effort write, and
 ;;;; the TLS handshake of a listen-tls connection runs in the session's thread.  Threads are
 ;;;; reused: a thread that finished a session takes the next queued connection, and idle ones
-;;;; beyond SPARE-THREADS end after a few seconds, so a burst does not pay for thread creation
-;;;; twice and a quiet server holds few threads.  At most MAX-SESSIONS connections are queued
-;;;; or served; beyond that, and when the admission table (crow.unix's admit) refuses, the
-;;;; server writes its refusal reply and closes.  Stopping closes the accept side, lets the
-;;;; sessions finish until a deadline, then wakes every session still waiting for its peer
-;;;; (session-abort: shutdown(2), seen as end of file) and joins every thread.
+;;;; beyond SPARE-THREADS end once no connection came for LINGER seconds, so bursts do not pay
+;;;; for thread creation each time and a quiet server holds few threads.  (A new ECL thread
+;;;; costs ~1 MiB of collected heap, its Lisp stacks and method caches, and every garbage
+;;;; collection during a burst scans every thread: creating 300 threads for 300 FTP logins cost
+;;;; more than the logins.)  A queued connection wakes one idle thread, not all.  At most
+;;;; MAX-SESSIONS connections are queued or served; beyond that, and when the admission table
+;;;; (crow.unix's admit) refuses, the server writes its refusal reply and closes.  Stopping
+;;;; closes the accept side, lets the sessions finish until a deadline, then wakes every
+;;;; session still waiting for its peer (session-abort: shutdown(2), seen as end of file) and
+;;;; joins every thread.
 ;;;;
 ;;;; Thread count: ECL 21.2.1 (Debian) fails to create a process's ~255th Lisp thread with
 ;;;; STORAGE-EXHAUSTED although a thread costs ~250 KiB: its extend_process_vector() passes the
@@ -42,7 +46,10 @@ crow.unix:reserve-lisp-threads, which start-session-server calls.)")
   (queue '()) (queue-tail '())          ; connections accepted, not yet taken by a thread
   (sessions '())                        ; sessions being served (for session-abort)
   (active 0) (threads '()) (idle 0)     ; idle: threads waiting for a connection
+  (finishing 0)                         ; threads between a session's end and their next wait
   (max-sessions 100) (spare-threads 2)
+  (linger 5) (last-enqueue 0)           ; seconds; internal real time of the last connection
+  (retire 0)                            ; idle threads asked to end (see %retire-idle)
   options tls-context greeting refusal admit own-admit
   (stopping nil)
   (accepted 0) (refused 0) (errors 0) (served 0))
@@ -137,7 +144,9 @@ serves the very next session."
                 (delete session (session-server-sessions server))))
         (decf (session-server-active server))
         (incf (session-server-served server))
-        (mp:condition-variable-broadcast (session-server-cv server)))
+        ;; Counted as available from now on (%enqueue): this thread takes the next queued
+        ;; connection in a moment, so none is started for a connection arriving meanwhile.
+        (incf (session-server-finishing server)))
       (when session
         (session-close session :abort (eq (session-server-stopping server) :abort)))
       (when (%pending-ticket pending)
@@ -145,16 +154,17 @@ serves the very next session."
 
 (defun %next-pending (server)
   "Waits for a queued connection.  Returns it, or NIL when this thread should end: stopping
-and nothing queued, or SPARE-THREADS threads already idle.  Called with the lock held.
-(ECL 21 has no timed condition waits, so a thread's idle life is decided here, not by a
-clock.)"
+and nothing queued, or asked to retire (%retire-idle: ECL 21 has no timed condition waits,
+so the acceptor's clock ends idle threads).  Called with the lock held."
   (loop
     (let ((p (pop (session-server-queue server))))
       (when p
         (unless (session-server-queue server) (setf (session-server-queue-tail server) nil))
         (return p)))
-    (when (or (session-server-stopping server)
-              (>= (session-server-idle server) (session-server-spare-threads server)))
+    (when (session-server-stopping server)
+      (return nil))
+    (when (plusp (session-server-retire server))
+      (decf (session-server-retire server))
       (return nil))
     (incf (session-server-idle server))
     (unwind-protect
@@ -162,14 +172,20 @@ clock.)"
       (decf (session-server-idle server)))))
 
 (defun %worker (server)
-  (let ((me mp:*current-process*))
+  (let ((me mp:*current-process*)
+        (finishing nil))                ; %serve counted this thread as finishing
     (unwind-protect
-         (loop for p = (mp:with-lock ((session-server-lock server)) (%next-pending server))
+         (loop for p = (mp:with-lock ((session-server-lock server))
+                         (when finishing
+                           (decf (session-server-finishing server))
+                           (setf finishing nil))
+                         (%next-pending server))
                while p
-               do (%serve server p))
+               do (setf finishing t)    ; %serve's cleanup counts it, whatever happens
+                  (%serve server p))
       (mp:with-lock ((session-server-lock server))
-        (setf (session-server-threads server) (delete me (session-server-threads server)))
-        (mp:condition-variable-broadcast (session-server-cv server))))))
+        (when finishing (decf (session-server-finishing server)))
+        (setf (session-server-threads server) (delete me (session-server-threads server)))))))
 
 (defun %enqueue (server pending)
   "Queues PENDING and makes sure a thread will take it.  Returns true, or NIL when no thread
@@ -179,9 +195,13 @@ could be started for it (PENDING is not queued then).  Called with the lock held
         (setf (cdr (session-server-queue-tail server)) cell)
         (setf (session-server-queue server) cell))
     (setf (session-server-queue-tail server) cell))
-  ;; Broadcast, not signal: the stopper waits on the same condition variable.
-  (if (>= (session-server-idle server) (length (session-server-queue server)))
-      (progn (mp:condition-variable-broadcast (session-server-cv server)) t)
+  (setf (session-server-last-enqueue server) (get-internal-real-time)
+        (session-server-retire server) 0)
+  ;; Signal, not broadcast: only idle workers wait on the condition variable (the stopper
+  ;; polls), and waking every idle thread for each connection costs O(idle) per accept.
+  (if (>= (+ (session-server-idle server) (session-server-finishing server))
+          (length (session-server-queue server)))
+      (progn (mp:condition-variable-signal (session-server-cv server)) t)
       ;; A thread that cannot be made (out of memory, RLIMIT_NPROC: STORAGE-EXHAUSTED is not
       ;; an error): the connection is taken back and refused, and the server goes on.
       (let ((th (handler-case (mp:process-run-function "crow-session"
@@ -219,6 +239,18 @@ refuses it."
         (when ticket (ignore-errors (admit-leave admit ticket)))
         (%refuse server fd :full)))))
 
+(defun %retire-idle (server)
+  "Asks the idle threads beyond SPARE-THREADS to end once no connection was queued for LINGER
+seconds.  Called by the acceptor at least once a second.  Can't fail."
+  (mp:with-lock ((session-server-lock server))
+    (let ((extra (- (session-server-idle server) (session-server-spare-threads server)
+                    (session-server-retire server))))
+      (when (and (plusp extra)
+                 (> (- (get-internal-real-time) (session-server-last-enqueue server))
+                    (* (session-server-linger server) internal-time-units-per-second)))
+        (incf (session-server-retire server) extra)
+        (mp:condition-variable-broadcast (session-server-cv server))))))
+
 (defun %accept-loop (server)
   (let* ((ep (session-server-epoll server))
          (events (make-epoll-events 16))
@@ -227,6 +259,7 @@ refuses it."
     (loop until (session-server-stopping server)
           do (let ((n (handler-case (epoll-wait ep events 1000)
                         (unix-error (e) (log-warn "session accept: ~a" e) (sleep 0.1) 0))))
+               (%retire-idle server)
                (dotimes (i n)
                  (let* ((fd (epoll-event-data events i))
                         (entry (assoc fd by-fd)))
@@ -249,7 +282,7 @@ refuses it."
                                   (log-warn "session accept: ~a" e)))))))))))
 
 (defun start-session-server (handler &key listeners (host "127.0.0.1") (port 0)
-                                          (max-sessions 100) (spare-threads 2)
+                                          (max-sessions 100) (spare-threads 2) (linger 5)
                                           (idle-timeout 300) (write-timeout 60)
                                           bandwidth-in bandwidth-out (max-line 1024)
                                           (bare-lf t) tls-context greeting refusal admit)
@@ -272,7 +305,8 @@ make-admit's options) adds per-address and rate limits, refused the same way.  G
 string, or a function of the session returning one) is written before HANDLER is called.
 IDLE-TIMEOUT and WRITE-TIMEOUT are seconds, BANDWIDTH-IN/-OUT bytes per second per session,
 MAX-LINE and BARE-LF the line policy.  SPARE-THREADS idle threads are kept for the next
-connections.  Signals unix-error when a listener cannot be opened."
+connections, and those a burst started until no connection came for LINGER seconds.  Signals
+unix-error when a listener cannot be opened."
   (when (> max-sessions *session-thread-limit*)
     (log-warn "max-sessions ~d is over the ~d threads a process can hold: ~:*~d used"
               max-sessions *session-thread-limit*)
@@ -288,6 +322,7 @@ connections.  Signals unix-error when a listener cannot be opened."
                               :format-arguments '()))
   (let ((server (%make-session-server
                  :handler handler :max-sessions max-sessions :spare-threads spare-threads
+                 :linger linger
                  :tls-context tls-context :greeting (%octets-or-string* greeting)
                  :refusal refusal
                  :options (list :idle-timeout idle-timeout :write-timeout write-timeout
