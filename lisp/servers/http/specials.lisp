@@ -48,6 +48,12 @@ for characters beyond Latin-1."
                           (status-reason status) #\Return #\Linefeed *version*
                           #\Return #\Linefeed)))))
 
+(defun-inline status-line* (status)
+  "status-line open-coded for the per-response path: a cached line is read in place."
+  (if (and (typep status 'fixnum) (<= 100 (the fixnum status) 599))
+      (or (svref *status-lines* (- (the fixnum status) 100)) (status-line status))
+      (status-line status)))
+
 (defvar *error-pages* (make-hash-table))
 
 (defun error-page (status)

@@ -18,11 +18,14 @@
 (defstruct (event-worker (:constructor %make-event-worker (index ev listener)))
   index ev listener thread (units 0) (errors 0) (open 0) (unlistened nil))
 
+(declaim (inline call-handler))         ; once per unit, in event-worker-loop
 (defun call-handler (handler ev unit kind)
   "Calls HANDLER; a symbol is looked up on every call, so a handler redefined from SLIME
 answers the very next unit."
   (if (symbolp handler)
-      (funcall (symbol-function handler) ev unit kind)
+      ;; (bound first: ECL compiles a c-inline form directly inside FUNCALL as an error call)
+      (let ((f (fast-symbol-function handler)))
+        (funcall f ev unit kind))
       (funcall handler ev unit kind)))
 
 (defun %handler-failed (server worker ev unit kind e)
@@ -47,11 +50,11 @@ the connection is closed."
   ;; costs no struct reads through symbols.
   (let ((ev (event-worker-ev worker))
         (unit (make-ev-unit))
-        (handlers (event-server-handlers server))
+        (handlers (event-server-handlers server)) ; (checked once here, not per unit)
         (kind nil)
         (draining nil)
         (units (event-worker-units worker)))
-    (declare (fixnum units))
+    (declare (fixnum units) (simple-vector handlers))
     (flet ((idle ()
              ;; returns true when the worker must stop
              (setf (event-worker-units worker) units)
