@@ -44,6 +44,25 @@ signals a type-error otherwise."
 
 ;;; Open-coded functions
 
+(defmacro fast-funcall (function &rest args)
+  "Calls the function object FUNCTION with ARGS (at most 6) and returns its first value: a
+compiled function of exactly that many required arguments is entered at its C function
+directly; any other goes through funcall.  (ECL's funcall goes through
+ecl_function_dispatch and a varargs trampoline that looks up the thread's environment again:
+a measurable part of a small request, on a path that calls a handler per request.)"
+  (assert (<= (length args) 6) () "fast-funcall: at most 6 arguments")
+  (let ((f (gensym "F")) (vars (loop for nil in args collect (gensym "A")))
+        (n (length args)))
+    `(let ((,f ,function) ,@(mapcar #'list vars args))
+       (if (ffi:c-inline (,f) (:object) :bool
+                         ,(format nil "!ECL_IMMEDIATE(#0) && (#0)->d.t == t_cfunfixed && (#0)->cfunfixed.narg == ~d" n)
+                         :one-liner t :side-effects nil)
+           (ffi:c-inline (,f ,@vars) (:object ,@(mapcar (constantly :object) vars)) :object
+                         ,(format nil "(#0)->cfunfixed.entry_fixed(~{#~d~^, ~})"
+                                  (loop for i from 1 to n collect i))
+                         :one-liner t)
+           (funcall ,f ,@vars)))))
+
 (defmacro fast-symbol-function (symbol)
   "Returns SYMBOL's global function as symbol-function does, read in place when SYMBOL names
 an ordinary function (cl_symbol_function costs a call and a look-up of the thread's

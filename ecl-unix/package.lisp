@@ -7,7 +7,7 @@
    #:check-syscall #:crow-error #:simple-crow-error #:strerror #:unix-error
    #:unix-error-detail #:unix-error-errno #:unix-error-syscall
    ;; octets and strings
-   #:defun-inline #:fast-symbol-function #:make-octets #:octets #:octets-to-string #:string-to-c
+   #:defun-inline #:fast-funcall #:fast-symbol-function #:make-octets #:octets #:octets-to-string #:string-to-c
    ;; descriptors and files
    #:%close #:%open #:%pread #:%pwrite #:%read #:%write #:%writev
    #:+o-append+ #:+o-creat+ #:+o-excl+ #:+o-rdonly+ #:+o-rdwr+ #:+o-trunc+ #:+o-wronly+

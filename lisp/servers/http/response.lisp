@@ -229,14 +229,17 @@ Signals an error when REQ was already answered."
 
 (define-compiler-macro respond (&whole form req body &rest keys)
   ;; Only known keys, each once, whose forms can be evaluated in any order (constants and
-  ;; variables): then the call becomes %respond's positional one.
+  ;; variables): then the call becomes %respond's positional one, entered at its C function
+  ;; (still looked up through the symbol per call).
   (if (and (evenp (length keys))
            (loop for (k v) on keys by #'cddr
                  always (and (member k '(:status :content-type :headers))
                              (= 1 (count k keys))
                              (or (constantp v) (symbolp v)))))
-      `(%respond ,req ,body ,(getf keys :status 200) ,(getf keys :content-type)
-                 ,(getf keys :headers))
+      (let ((f (gensym "RESPOND")))
+        `(let ((,f (fast-symbol-function '%respond)))
+           (fast-funcall ,f ,req ,body ,(getf keys :status 200) ,(getf keys :content-type)
+                         ,(getf keys :headers))))
       form))
 
 (defun respond-error (req status &key headers)

@@ -25,7 +25,7 @@ answers the very next unit."
   (if (symbolp handler)
       ;; (bound first: ECL compiles a c-inline form directly inside FUNCALL as an error call)
       (let ((f (fast-symbol-function handler)))
-        (funcall f ev unit kind))
+        (fast-funcall f ev unit kind))
       (funcall handler ev unit kind)))
 
 (defun %handler-failed (server worker ev unit kind e)
@@ -72,13 +72,15 @@ the connection is closed."
                           (setf kind nil)
                           (let ((k (ev-next ev unit 500)))
                             (cond (k
-                                   (incf units)
+                                   (setf units (locally (declare (optimize (safety 0)))
+                                                 (the fixnum (1+ units))))
                                    (when draining
                                      (setf (event-worker-open worker) (getf (ev-stats ev) :open)))
                                    (setf kind k)
                                    (let ((li (ev-unit-listener unit)))
                                      (call-handler (or (and (< -1 li (length handlers))
-                                                            (svref handlers li))
+                                                            (locally (declare (optimize (safety 1)))
+                                                              (svref handlers li)))
                                                        handler)
                                                    ev unit k)))
                                   ((idle) (return)))))
