@@ -10,7 +10,7 @@
   #(:get :head :post :put :delete :options :patch :trace :connect)
   "Method keywords, indexed by the code ev-unit-request returns (-1 for any other token).")
 
-(defun ev-unit-request (unit)
+(defun-inline ev-unit-request (unit)
   "Returns a :request unit's facts in one call: (values METHOD-CODE VERSION KEEP-ALIVE
 CHUNKED CONTENT-LENGTH HEAD-LENGTH BODY-LENGTH TARGET-OFFSET TARGET-LENGTH HOST-OFFSET
 HOST-LENGTH HOST-COUNT CONTENT-LENGTH-COUNT HEADER-COUNT PATH-LENGTH PLAIN-PATH HOST-NAME-LENGTH).
@@ -60,10 +60,11 @@ length without a `:port`.  Can't fail."
 per byte).  The caller keeps OFFSET and LENGTH within the unit.  Can't fail."
   (%unit-base-string unit offset length))
 
-(defun ev-unit-string-reusing (unit offset length old)
+(defun-inline ev-unit-string-reusing (unit offset length old)
   "Returns OLD when it is a base-string of exactly the LENGTH bytes of the unit's data from
 OFFSET, else those bytes as a fresh base-string (as ev-unit-string): a server that sees the
 same target or Host again and again makes no string for it.  Can't fail."
+  (declare (fixnum offset length))
   (ffi:c-inline ((%unit-ptr unit) offset length old) (:pointer-void :fixnum :fixnum :object)
                 :object
     "{ const char *p = ((const struct crow_ev_unit *)#0)->data + #1; cl_fixnum n = #2; cl_object o = #3;

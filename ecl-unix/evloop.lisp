@@ -20,8 +20,9 @@
   pointer)
 
 (defstruct (ev-unit (:constructor %make-ev-unit (pointer)))
-  "A reusable C struct crow_ev_unit that ev-next fills."
-  pointer)
+  "A reusable C struct crow_ev_unit that ev-next fills; DATA is the handler's own, for state
+it keeps per worker (crow.http keeps its request object there)."
+  pointer (data nil))
 
 (defmacro %ev-ptr (ev)
   "EV's C pointer, read in place: a defstruct reader is a full call through its symbol from
@@ -36,6 +37,13 @@ inlined such a form from another file's inline function, and the read crashed.)"
 (defmacro %unit-ptr (unit)
   "UNIT's C pointer, as %ev-ptr."
   `(%ev-ptr ,unit))
+
+(define-compiler-macro ev-unit-data (&whole form unit)
+  ;; read in place, as %ev-ptr (the reader is a full call: once per request in crow.http)
+  (declare (ignore form))
+  `(ffi:c-inline (,unit) (:object) :object
+                 "((ECL_INSTANCEP(#0) && (#0)->instance.length > 1) ? (#0)->instance.slots[1] : ecl_instance_ref(#0, 1))"
+                 :one-liner t :side-effects nil))
 
 (defun ev-mode-number (mode)
   (ecase mode (:raw +ev-raw+) (:line +ev-line+) (:http +ev-http+)))
@@ -138,11 +146,13 @@ unix-error (ENOMEM)."
       (setf (ev-unit-pointer unit) nil)
       (ffi:c-inline (p) (:pointer-void) :void "free(#0)" :one-liner t))))
 
-(defun ev-next (ev unit timeout-ms)
+(defun-inline ev-next (ev unit timeout-ms)
   "Runs EV's loop until a unit is ready (returns its kind: :data :line :request :too-long :bad
 :too-large :open :closed), or until TIMEOUT-MS passed or ev-wake was called (returns NIL).
 Signals unix-error."
+  (declare (fixnum timeout-ms))
   (let ((p (%ev-ptr ev)) (u (%unit-ptr unit)))
+    (declare (optimize (safety 1)))     ; *ev-kinds* read in place (no unbound check)
     (multiple-value-bind (r kind errno)
         (ffi:c-inline (p u timeout-ms) (:pointer-void :pointer-void :int) (values :int :int :int)
           "{ struct crow_ev_unit *u = (struct crow_ev_unit *)#1;
@@ -152,8 +162,7 @@ Signals unix-error."
             ((zerop r) nil)
             (t (unix-error errno "crow_ev_next"))))))
 
-(declaim (inline ev-unit-conn))
-(defun ev-unit-conn (unit)
+(defun-inline ev-unit-conn (unit)
   "Returns the connection id of the unit last handed out in UNIT."
   (ffi:c-inline ((%unit-ptr unit)) (:pointer-void) :uint64-t
     "((struct crow_ev_unit *)#0)->conn" :one-liner t))
@@ -235,20 +244,26 @@ case) as a base-string, or NIL."
                            @(return 0) = h->name_off; @(return 1) = h->name_len; @(return 2) = h->value_off; @(return 3) = h->value_len; }")
                     (cons (%unit-base-string unit no nl) (%unit-base-string unit vo vl))))))
 
-(defun ev-reply* (ev conn parts close more)
+(defun-inline ev-reply* (ev conn parts close more)
   "ev-reply with positional arguments (no keyword parsing on a per-response path): writes
 PARTS with one writev; returns T, or NIL when the connection has gone; signals unix-error."
-  (declare (simple-vector parts))
-  (let ((p (%ev-ptr ev))
-        (flags (logior (if close +ev-close-after+ 0) (if more +ev-more+ 0))))
+  ;; PARTS is checked in C (a declaration costs a call of cl_simple_vector_p), and the flags
+  ;; made there (the constants are specials)
+  (let ((p (%ev-ptr ev)))
     (multiple-value-bind (r errno)
-        (ffi:c-inline (p conn parts flags) (:pointer-void :uint64-t :object :int) (values :int :int)
-          "{ cl_index n = #2->vector.dim, i; struct iovec stackv[16], *iov = stackv;
+        (ffi:c-inline (p conn parts close more) (:pointer-void :uint64-t :object :object :object)
+                      (values :int :int)
+          "{ cl_index n, i; struct iovec stackv[16], *iov = stackv;
+             int flags = (Null(#3) ? 0 : CROW_EV_CLOSE_AFTER) | (Null(#4) ? 0 : CROW_EV_MORE);
+             if (!(ECL_VECTORP(#2) && (#2)->vector.elttype == ecl_aet_object
+                   && !ECL_ARRAY_HAS_FILL_POINTER_P(#2)))
+               FEwrong_type_argument(ecl_read_from_cstring(\"SIMPLE-VECTOR\"), #2);
+             n = #2->vector.dim;
              if (n > 16) iov = (struct iovec *)ecl_alloc_atomic(n * sizeof *iov);
              for (i = 0; i < n; i++) { cl_object x = #2->vector.self.t[i];
                if (ECL_BASE_STRING_P(x)) { iov[i].iov_base = x->base_string.self; iov[i].iov_len = x->base_string.fillp; }
                else { iov[i].iov_base = x->vector.self.b8; iov[i].iov_len = x->vector.fillp; } }
-             int r = crow_ev_reply((struct crow_ev *)#0, #1, iov, (int)n, #3);
+             int r = crow_ev_reply((struct crow_ev *)#0, #1, iov, (int)n, flags);
              @(return 0) = r; @(return 1) = r < 0 ? errno : 0; }")
       (cond ((zerop r) t)
             ((or (= errno +ebadf+) (= errno +epipe+) (= errno +econnreset+)) nil)
@@ -346,8 +361,7 @@ on serving its open connections.  Returns T.  Can't fail."
     (when p (ffi:c-inline (p) (:pointer-void) :void "crow_ev_unlisten((struct crow_ev *)#0)" :one-liner t))
     t))
 
-(declaim (inline ev-unit-listener))
-(defun ev-unit-listener (unit)
+(defun-inline ev-unit-listener (unit)
   "Returns the index (in ev-listen order) of the listener that accepted the unit's
 connection, or -1 for an adopted descriptor."
   (ffi:c-inline ((%unit-ptr unit)) (:pointer-void) :int

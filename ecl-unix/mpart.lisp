@@ -126,10 +126,9 @@ goes or the body is refused (:too-large, :bad).  Returns T, or NIL for a stale c
             (t (multipart-free mp :unlink t)
                (if (= errno +ebadf+) nil (unix-error errno "crow_ev_continue_sink")))))))
 
-(declaim (inline ev-unit-sink-p))
-(defun ev-unit-sink-p (unit)
+(defun-inline ev-unit-sink-p (unit)
   "True when a :request unit's body went to a sink (ev-continue-multipart).  Can't fail."
-  (ffi:c-inline ((ev-unit-pointer unit)) (:pointer-void) :bool
+  (ffi:c-inline ((%unit-ptr unit)) (:pointer-void) :bool
     "((struct crow_ev_unit *)#0)->http.sink != NULL" :one-liner t))
 
 (defun ev-unit-multipart (unit)

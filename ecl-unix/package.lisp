@@ -7,7 +7,7 @@
    #:check-syscall #:crow-error #:simple-crow-error #:strerror #:unix-error
    #:unix-error-detail #:unix-error-errno #:unix-error-syscall
    ;; octets and strings
-   #:make-octets #:octets #:octets-to-string #:string-to-c
+   #:defun-inline #:fast-funcall #:fast-symbol-function #:make-octets #:octets #:octets-to-string #:string-to-c
    ;; descriptors and files
    #:%close #:%open #:%pread #:%pwrite #:%read #:%write #:%writev
    #:+o-append+ #:+o-creat+ #:+o-excl+ #:+o-rdonly+ #:+o-rdwr+ #:+o-trunc+ #:+o-wronly+
@@ -63,6 +63,7 @@
    ;; event loops (c-core/evloop)
    #:ev #:ev-close #:ev-date #:ev-destroy #:ev-done #:ev-listen #:ev-next #:ev-pointer
    #:ev-continue #:ev-reply #:ev-reply* #:ev-sendfile #:ev-stats #:ev-tcp-listener #:ev-unit #:ev-unit-conn
+   #:ev-unit-data
    #:ev-unit-free #:ev-unit-header #:ev-unit-headers #:ev-unit-http #:ev-unit-keep-alive
    #:ev-unit-length #:ev-unit-line #:ev-unit-method #:ev-unit-method-p #:ev-unit-octets #:ev-unit-peer
    #:ev-unit-listener #:ev-unit-target #:ev-unlisten #:make-ev-loop #:make-ev-unit #:ev-wake #:+ev-exclusive+

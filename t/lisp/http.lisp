@@ -71,6 +71,34 @@
         (is (eq 'x (r "/x")))
         (is (null (r "/x/y")))))))
 
+(test route-and-vhost-caches
+  ;; the request path's lookups remember the last answer; a change of routes or vhosts made
+  ;; at run time must be seen by the very next lookup
+  (let ((crow.http:*vhosts* (make-hash-table :test 'equalp))
+        (crow.http::*default-vhost* nil)
+        (crow.http::*last-host* (cons "" nil))
+        (crow.http::*last-route* (vector nil nil nil)))
+    (let ((a (crow.http::register-vhost (crow.http::make-vhost :name "a.test")))
+          (host (copy-seq "a.test")))
+      (crow.http:add-route "a.test" "/p" 'one :exact t)
+      (flet ((r (v path) (let ((r (crow.http::find-route* v path)))
+                           (and r (crow.http::route-symbol r)))))
+        (is (eq 'one (r a "/p")))
+        (is (eq 'one (r a "/p")))
+        (is (eq 'one (r a (copy-seq "/p"))))
+        (is (null (r a "/q")))
+        (crow.http:add-route "a.test" "/p" 'two :exact t)
+        (is (eq 'two (r a "/p")))
+        (crow.http:add-route "a.test" "/q" 'three)
+        (is (eq 'three (r a "/q")))
+        (is (eq a (crow.http::find-vhost-name* host 6)))
+        (is (eq a (crow.http::find-vhost-name* host 6)))
+        (let ((a2 (crow.http::register-vhost (crow.http::make-vhost :name "a.test"))))
+          (is (eq a2 (crow.http::find-vhost-name* host 6)))
+          (is (null (r a2 "/p"))))
+        (crow.http::clear-vhosts)
+        (is (null (crow.http::find-vhost-name* host 6)))))))
+
 (test media-types
   (crow.http::load-mime-types "/nonexistent/mime.types")
   (is (equal "text/html; charset=utf-8" (crow.http::mime-type "/a/index.html")))

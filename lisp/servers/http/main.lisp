@@ -56,6 +56,7 @@
 (defparameter +text-plain+ (base "text/plain"))
 
 (define-handler hello (req)
+  (declare (optimize (speed 3) (safety 1) (debug 0))) ; the specials read in place
   (mp:atomic-incf (symbol-value '*hello-count*))
   (respond req *hello-body* :content-type +text-plain+))
 

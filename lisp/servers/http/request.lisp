@@ -20,39 +20,29 @@ buffer until the response finishes the unit)."
   (responded nil)                       ; T once the final bytes went out
   (status 0) (sent 0)                   ; for the access log
   (close nil)                           ; close after the response whatever the client said
-  (%parts nil))                         ; the worker's reused 4-piece response vector
+  (%parts nil)                          ; the worker's reused 4-piece response vector
+  (%one nil))                           ; the worker's reused one-chunk body list
 
 (define-slot-readers request %rq ev unit conn method target path query-string version
   keep-alive head-length body-length host vhost %peer %headers %body plist out-headers
-  responded status sent close %parts)
+  responded status sent close %parts %one)
 
 (let ((r (%make-request :ev 'ev :unit 'unit :conn 3 :method :m :target "t" :path "p"
                         :query-string "q" :version 10 :keep-alive :k :head-length 7
                         :body-length 8 :host "h" :vhost :v :%peer "pe" :plist '(:p)
                         :out-headers '(:o) :responded :r :status 204 :sent 9 :close :c
-                        :%parts :pa)))
+                        :%parts :pa :%one :on)))
   (unless (check-%rq-readers r)
     (error "crow.http: the request slot readers do not match the struct")))
 
-(defvar *worker-requests* (make-array 64 :initial-element nil)
-  "Each event worker's request object, found by its (per-worker, reused) unit: the request is
-valid during the handler call only, so one per worker serves all its requests.")
-(declaim (simple-vector *worker-requests*))
-
-(defun worker-request (ev unit conn method target version keep-alive head-length body-length
-                       host)
-  "Returns the calling worker's request object (the one for UNIT), reset for a new request."
-  (let* ((v *worker-requests*)
-         (req (loop for r across v
-                    do (cond ((null r) (return nil))
-                             ((eq (%rq-unit r) unit) (return r))))))
-    (if (null req)
-        (let ((r (%new-request ev unit conn method target version keep-alive head-length
-                               body-length host))
-              (free (position nil v)))
-          ;; full (workers came and went): take any slot; whoever owned it makes a new one
-          (setf (svref v (or free (mod (get-internal-real-time) (length v)))) r)
-          r)
+(defun-inline worker-request (ev unit conn method target version keep-alive head-length
+                              body-length host)
+  "Returns the calling worker's request object, reset for a new request.  It is kept in the
+worker's UNIT (ev-unit-data): a request is valid during the handler call only, so one per
+worker serves all its requests."
+  (let ((req (ev-unit-data unit)))
+    (if (ffi:c-inline (req (load-time-value (find-class 'request) t)) (:object :object) :bool
+                      "ECL_INSTANCEP(#0) && (#0)->instance.clas == #1" :one-liner t :side-effects nil)
         (progn
           (setf (%rq-ev req) ev (%rq-conn req) conn (%rq-method req) method
                 (%rq-target req) target (%rq-path req) "/" (%rq-query-string req) nil
@@ -62,13 +52,15 @@ valid during the handler call only, so one per worker serves all its requests.")
                 (%rq-%headers req) :unread (%rq-%body req) :unread (%rq-plist req) '()
                 (%rq-out-headers req) '() (%rq-responded req) nil (%rq-status req) 0
                 (%rq-sent req) 0 (%rq-close req) nil)
-          req))))
+          req)
+        (setf (ev-unit-data unit)
+              (%new-request ev unit conn method target version keep-alive head-length
+                            body-length host)))))
 
 (defun find-worker-request (unit)
   "Returns the request object of the worker whose unit buffer is UNIT, or NIL."
-  (loop for r across *worker-requests*
-        do (cond ((null r) (return nil))
-                 ((eq (%rq-unit r) unit) (return r)))))
+  (let ((r (ev-unit-data unit)))
+    (and (request-p r) r)))
 
 (defun request-header (req name)
   "Returns the value of REQ's first header field NAME (a string, case-insensitive) as a

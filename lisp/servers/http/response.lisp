@@ -46,6 +46,11 @@ response.")
 
 (ffi:clines "#include <time.h>")
 
+;; The per-response functions below are inlined into this file's callers (send-response and
+;; %respond): each Lisp function entry costs ECL a look-up of the thread's environment
+;; (pthread_getspecific), a measurable part of a small response.
+(declaim (inline http-date %tail %simple-head send-response))
+
 (defun http-date (ev)
   "Returns the Date header value for now (from the C loop's cached date)."
   (let ((now (ffi:c-inline () () :fixnum
@@ -57,12 +62,19 @@ response.")
           (setf *date* (cons now s))
           s))))
 
+(defmacro %simple-base-string-p (x)
+  "True when X is a simple-base-string (tested in place: ECL calls generic code for typep)."
+  `(ffi:c-inline (,x) (:object) :bool
+                 "ECL_BASE_STRING_P(#0) && !ECL_ADJUSTABLE_ARRAY_P(#0) && !ECL_ARRAY_HAS_FILL_POINTER_P(#0) && (Null((#0)->base_string.displaced) || Null(ECL_CONS_CAR((#0)->base_string.displaced)))"
+                 :one-liner t :side-effects nil))
+
 (defun bytes-of (x)
   "Returns X (octets, a string) as something ev-reply writes: octets or a simple-base-string;
 a string with characters beyond ASCII is encoded as UTF-8."
   ;; ECL calls the generic typep for simple-base-string and byte arrays: test with the
   ;; predicates it compiles to direct C calls instead (this runs a few times per response).
-  (cond ((si:base-string-p x) (if (simple-string-p x) x (coerce x 'simple-base-string)))
+  (cond ((%simple-base-string-p x) x)   ; the usual case, tested in place
+        ((si:base-string-p x) (coerce x 'simple-base-string))
         ((and (vectorp x) (eq (array-element-type x) 'ext:byte8))
          (if (adjustable-array-p x) (coerce x '(simple-array (unsigned-byte 8) (*))) x))
         ((stringp x)
@@ -96,12 +108,12 @@ VALUE."
 (defvar *tail-cache* (vector nil -1 nil "")
   "#(CONTENT-TYPE LENGTH CONNECTION-LINE TAIL) of the last plain response head: a handler
 answering the same kind of response again and again gets its head tail ready-made.")
+(declaim (simple-vector *tail-cache*))  ; (read without a check; a local declaration costs a call)
 
 (defun %tail (content-type length conn)
   "Returns the head's bytes after the Date value for a response with only Content-Type
 CONTENT-TYPE (a base-string), Content-Length LENGTH and CONN's connection line."
   (let ((c *tail-cache*))
-    (declare (simple-vector c))
     (if (and (eq (svref c 0) content-type) (eql (svref c 1) length) (eq (svref c 2) conn))
         (svref c 3)
         (let ((tail (concatenate 'simple-base-string +ct+ content-type +cl+ (digits length)
@@ -109,22 +121,39 @@ CONTENT-TYPE (a base-string), Content-Length LENGTH and CONN's connection line."
           (setf *tail-cache* (vector content-type length conn tail))
           tail))))
 
+(defun %simple-head (req status content-type length close body)
+  "Returns the response's pieces as %head does when it has one BODY chunk (a list of one),
+a LENGTH, a base-string CONTENT-TYPE and no other header, else NIL."
+  (when (and length body (null (cdr body)) (null (%rq-out-headers req))
+             (ffi:c-inline (content-type) (:object) :bool "ECL_BASE_STRING_P(#0)"
+                           :one-liner t :side-effects nil))
+    (let ((conn (cond (close +conn-close+)
+                      ((eql (%rq-version req) 10) +conn-keep+)
+                      (t +empty+)))
+          ;; the request's own 4-piece vector (the C loop copies what it queues, so the
+          ;; vector is free again once ev-reply returns)
+          (v (or (%rq-%parts req) (setf (%rq-%parts req) (make-array 4)))))
+      (setf (svref v 0) (status-line* status)
+            (svref v 1) (http-date (%rq-ev req))
+            (svref v 2) (%tail content-type length conn)
+            (svref v 3) (car body))
+      v)))
+
 (defun %head (req status content-type length headers close chunked body)
   "Returns the simple-vector of pieces of a response: the head (blank line included), then
 the byte chunks BODY."
   (when (and length content-type (not chunked) (null headers) (null (%rq-out-headers req))
-             (si:base-string-p content-type))
+             (ffi:c-inline (content-type) (:object) :bool "ECL_BASE_STRING_P(#0)"
+                           :one-liner t :side-effects nil))
+    (let ((v (%simple-head req status content-type length close body)))
+      (when v (return-from %head v)))
     (let* ((conn (cond (close +conn-close+)
                        ((eql (%rq-version req) 10) +conn-keep+)
                        (t +empty+)))
-           (v (if (and body (null (cdr body)))
-                  ;; one body chunk: the request's own 4-piece vector (the C loop copies
-                  ;; what it queues, so the vector is free again once ev-reply returns)
-                  (or (%rq-%parts req) (setf (request-%parts req) (make-array 4)))
-                  (make-array (+ 3 (length body)))))
+           (v (make-array (+ 3 (length body))))
            (i 3))
       (declare (fixnum i) (simple-vector v))
-      (setf (svref v 0) (status-line status)
+      (setf (svref v 0) (status-line* status)
             (svref v 1) (http-date (%rq-ev req))
             (svref v 2) (%tail content-type length conn))
       (dolist (b body) (setf (svref v i) b) (incf i))
@@ -154,7 +183,7 @@ the byte chunks BODY."
     v))
 
 (defun %finish (req status sent close)
-  (setf (request-responded req) t (%rq-status req) status (%rq-sent req) sent)
+  (setf (%rq-responded req) t (%rq-status req) status (%rq-sent req) sent)
   close)
 
 (defun send-response (req status content-type chunks headers)
@@ -164,20 +193,32 @@ when the client has gone."
   (declare (fixnum status))
   (when (%rq-responded req)
     (error "crow.http: ~a ~a answered twice" (%rq-method req) (%rq-target req)))
-  (let* ((length (loop for c in chunks sum (length c)))
+  (let* ((length (if (and chunks (null (cdr chunks)))
+                     (length (the vector (car chunks)))
+                     (loop for c in chunks sum (length c))))
          (close (%close-p req status))
          (nobody (or (eq (%rq-method req) :head) (= status 204) (= status 304)))
-         (parts (%head req status content-type (if (or (= status 204) (= status 304)) nil length)
-                       headers close nil (if nobody nil chunks))))
+         (length* (if (or (= status 204) (= status 304)) nil length))
+         (body (if nobody nil chunks))
+         (parts (or (and content-type (null headers) (not nobody)
+                         (%simple-head req status content-type length* close body))
+                    (%head req status content-type length* headers close nil body))))
     (%finish req status (if nobody 0 length) close)
     (ev-reply* (%rq-ev req) (%rq-conn req) parts close nil)))
 
 (defun %respond (req body status content-type headers)
   "respond with positional arguments (respond's calls with plain keyword arguments compile to
 this: no keyword parsing per response)."
-  (send-response req status (or content-type (default-content-type req))
-                 (if (listp body) (mapcar #'bytes-of body) (list (bytes-of body)))
-                 headers))
+  (if (listp body)
+      (send-response req status (or content-type (default-content-type req))
+                     (mapcar #'bytes-of body) headers)
+      ;; one chunk: in the worker's own one-element list (nothing keeps the list)
+      (let ((one (or (%rq-%one req) (setf (request-%one req) (list nil)))))
+        (setf (car one) (if (%simple-base-string-p body) body (bytes-of body)))
+        (let ((r (send-response req status (or content-type (default-content-type req)) one
+                                headers)))
+          (setf (car one) nil)
+          r))))
 
 (defun respond (req body &key (status 200) content-type headers)
   "Answers REQ with BODY (octets, a string — encoded as UTF-8 — or a list of those, all
@@ -188,14 +229,17 @@ Signals an error when REQ was already answered."
 
 (define-compiler-macro respond (&whole form req body &rest keys)
   ;; Only known keys, each once, whose forms can be evaluated in any order (constants and
-  ;; variables): then the call becomes %respond's positional one.
+  ;; variables): then the call becomes %respond's positional one, entered at its C function
+  ;; (still looked up through the symbol per call).
   (if (and (evenp (length keys))
            (loop for (k v) on keys by #'cddr
                  always (and (member k '(:status :content-type :headers))
                              (= 1 (count k keys))
                              (or (constantp v) (symbolp v)))))
-      `(%respond ,req ,body ,(getf keys :status 200) ,(getf keys :content-type)
-                 ,(getf keys :headers))
+      (let ((f (gensym "RESPOND")))
+        `(let ((,f (fast-symbol-function '%respond)))
+           (fast-funcall ,f ,req ,body ,(getf keys :status 200) ,(getf keys :content-type)
+                         ,(getf keys :headers))))
       form))
 
 (defun respond-error (req status &key headers)

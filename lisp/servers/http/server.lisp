@@ -56,6 +56,12 @@ not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, els
 
 ;;; Requests
 
+(defmacro %fixnums ((&rest vars) &body body)
+  "BODY with each of VARS rebound to its value as a fixnum, trusted (THE), unchecked."
+  `(let ,(loop for v in vars collect `(,v (the fixnum ,v)))
+     (declare (fixnum ,@vars))
+     ,@body))
+
 (defvar *last-strings* (vector nil nil)
   "#(TARGET HOST) of the last request: the next one with the same bytes gets these very strings
 instead of fresh ones (request strings are shared between requests, so never modified).")
@@ -68,7 +74,8 @@ instead of fresh ones (request strings are shared between requests, so never mod
     (if (and methods (not (member (%rq-method req) methods)))
         (respond-error req 405 :headers (list (cons "Allow" (format nil "~{~a~^, ~}" methods))))
         (let ((sym (%rt-symbol route)))
-          (funcall (if (symbolp sym) (symbol-function sym) sym) req)
+          (let ((f (if (symbolp sym) (fast-symbol-function sym) sym)))
+            (fast-funcall f req))
           (unless (%rq-responded req)
             (log-warn "~a ~a: handler ~s returned without answering" (%rq-method req)
                       (%rq-target req) sym)
@@ -77,7 +84,7 @@ instead of fresh ones (request strings are shared between requests, so never mod
 (defun dispatch (req vhost path)
   "Answers REQ for PATH in VHOST: a route, else a file (by the vhost's mode), else 404/405."
   (let* ((mode (%vh-mode vhost))
-         (route (and (not (eq mode :static)) (find-route vhost path))))
+         (route (and (not (eq mode :static)) (find-route* vhost path))))
     (cond (route (call-route req route))
           ((eq mode :dynamic) (respond-error req 404))
           ((member (%rq-method req) '(:get :head)) (serve-static req vhost path))
@@ -85,12 +92,19 @@ instead of fresh ones (request strings are shared between requests, so never mod
            (send-response req 204 nil '() (list (cons "Allow" *allow-static*))))
           (t (respond-error req 405 :headers (list (cons "Allow" *allow-static*)))))))
 
+(declaim (inline %request-done))        ; once per request, in handle-request
+(defun %request-done (req)
+  (unless (%rq-responded req) (ev-done (%rq-ev req) (%rq-conn req) :close t))
+  (when *access-log* (log-access req)))
+
 (defun handle-request (ev unit)
   (multiple-value-bind (mcode version keep chunked clen hlen blen toff tlen hoff hlen2 hcount
                         clcount nheaders plen plain hname)
       (ev-unit-request unit)
-    (declare (ignore chunked clen) (fixnum mcode version hlen blen toff tlen hoff hlen2 hcount
-                                           clcount nheaders plen hname))
+    (declare (ignore chunked clen))
+    ;; fixnums by the C block's types: rebound with THE (fixnum declarations on the
+    ;; multiple-value-bind itself make a call of ecl_to_fixnum per value)
+    (%fixnums (mcode version hlen blen toff tlen hoff hlen2 hcount clcount nheaders plen hname)
     (let* ((seen *last-strings*)
            (target (ev-unit-string-reusing unit toff tlen (svref seen 0)))
            (host (and (>= hoff 0) (ev-unit-string-reusing unit hoff hlen2 (svref seen 1))))
@@ -111,7 +125,7 @@ instead of fresh ones (request strings are shared between requests, so never mod
         (when authority (setf (%rq-host req) authority))
         (let ((vhost (if (or authority (null host) (< hname 1))
                          (find-vhost (%rq-host req))
-                         (find-vhost-name host hname))))
+                         (find-vhost-name* host hname))))
           (setf (%rq-vhost req) vhost)
           (cond ((or (> hcount 1) (and (= version 11) (zerop hcount)) (> clcount 1))
                  (setf (%rq-close req) t)
@@ -130,11 +144,7 @@ instead of fresh ones (request strings are shared between requests, so never mod
                  (respond-error req 413))
                 (t (setf (%rq-path req) path)
                    (dispatch req vhost path)))))
-      (%request-done req))))
-
-(defun %request-done (req)
-  (unless (%rq-responded req) (ev-done (%rq-ev req) (%rq-conn req) :close t))
-  (when *access-log* (log-access req)))
+      (%request-done req)))))
 
 (defun handle-error (ev unit kind e)
   "crow.server's on-error for the workers: a handler signalled E while answering UNIT.  A

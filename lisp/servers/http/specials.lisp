@@ -35,18 +35,24 @@ for characters beyond Latin-1."
   "Returns the reason phrase of STATUS (\"Unknown\" for a code not in the table)."
   (or (cdr (assoc status +reasons+)) "Unknown"))
 
-(defvar *status-lines* (make-array 500 :initial-element nil)
-  "Status - 100 -> \"HTTP/1.1 NNN Reason\\r\\nServer: Crow/V\\r\\nDate: \", built on first use.")
+(defvar *status-lines* (make-array 600 :initial-element nil)
+  "Status -> \"HTTP/1.1 NNN Reason\\r\\nServer: Crow/V\\r\\nDate: \", built on first use.")
 (defvar *status-lock* (mp:make-lock :name "crow.http status lines"))
 
 (defun status-line (status)
   "Returns the response's first bytes up to the Date value for STATUS (100-599, cached)."
   (declare (type (integer 100 599) status))
-  (or (svref *status-lines* (- status 100))
-      (setf (svref *status-lines* (- status 100))
+  (or (svref *status-lines* status)
+      (setf (svref *status-lines* status)
             (base (format nil "HTTP/1.1 ~d ~a~c~cServer: Crow/~a~c~cDate: " status
                           (status-reason status) #\Return #\Linefeed *version*
                           #\Return #\Linefeed)))))
+
+(defun-inline status-line* (status)
+  "status-line open-coded for the per-response path: a cached line is read in place."
+  (if (and (typep status 'fixnum) (<= 100 (the fixnum status) 599))
+      (or (svref *status-lines* (the fixnum status)) (status-line status))
+      (status-line status)))
 
 (defvar *error-pages* (make-hash-table))
 

@@ -55,7 +55,7 @@ the first).  Returns V."
 (defun clear-vhosts ()
   "Forgets every vhost.  Returns NIL."
   (clrhash *vhosts*)
-  (setf *default-vhost* nil)
+  (setf *default-vhost* nil *last-host* (cons "" nil))
   (fcache-invalidate)
   nil)
 
@@ -83,6 +83,16 @@ vhost.  The last Host value seen (port included) is remembered with its vhost."
         (let ((v (%find-vhost-name (if (= end (length host)) host (subseq host 0 end)))))
           (setf *last-host* (cons host v))
           v))))
+
+(defun-inline find-vhost-name* (host end)
+  "find-vhost-name open-coded for the request path: the last Host string seen again (the
+request's strings are reused when their bytes repeat, so usually the very same string) is
+answered without a call."
+  (let ((last *last-host*))
+    (declare (cons last))
+    (if (and (eq (car last) host) (cdr last))
+        (cdr last)
+        (find-vhost-name host end))))
 
 (defun %find-vhost-name (name)
   (or (gethash name *vhosts*)
@@ -130,3 +140,20 @@ route.  Signals an error for an unknown vhost."
   "Defines the handler NAME, a function of the request REQ.  Handlers are called through
 their symbol, so redefining one (from SLIME) changes the very next response."
   `(defun ,name (,req) ,@body))
+
+(defvar *last-route* (vector nil nil nil)
+  "#(ROUTES PATH ROUTE) of the last route lookup, ROUTES the vhost's route list it was made
+in: add-route makes a new list, so a change of routes is never answered from here.")
+(declaim (simple-vector *last-route*))
+
+(defun-inline find-route* (vhost path)
+  "find-route for the request path: the last lookup again (the same route list and path) is
+answered without searching."
+  (let ((c *last-route*) (routes (%vh-routes vhost)))
+    (declare (simple-vector c))
+    (if (and (eq (svref c 0) routes)
+             (let ((p (svref c 1))) (or (eq p path) (and p (string= (the string p) path)))))
+        (svref c 2)
+        (let ((r (find-route vhost path)))
+          (setf *last-route* (vector routes path r))
+          r))))

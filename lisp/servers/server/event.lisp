@@ -18,11 +18,14 @@
 (defstruct (event-worker (:constructor %make-event-worker (index ev listener)))
   index ev listener thread (units 0) (errors 0) (open 0) (unlistened nil))
 
+(declaim (inline call-handler))         ; once per unit, in event-worker-loop
 (defun call-handler (handler ev unit kind)
   "Calls HANDLER; a symbol is looked up on every call, so a handler redefined from SLIME
 answers the very next unit."
   (if (symbolp handler)
-      (funcall (symbol-function handler) ev unit kind)
+      ;; (bound first: ECL compiles a c-inline form directly inside FUNCALL as an error call)
+      (let ((f (fast-symbol-function handler)))
+        (fast-funcall f ev unit kind))
       (funcall handler ev unit kind)))
 
 (defun %handler-failed (server worker ev unit kind e)
@@ -47,11 +50,11 @@ the connection is closed."
   ;; costs no struct reads through symbols.
   (let ((ev (event-worker-ev worker))
         (unit (make-ev-unit))
-        (handlers (event-server-handlers server))
+        (handlers (event-server-handlers server)) ; (checked once here, not per unit)
         (kind nil)
         (draining nil)
         (units (event-worker-units worker)))
-    (declare (fixnum units))
+    (declare (fixnum units) (simple-vector handlers))
     (flet ((idle ()
              ;; returns true when the worker must stop
              (setf (event-worker-units worker) units)
@@ -69,13 +72,15 @@ the connection is closed."
                           (setf kind nil)
                           (let ((k (ev-next ev unit 500)))
                             (cond (k
-                                   (incf units)
+                                   (setf units (locally (declare (optimize (safety 0)))
+                                                 (the fixnum (1+ units))))
                                    (when draining
                                      (setf (event-worker-open worker) (getf (ev-stats ev) :open)))
                                    (setf kind k)
                                    (let ((li (ev-unit-listener unit)))
                                      (call-handler (or (and (< -1 li (length handlers))
-                                                            (svref handlers li))
+                                                            (locally (declare (optimize (safety 1)))
+                                                              (svref handlers li)))
                                                        handler)
                                                    ev unit k)))
                                   ((idle) (return)))))

@@ -38,6 +38,38 @@ def curl_hello(port):
     return out.partition(b"\r\n\r\n")[2]
 
 
+def get(port, host, path):
+    out, _ = exchange(port, ("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                             % (path, host)).encode())
+    return out.partition(b"\r\n\r\n")[2]
+
+
+# Routes and vhosts changed at run time answer the very next request, though the server keeps
+# the last Host's vhost and the last route found (each check follows a request that primed
+# them with the old answer).  (form, host, path, expected body, what)
+RUNTIME = [
+    ('(progn (crow.http:define-handler crow.http::live-two (req)'
+     ' (crow.http:respond req "two" :content-type "text/plain"))'
+     ' (crow.http:add-route "a.test" "/hello" (quote crow.http::live-two) :exact t) :ok)',
+     "a.test", "/hello", b"two", "a route re-added for the same path"),
+    ('(progn (crow.http:define-handler crow.http::live-two (req)'
+     ' (crow.http:respond req "two again" :content-type "text/plain")) :ok)',
+     "a.test", "/hello", b"two again", "the re-added route's handler redefined"),
+    ('(progn (crow.http:add-route "a.test" "/hello/" (quote crow.http::live-two)) :ok)',
+     "a.test", "/hello/x", b"two again", "a new prefix route"),
+    ('(progn (crow.http:define-handler crow.http::live-c (req)'
+     ' (crow.http:respond req "vhost c" :content-type "text/plain"))'
+     ' (crow.http::register-vhost (crow.http::make-vhost :name "c.test" :mode :dynamic))'
+     ' (crow.http:add-route "c.test" "/hello" (quote crow.http::live-c) :exact t) :ok)',
+     "c.test", "/hello", b"vhost c", "a vhost added at run time"),
+    ('(progn (crow.http:define-handler crow.http::live-a2 (req)'
+     ' (crow.http:respond req "new a" :content-type "text/plain"))'
+     ' (crow.http::register-vhost (crow.http::make-vhost :name "a.test" :mode :dynamic))'
+     ' (crow.http:add-route "a.test" "/hello" (quote crow.http::live-a2) :exact t) :ok)',
+     "a.test", "/hello", b"new a", "a vhost replaced by a new one of the same name"),
+]
+
+
 t = Tap()
 d = make_root()
 sport = free_port()
@@ -67,6 +99,16 @@ try:
             t.eq(curl_hello(srv.port), b"redefined from Emacs", "the next request shows the Emacs definition")
         else:
             t.skip("Emacs+SLIME redefinition", "emacs-nox or slime not installed")
+    if up:
+        for form, host, path, want, what in RUNTIME:
+            before = get(srv.port, host, path)    # primes the server's last-lookup caches
+            rep = swank_eval(sport, form, "CROW.HTTP")
+            t.ok(rep is not None and ":ok" in rep.lower(), "swank: " + what, rep)
+            got = get(srv.port, host, path)
+            t.ok(got == want, "the next request: " + what,
+                 "got  %r\nwant %r\nbefore %r" % (got, want, before))
+        # right after an a.test request: its alias still names the vhost it was registered with
+        t.eq(get(srv.port, "b.test", "/hello"), b"two again", "the replaced vhost still answers for its alias")
 finally:
     status, log = srv.stop()
     shutil.rmtree(d, ignore_errors=True)
