@@ -50,6 +50,7 @@
    #:setgroups #:setresgid #:setresuid #:setrlimit #:setsid #:spawn #:umask #:waitpid
    #:getgroups #:getcwd #:spawn-waiting #:hand-off #:make-spawner #:spawner-request #:spawner-receive
    #:reserve-lisp-threads #:set-lisp-thread-stacks #:grow-lisp-heap
+   #:set-lisp-thread-caches #:lisp-thread-cache-entries
    ;; signals
    #:default-signal #:ignore-sigpipe #:read-signals #:reset-signal-pipe #:signal-fd
    #:signal-number #:watch-signals

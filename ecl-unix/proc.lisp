@@ -625,3 +625,59 @@ heap step by step would cost.  Returns true when the heap is that big.  Can't fa
   (ffi:c-inline (bytes) (:unsigned-long) :bool
     "{ size_t have = GC_get_heap_size();
        @(return) = have >= #0 || GC_expand_hp(#0 - have); }" :one-liner nil))
+
+;;; Each new ECL thread also gets two dispatch caches (ecl_init_env: ecl_make_cache(64, 4096)
+;;; for methods, (3, 4096) for slots): 3 x 4,096 words each, 196 KB of collected heap cleared
+;;; at creation, two thirds of a session thread's memory and a third of the CPU of starting it
+;;; (perf of a fresh mmftpd taking 300 logins: ecl_make_cache 22% of all samples, mostly page
+;;; faults).  ecl_init_env calls ecl_make_cache through the PLT, so this program's own
+;;; ecl_make_cache (below; exported from the executable because libecl references it) is the
+;;; one called: it passes the request on to libecl's with the cache size capped by
+;;; crow_ecl_cache_cap, 0 (no cap) until set-lisp-thread-caches sets it, so ECL's boot and
+;;; every thread before that keep the full size.  A cache of any size works (its lookups wrap
+;;; around the table); a lookup aborts ECL (search_method_hash) only when the 20 entries it
+;;; probes are all taken by keys of other arities, which needs a nearly full table: ECL's own
+;;; boot fills ~100s of entries (it aborts with a cap of 128), a session thread's code a few
+;;; dozen, hence a floor of 512.
+
+(ffi:clines "#include <dlfcn.h>"
+            "#include <ecl/cache.h>"
+            "static volatile cl_index crow_ecl_cache_cap = 0;"
+            "static ecl_cache_ptr (*crow_ecl_real_make_cache)(cl_index, cl_index);"
+            "ecl_cache_ptr ecl_make_cache(cl_index key_size, cl_index cache_size)"
+            "{"
+            "  cl_index cap = crow_ecl_cache_cap;"
+            "  if (crow_ecl_real_make_cache == NULL)"
+            "    crow_ecl_real_make_cache = (ecl_cache_ptr (*)(cl_index, cl_index))dlsym(RTLD_NEXT, \"ecl_make_cache\");"
+            "  if (cap > 0 && cache_size > cap) cache_size = cap;"
+            "  return crow_ecl_real_make_cache(key_size, cache_size);"
+            "}")
+
+(ffi:clines "static int crow_ecl_cache_here(void) { return 0; }"
+            "static int crow_ecl_cache_interposed(void)"
+            "{"
+            "  Dl_info a, b;"
+            "  void *f = dlsym(RTLD_DEFAULT, \"ecl_make_cache\");"
+            "  return f != NULL && dladdr(f, &a) && dladdr((void *)crow_ecl_cache_here, &b)"
+            "         && a.dli_fbase == b.dli_fbase;"
+            "}")
+
+(defun set-lisp-thread-caches (entries)
+  "Caps the method and slot dispatch caches of the Lisp threads created from now on in this
+process at ENTRIES entries each (ECL's default: 4,096, 96 KB each); NIL or 0 removes the cap.
+At least 512 (see above).  Existing threads keep theirs.  Returns the previous cap (0: none)
+and whether the cap takes effect: true in a program built with crow.unix linked in (its
+ecl_make_cache is the one ECL calls), false where crow.unix was loaded into a running ECL (a
+loaded module cannot replace libecl's function), where the cap is stored but unused.
+Can't fail."
+  (check-type entries (or null (integer 0 0) (integer 512 4096)))
+  (values (ffi:c-inline ((or entries 0)) (:unsigned-long) :unsigned-long
+            "{ cl_index old = crow_ecl_cache_cap; crow_ecl_cache_cap = #0; @(return) = old; }"
+            :one-liner nil)
+          (ffi:c-inline () () :bool "crow_ecl_cache_interposed()" :one-liner t)))
+
+(defun lisp-thread-cache-entries ()
+  "Returns the number of entries of the current thread's method dispatch cache.  Can't fail."
+  (ffi:c-inline () () :unsigned-long
+    "{ cl_env_ptr env = ecl_process_env();
+       @(return) = env->method_cache->table->vector.dim / 3; }" :one-liner nil))

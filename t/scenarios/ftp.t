@@ -383,6 +383,8 @@ except OSError:
 t.eq(stolen, b"", "theft: the connection from 127.0.0.2 got nothing")
 thief.close()
 t.ok("refused data connection from 127.0.0.2" in server_log("main"), "theft: logged")
+t.ok("not capped" not in server_log("main") and "serving ftp" in server_log("main"),
+     "session threads get small dispatch caches (ecl_make_cache interposed in the built program)")
 # a 127.0.0.2 client may use its own address
 f2 = ftplib.FTP(timeout=10, source_address=("127.0.0.2", 0))
 f2.connect("127.0.0.1", port)
