@@ -179,7 +179,7 @@ STATUS :aborted after ABOR (426 and 226 are then already sent)."
                          ((string= cmd "QUIT")
                           (ftpdata-close d :abort t)
                           (reply ftp 221 "Goodbye.")
-                          (error 'ftp-quit))
+                          (quit-session))
                          (t (reply ftp 503 "A transfer is in progress: ABOR or wait."))))))))
       (ftpdata-close d :abort t))))
 
