@@ -89,10 +89,21 @@ static inline size_t span(const unsigned char *b, size_t i, size_t end, unsigned
     return i;
 }
 
+/* The first index in B[I, END) that is not a token character; END if none.  Four bytes a
+ * step while four remain (names are short: one branch per four bytes, not per byte). */
+static inline size_t tspan(const unsigned char *b, size_t i, size_t end)
+{
+    while (end - i >= 4 && (cls[b[i]] & cls[b[i + 1]] & cls[b[i + 2]] & cls[b[i + 3]] & C_TCHAR))
+        i += 4;
+    while (i < end && (cls[b[i]] & C_TCHAR))
+        i++;
+    return i;
+}
+
 /* Whether the N bytes at S equal LOWER, ASCII case-insensitively.  LOWER holds only lower-case
  * letters and '-', and S only token characters: setting bit 0x20 maps exactly the upper-case
  * letters onto the lower-case ones and leaves '-' alone (the only other byte it maps onto a
- * letter or '-' is a control, never in a token). */
+ * letter or '-' is CR, never in a token or a field value). */
 static inline int name_eq(const unsigned char *s, const char *lower, size_t n)
 {
     size_t j = 0;
@@ -115,9 +126,10 @@ static inline int lc_is(unsigned char c, char lower)
     return (c | 0x20) == (unsigned char)lower;
 }
 
-/* Whether the comma-separated list V[0, N) has the element TOK (TL bytes, lower case:
- * letters and '-'), elements trimmed of SP/HTAB, compared case-insensitively. */
-static int has_token(const unsigned char *v, size_t n, const char *tok, size_t tl)
+/* Sets *CLOSE / *KEEP when the comma-separated list V[0, N) (a Connection value) has the
+ * element "close" / "keep-alive", elements trimmed of SP/HTAB, ASCII case ignored (name_eq is
+ * exact here too: a value holds no CR, the only other byte bit 0x20 would map onto '-'). */
+static void connection_tokens(const unsigned char *v, size_t n, int *close, int *keep)
 {
     size_t i = 0;
     while (i < n) {
@@ -129,10 +141,11 @@ static int has_token(const unsigned char *v, size_t n, const char *tok, size_t t
         size_t e = i;
         while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
             e--;
-        if (e - s == tl && strncasecmp((const char *)v + s, tok, tl) == 0)
-            return 1;
+        if (e - s == 5 && name_eq(v + s, "close", 5))
+            *close = 1;
+        else if (e - s == 10 && name_eq(v + s, "keep-alive", 10))
+            *keep = 1;
     }
-    return 0;
 }
 
 /* The framing headers the loop acts on, told apart by length and first letter before one
@@ -162,9 +175,7 @@ int parse_head(struct crow_ev *ev, const char *head, size_t end, struct crow_ev_
     memset(h, 0, sizeof *h);
     h->content_length = -1;
     h->headers = ev->hdrs;
-    size_t i = 0;
-    while (i < end && (cls[b[i]] & C_TCHAR))
-        i++;
+    size_t i = tspan(b, 0, end);
     if (i == 0 || i >= end || b[i] != ' ')
         return CROW_EV_BAD;
     h->method_len = (uint32_t)i;
@@ -197,8 +208,7 @@ int parse_head(struct crow_ev *ev, const char *head, size_t end, struct crow_ev_
             break;
         }
         size_t ns = i;
-        while (i < end && (cls[b[i]] & C_TCHAR))
-            i++;
+        i = tspan(b, i, end);
         if (i == ns || i >= end || b[i] != ':')
             return CROW_EV_BAD;
         size_t nl = i - ns;
@@ -249,8 +259,7 @@ int parse_head(struct crow_ev *ev, const char *head, size_t end, struct crow_ev_
             h->chunked = 1;
             break;
         case H_CONNECTION:
-            conn_close |= has_token(v, vl, "close", 5);
-            conn_keep |= has_token(v, vl, "keep-alive", 10);
+            connection_tokens(v, vl, &conn_close, &conn_keep);
             break;
         case H_EXPECT:
             if (vl == 12 && strncasecmp((const char *)v, "100-continue", 12) == 0)
