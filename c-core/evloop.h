@@ -154,8 +154,9 @@ struct crow_ev_config {
                                  unlimited */
     unsigned linger_ms;       /* HTTP: a connection that closes while its client may still be
                                  sending (after an error unit, a sink's failure, a HEAD unit
-                                 answered without its body, or with input unread, such as
-                                 pipelined requests) lingers once its answer is written:
+                                 answered without its body, the head deadline's timeout_reply,
+                                 or with input unread, such as pipelined requests) lingers
+                                 once its answer is written:
                                  its write side is shut and its input read and discarded until
                                  the client's EOF, for at most this long and linger_max bytes,
                                  so the client reads the answer instead of a reset (nginx's

@@ -8,7 +8,11 @@
  * what cannot be framed safely (a malformed head, conflicting lengths, a body too large)
  * becomes an error unit after which the connection closes: its input can't be
  * re-synchronised.  A line too long is a TOO_LONG unit and the rest of it is discarded.  A
- * head_first head or a body going to a sink is evloop_sink.c's. */
+ * head_first head or a body going to a sink is evloop_sink.c's.  The head is tokenised with a
+ * byte-class table (one lookup per byte, token runs four bytes a step), targets and field
+ * values are checked eight bytes at a time (an exact word test for controls and DEL), and the
+ * framing headers are told apart by length and first letter before one case-folded compare:
+ * parsing runs once or twice per request, so it is on the hot path. */
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
@@ -17,22 +21,120 @@
 
 /* ------------------------------------------------------------------ HTTP heads */
 
-static int is_tchar(unsigned char ch)
+/* Byte classes for the head, one table lookup per byte instead of a chain of tests:
+ * C_TCHAR a token character (RFC 9110 5.6.2: method, field name), C_TARGET a request-target
+ * byte (anything above SP but DEL), C_VALUE a field-value byte (HTAB, SP and above, but DEL;
+ * CR and LF end the value, anything else is refused). */
+enum { C_TCHAR = 1, C_TARGET = 2, C_VALUE = 4 };
+static const unsigned char cls[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0,  /* 0x00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 0x10 */
+    4, 7, 6, 7, 7, 7, 7, 7, 6, 6, 7, 7, 6, 7, 7, 6,  /* 0x20 */
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6,  /* 0x30 */
+    6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,  /* 0x40 */
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 7, 7,  /* 0x50 */
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,  /* 0x60 */
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 6, 7, 6, 7, 0,  /* 0x70 */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,  /* 0x80 */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,  /* 0x90 */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,  /* 0xa0 */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,  /* 0xb0 */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,  /* 0xc0 */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,  /* 0xd0 */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,  /* 0xe0 */
+    6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6,  /* 0xf0 */
+};
+
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Eight bytes at P as one little-endian word (memcpy: no alignment needed). */
+static inline uint64_t load8(const unsigned char *p)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') ||
-           (ch && strchr(extra, ch));
+    uint64_t x;
+    memcpy(&x, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    x = __builtin_bswap64(x);
+#endif
+    return x;
 }
 
-static int name_is(const char *b, const struct crow_ev_header *h, const char *name)
+/* The high bit of each byte of X that is below LIM (1..128) or is DEL, exactly (no carry
+ * crosses a byte: each sum stays below 0x100). */
+static inline uint64_t below_or_del(uint64_t x, unsigned lim)
 {
-    size_t n = strlen(name);
-    return h->name_len == n && strncasecmp(b + h->name_off, name, n) == 0;
+    uint64_t low = x & ~HIGHS;
+    uint64_t lt = ~((low + (0x80 - lim) * ONES) | x) & HIGHS;
+    uint64_t y = x ^ (0x7f * ONES);
+    uint64_t del = ~(((y & ~HIGHS) + ~HIGHS) | y) & HIGHS;
+    return lt | del;
 }
 
-static int has_token(const char *v, size_t n, const char *tok)
+/* The first index in B[I, END) whose byte lacks class K; END if none.  Eight bytes at a time
+ * while eight remain, K being C_TARGET (stops: SP and below, DEL) or C_VALUE (stops: controls
+ * but HTAB, DEL; an HTAB is stepped over). */
+static inline size_t span(const unsigned char *b, size_t i, size_t end, unsigned k)
 {
-    size_t tl = strlen(tok);
+    unsigned lim = k == C_TARGET ? 0x21 : 0x20;
+    while (end - i >= 8) {
+        uint64_t m = below_or_del(load8(b + i), lim);
+        if (!m) {
+            i += 8;
+            continue;
+        }
+        i += (size_t)__builtin_ctzll(m) >> 3;
+        if (cls[b[i]] & k)
+            i++; /* an HTAB in a value */
+        else
+            return i;
+    }
+    while (i < end && (cls[b[i]] & k))
+        i++;
+    return i;
+}
+
+/* The first index in B[I, END) that is not a token character; END if none.  Four bytes a
+ * step while four remain (names are short: one branch per four bytes, not per byte). */
+static inline size_t tspan(const unsigned char *b, size_t i, size_t end)
+{
+    while (end - i >= 4 && (cls[b[i]] & cls[b[i + 1]] & cls[b[i + 2]] & cls[b[i + 3]] & C_TCHAR))
+        i += 4;
+    while (i < end && (cls[b[i]] & C_TCHAR))
+        i++;
+    return i;
+}
+
+/* Whether the N bytes at S equal LOWER, ASCII case-insensitively.  LOWER holds only lower-case
+ * letters and '-', and S only token characters: setting bit 0x20 maps exactly the upper-case
+ * letters onto the lower-case ones and leaves '-' alone (the only other byte it maps onto a
+ * letter or '-' is CR, never in a token or a field value). */
+static inline int name_eq(const unsigned char *s, const char *lower, size_t n)
+{
+    size_t j = 0;
+    for (; n - j >= 8; j += 8) {
+        uint64_t a, c;
+        memcpy(&a, s + j, 8);
+        memcpy(&c, lower + j, 8);
+        if ((a | 0x2020202020202020ULL) != c)
+            return 0;
+    }
+    for (; j < n; j++)
+        if ((s[j] | 0x20) != (unsigned char)lower[j])
+            return 0;
+    return 1;
+}
+
+/* Whether byte C, case folded, is LOWER (a lower-case letter). */
+static inline int lc_is(unsigned char c, char lower)
+{
+    return (c | 0x20) == (unsigned char)lower;
+}
+
+/* Sets *CLOSE / *KEEP when the comma-separated list V[0, N) (a Connection value) has the
+ * element "close" / "keep-alive", elements trimmed of SP/HTAB, ASCII case ignored (name_eq is
+ * exact here too: a value holds no CR, the only other byte bit 0x20 would map onto '-'). */
+static void connection_tokens(const unsigned char *v, size_t n, int *close, int *keep)
+{
     size_t i = 0;
     while (i < n) {
         while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
@@ -43,26 +145,46 @@ static int has_token(const char *v, size_t n, const char *tok)
         size_t e = i;
         while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
             e--;
-        if (e - s == tl && strncasecmp(v + s, tok, tl) == 0)
-            return 1;
+        if (e - s == 5 && name_eq(v + s, "close", 5))
+            *close = 1;
+        else if (e - s == 10 && name_eq(v + s, "keep-alive", 10))
+            *keep = 1;
     }
-    return 0;
 }
 
-int parse_head(struct crow_ev *ev, const char *b, size_t end, struct crow_ev_http *h)
+/* The framing headers the loop acts on, told apart by length and first letter before one
+ * compare. */
+enum { H_OTHER, H_CONTENT_LENGTH, H_TRANSFER_ENCODING, H_CONNECTION, H_EXPECT };
+
+static inline int header_kind(const unsigned char *s, size_t n)
 {
+    switch (n) {
+    case 6:
+        return lc_is(s[0], 'e') && name_eq(s, "expect", 6) ? H_EXPECT : H_OTHER;
+    case 10:
+        return lc_is(s[0], 'c') && name_eq(s, "connection", 10) ? H_CONNECTION : H_OTHER;
+    case 14:
+        return lc_is(s[0], 'c') && name_eq(s, "content-length", 14) ? H_CONTENT_LENGTH : H_OTHER;
+    case 17:
+        return lc_is(s[0], 't') && name_eq(s, "transfer-encoding", 17) ? H_TRANSFER_ENCODING
+                                                                        : H_OTHER;
+    default:
+        return H_OTHER;
+    }
+}
+
+int parse_head(struct crow_ev *ev, const char *head, size_t end, struct crow_ev_http *h)
+{
+    const unsigned char *b = (const unsigned char *)head;
     memset(h, 0, sizeof *h);
     h->content_length = -1;
     h->headers = ev->hdrs;
-    size_t i = 0;
-    while (i < end && is_tchar((unsigned char)b[i]))
-        i++;
+    size_t i = tspan(b, 0, end);
     if (i == 0 || i >= end || b[i] != ' ')
         return CROW_EV_BAD;
     h->method_len = (uint32_t)i;
     size_t t = ++i;
-    while (i < end && (unsigned char)b[i] > ' ' && b[i] != 0x7f)
-        i++;
+    i = span(b, i, end, C_TARGET);
     if (i == t || i >= end || b[i] != ' ')
         return CROW_EV_BAD;
     h->target_off = (uint32_t)t;
@@ -74,7 +196,7 @@ int parse_head(struct crow_ev *ev, const char *b, size_t end, struct crow_ev_htt
     i += 8;
     if (b[i] == '\r')
         i++;
-    if (b[i] != '\n')
+    if (i >= end || b[i] != '\n')
         return CROW_EV_BAD;
     i++;
     int conn_close = 0, conn_keep = 0, te = 0;
@@ -90,8 +212,7 @@ int parse_head(struct crow_ev *ev, const char *b, size_t end, struct crow_ev_htt
             break;
         }
         size_t ns = i;
-        while (i < end && is_tchar((unsigned char)b[i]))
-            i++;
+        i = tspan(b, i, end);
         if (i == ns || i >= end || b[i] != ':')
             return CROW_EV_BAD;
         size_t nl = i - ns;
@@ -99,17 +220,12 @@ int parse_head(struct crow_ev *ev, const char *b, size_t end, struct crow_ev_htt
         while (i < end && (b[i] == ' ' || b[i] == '\t'))
             i++;
         size_t vs = i;
-        while (i < end && b[i] != '\n' && b[i] != '\r') {
-            unsigned char ch = (unsigned char)b[i];
-            if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-                return CROW_EV_BAD;
-            i++;
-        }
+        i = span(b, i, end, C_VALUE);
+        if (i >= end || (b[i] != '\n' && b[i] != '\r'))
+            return CROW_EV_BAD; /* a control in the value, or no line end */
         size_t ve = i;
         while (ve > vs && (b[ve - 1] == ' ' || b[ve - 1] == '\t'))
             ve--;
-        if (i >= end)
-            return CROW_EV_BAD;
         if (b[i] == '\r') {
             if (i + 1 >= end || b[i + 1] != '\n')
                 return CROW_EV_BAD;
@@ -123,9 +239,10 @@ int parse_head(struct crow_ev *ev, const char *b, size_t end, struct crow_ev_htt
         hd->name_len = (uint32_t)nl;
         hd->value_off = (uint32_t)vs;
         hd->value_len = (uint32_t)(ve - vs);
-        const char *v = b + vs;
+        const unsigned char *v = b + vs;
         size_t vl = ve - vs;
-        if (name_is(b, hd, "content-length")) {
+        switch (header_kind(b + ns, nl)) {
+        case H_CONTENT_LENGTH: {
             int64_t n = 0;
             if (vl == 0 || vl > 15)
                 return CROW_EV_BAD;
@@ -137,17 +254,21 @@ int parse_head(struct crow_ev *ev, const char *b, size_t end, struct crow_ev_htt
             if (h->content_length >= 0 && h->content_length != n)
                 return CROW_EV_BAD;
             h->content_length = n;
-        } else if (name_is(b, hd, "transfer-encoding")) {
-            if (te || vl != 7 || strncasecmp(v, "chunked", 7) != 0)
+            break;
+        }
+        case H_TRANSFER_ENCODING:
+            if (te || vl != 7 || strncasecmp((const char *)v, "chunked", 7) != 0)
                 return CROW_EV_BAD;
             te = 1;
             h->chunked = 1;
-        } else if (name_is(b, hd, "connection")) {
-            conn_close |= has_token(v, vl, "close");
-            conn_keep |= has_token(v, vl, "keep-alive");
-        } else if (name_is(b, hd, "expect")) {
-            if (vl == 12 && strncasecmp(v, "100-continue", 12) == 0)
+            break;
+        case H_CONNECTION:
+            connection_tokens(v, vl, &conn_close, &conn_keep);
+            break;
+        case H_EXPECT:
+            if (vl == 12 && strncasecmp((const char *)v, "100-continue", 12) == 0)
                 h->expect_continue = 1;
+            break;
         }
     }
     if (i != end || (h->chunked && h->content_length >= 0))

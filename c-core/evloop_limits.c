@@ -39,10 +39,20 @@ void expire(struct crow_ev *ev)
                 conn_close(ev, c);
                 continue;
             }
-            if (tc != TC_WRITE && !c->tls && /* plaintext inside TLS would be garbage */
-                (tc == TC_HEAD || !ev->cfg.timeout_started_only))
+            int replied = tc != TC_WRITE && !c->tls && /* plaintext inside TLS: garbage */
+                          (tc == TC_HEAD || !ev->cfg.timeout_started_only) &&
+                          ev->cfg.timeout_reply_len;
+            if (replied)
                 best_effort_send(c->fd, ev->timeout_reply, ev->cfg.timeout_reply_len);
             ev->st.timeouts++;
+            if (replied && tc == TC_HEAD && c->mode == CROW_EV_HTTP &&
+                CROW_LIST_EMPTY(&c->outq)) {
+                /* the 408: its client is still sending the head (or a body), and a close
+                   with input unread would reset the answer away */
+                c->linger = 1;
+                close_or_linger(ev, c);
+                continue;
+            }
             conn_close(ev, c);
         }
     }
@@ -135,7 +145,8 @@ int limit_iov(const struct iovec *iov, int cnt, size_t max, struct iovec *out,
  * write side; a TLS connection sends close_notify first and is plain bytes from then on),
  * and reads and discards until the client's EOF, bounded in time (linger_ms, the TC_LINGER
  * timer class) and bytes (linger_max), as nginx's lingering_close does.  Meanwhile it holds
- * no input buffer and its id is stale for the caller. */
+ * no input buffer and its id is stale for the caller.  The HTTP head deadline's answer (the
+ * configured timeout reply, a 408) lingers the same way (expire). */
 
 int close_or_linger(struct crow_ev *ev, struct conn *c)
 {

@@ -23,18 +23,29 @@ length without a `:port`.  Can't fail."
   (ffi:c-inline ((%unit-ptr unit)) (:pointer-void)
                 (values :int :int :bool :bool :int64-t :fixnum :fixnum :fixnum :fixnum
                         :fixnum :fixnum :fixnum :fixnum :fixnum :fixnum :bool :fixnum)
-    "{ static const char *const m[] = {\"GET\",\"HEAD\",\"POST\",\"PUT\",\"DELETE\",\"OPTIONS\",
-                                       \"PATCH\",\"TRACE\",\"CONNECT\"};
-       const struct crow_ev_unit *u = (const struct crow_ev_unit *)#0;
+    "{ const struct crow_ev_unit *u = (const struct crow_ev_unit *)#0;
        const struct crow_ev_http *h = &u->http;
        int code = -1; uint32_t i; cl_fixnum hoff = -1, hlen = 0, hc = 0, clc = 0;
-       for (i = 0; i < sizeof m / sizeof m[0]; i++)
-         if (strlen(m[i]) == h->method_len && !memcmp(u->data + h->method_off, m[i], h->method_len)) { code = (int)i; break; }
+       const char *mp = u->data + h->method_off;
+       /* by length, then fixed-size compares (no strlen, no calls) */
+       switch (h->method_len) {
+       case 3: code = !memcmp(mp, \"GET\", 3) ? 0 : !memcmp(mp, \"PUT\", 3) ? 3 : -1; break;
+       case 4: code = !memcmp(mp, \"HEAD\", 4) ? 1 : !memcmp(mp, \"POST\", 4) ? 2 : -1; break;
+       case 5: code = !memcmp(mp, \"PATCH\", 5) ? 6 : !memcmp(mp, \"TRACE\", 5) ? 7 : -1; break;
+       case 6: code = !memcmp(mp, \"DELETE\", 6) ? 4 : -1; break;
+       case 7: code = !memcmp(mp, \"OPTIONS\", 7) ? 5 : !memcmp(mp, \"CONNECT\", 7) ? 8 : -1; break; }
+       /* field names are tokens (the loop checked): setting bit 0x20 folds exactly the
+          upper-case letters onto the lower-case ones and leaves '-' alone */
        for (i = 0; i < h->nheaders; i++) {
          const struct crow_ev_header *f = &h->headers[i];
-         if (f->name_len == 4 && !strncasecmp(u->data + f->name_off, \"host\", 4)) {
-           if (!hc++) { hoff = f->value_off; hlen = f->value_len; } }
-         else if (f->name_len == 14 && !strncasecmp(u->data + f->name_off, \"content-length\", 14)) clc++; }
+         const char *nm = u->data + f->name_off;
+         if (f->name_len == 4) {
+           uint32_t w, k; memcpy(&w, nm, 4); memcpy(&k, \"host\", 4);
+           if ((w | 0x20202020u) == k && !hc++) { hoff = f->value_off; hlen = f->value_len; } }
+         else if (f->name_len == 14) {
+           uint64_t a, b, ka, kb; memcpy(&a, nm, 8); memcpy(&b, nm + 6, 8);
+           memcpy(&ka, \"content-\", 8); memcpy(&kb, \"t-length\", 8);
+           if ((a | 0x2020202020202020ull) == ka && (b | 0x2020202020202020ull) == kb) clc++; } }
        const unsigned char *t = (const unsigned char *)u->data + h->target_off;
        uint32_t tl = h->target_len, pl = 0; int plain = tl > 0 && t[0] == '/';
        for (pl = 0; pl < tl && t[pl] != '?'; pl++) {

@@ -390,6 +390,96 @@ static void test_http_errors(struct server *s)
     expect_error(s, "chunk over max_body", lc, sizeof lc - 1, 413);
 }
 
+/* Sends REQ (LEN bytes) on a fresh connection; returns the status of the answer and, in
+ * *BODY_OUT (MAX bytes), its body. */
+static int status_of(struct server *s, const char *req, size_t len, char *body_out, size_t max)
+{
+    int fd = dial(s->net.port[1]);
+    put(fd, req, len);
+    char *b;
+    size_t bl;
+    int st = get_response(fd, &b, &bl);
+    if (body_out)
+        snprintf(body_out, max, "%s", b ? b : "");
+    free(b);
+    close(fd);
+    return st;
+}
+
+/* The head's bytes (parse_head checks targets and values eight bytes at a time, token runs
+ * four at a time): every byte position of a value and a target, each kind of byte. */
+static void test_http_head_bytes(struct server *s)
+{
+    char req[256], body[512];
+    int bad_ctl = 0, bad_del = 0, good_tab = 0, good_high = 0, bad_target = 0, bad_name = 0;
+    for (int p = 0; p < 19; p++) {
+        char v[20];
+        memset(v, 'v', 19);
+        v[19] = 0;
+        static const struct { char c; int want; } kinds[4] = {
+            {0x01, 400}, {0x7f, 400}, {'\t', 200}, {(char)0xe9, 200}};
+        int *counts[4] = {&bad_ctl, &bad_del, &good_tab, &good_high};
+        for (int k = 0; k < 4; k++) {
+            v[p] = kinds[k].c;
+            int n = snprintf(req, sizeof req, "GET /v HTTP/1.1\r\nA: b\r\nX-Long-Name: %s\r\n\r\n", v);
+            int st = status_of(s, req, (size_t)n, body, sizeof body);
+            *counts[k] += st == kinds[k].want;
+            v[p] = 'v';
+        }
+        char t[20];
+        memset(t, 'a', 19);
+        t[0] = '/';
+        t[19] = 0;
+        if (p > 0) {
+            t[p] = 0x7f;
+            int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\n\r\n", t);
+            bad_target += status_of(s, req, (size_t)n, NULL, 0) == 400;
+        }
+        char nm[20];
+        memset(nm, 'N', 19);
+        nm[19] = 0;
+        nm[p] = p % 2 ? '@' : '"'; /* not token characters */
+        int n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\n%s: v\r\n\r\n", nm);
+        bad_name += status_of(s, req, (size_t)n, NULL, 0) == 400;
+    }
+    ok(bad_ctl == 19 && bad_del == 19, "a control or DEL at any place of a value: 400 (%d, %d of 19)",
+       bad_ctl, bad_del);
+    ok(good_tab == 19 && good_high == 19,
+       "an HTAB or a byte above 0x7f at any place of a value: taken (%d, %d of 19)", good_tab,
+       good_high);
+    ok(bad_target == 18, "DEL at any place of a target: 400 (%d of 18)", bad_target);
+    ok(bad_name == 19, "a non-token byte at any place of a field name: 400 (%d of 19)", bad_name);
+    static const char ci[] = "POST /ci HTTP/1.1\r\ntRANSFER-eNCODING: ChUnKeD\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    ok(status_of(s, ci, sizeof ci - 1, body, sizeof body) == 200 && strstr(body, "chunked=1") &&
+           strstr(body, "|abc"),
+       "Transfer-Encoding matched in any case: %s", body);
+    static const char cl[] = "POST /cl HTTP/1.1\r\nCONTENT-length: 2\r\ncontent-LENGTH: 2\r\n\r\nxy";
+    ok(status_of(s, cl, sizeof cl - 1, body, sizeof body) == 200 && strstr(body, "body=2") &&
+           strstr(body, "|xy"),
+       "Content-Length matched in any case, twice the same: %s", body);
+    static const char cn[] = "GET /cn HTTP/1.1\r\nConnection: Keep-Alive , \tCLOSE\t,\r\n\r\n";
+    ok(status_of(s, cn, sizeof cn - 1, body, sizeof body) == 200 && strstr(body, "ka=0"),
+       "Connection: close found among other tokens, any case: %s", body);
+    static const char k10[] = "GET /k HTTP/1.0\r\nconnection: x,KEEP-ALIVE\r\n\r\n";
+    ok(status_of(s, k10, sizeof k10 - 1, body, sizeof body) == 200 && strstr(body, "ka=1"),
+       "HTTP/1.0 with keep-alive in any case keeps the connection: %s", body);
+    static const char nk[] = "GET /k HTTP/1.0\r\nconnection: keep-alivex, close-\r\n\r\n";
+    ok(status_of(s, nk, sizeof nk - 1, body, sizeof body) == 200 && strstr(body, "ka=0"),
+       "... but not with look-alike tokens: %s", body);
+    int fd = dial(s->net.port[1]);
+    puts_(fd, "POST /e HTTP/1.1\r\nExpecT: 100-Continue\r\nContent-Length: 2\r\n\r\n");
+    char line[128] = "";
+    int got100 = get_line(fd, line, sizeof line) && !strncmp(line, "HTTP/1.1 100 ", 13) &&
+                 get_line(fd, line, sizeof line) && !strcmp(line, "\r\n");
+    char *b = NULL;
+    size_t bl;
+    puts_(fd, "xy");
+    int st = get_response(fd, &b, &bl);
+    ok(got100 && st == 200 && b && strstr(b, "|xy"), "Expect: 100-continue matched in any case");
+    free(b);
+    close(fd);
+}
+
 struct reader {
     int fd;
     size_t got;
@@ -850,6 +940,7 @@ int main(void)
     test_http_split(s);
     test_http_bodies(s);
     test_http_errors(s);
+    test_http_head_bytes(s);
     test_big_reply(s);
     test_sendfile(s);
     test_stale(s);

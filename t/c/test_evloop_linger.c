@@ -5,8 +5,11 @@
  * clean EOF, never a reset, whether it sends everything first or watches for the answer while
  * sending; repeated, since a reset is a race.  And the bounds: linger_max bytes and linger_ms
  * (a connection that keeps sending, or stays open silent, is closed all the same), linger_ms 0
- * closes at once, and a lingering connection's id is stale for the caller.  A unit refusing a
- * body carries its head's facts (the caller can log the request); one refusing a head none. */
+ * closes at once, and a lingering connection's id is stale for the caller.  The head
+ * deadline's 408 lingers the same way (the client's later head bytes are taken, no reset).  A unit refusing a
+ * body carries its head's facts (the caller can log the request); one refusing a head none.
+ * The head deadline's 408 lingers the same way: the client's later head bytes are taken, no
+ * reset, and the close comes at its EOF. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -126,6 +129,23 @@ static struct srv *start(unsigned linger_ms, size_t linger_max)
     cfg.notify_close = 1;
     cfg.linger_ms = linger_ms;
     cfg.linger_max = linger_max;
+    int mode = CROW_EV_HTTP;
+    return evnet_spawn(sizeof(struct srv), &cfg, &mode, 1, handle);
+}
+
+#define T408 "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+/* A loop with a 200 ms head deadline answered with T408 (as crow-httpd's request-timeout). */
+static struct srv *start_head(unsigned linger_ms)
+{
+    struct crow_ev_config cfg;
+    crow_ev_config_init(&cfg);
+    cfg.head_ms = 200;
+    cfg.timeout_reply = T408;
+    cfg.timeout_reply_len = sizeof T408 - 1;
+    cfg.timeout_started_only = 1;
+    cfg.notify_close = 1;
+    cfg.linger_ms = linger_ms;
     int mode = CROW_EV_HTTP;
     return evnet_spawn(sizeof(struct srv), &cfg, &mode, 1, handle);
 }
@@ -324,6 +344,40 @@ int main(void)
     read_rest(fd, &o);
     ok(o.rlen == sizeof ANSWER - 1 && wait_closed(s, 1, 2000),
        "linger_ms 0: the answer, then the close at once");
+    close(fd);
+    evnet_free(&s->net);
+
+    /* the head deadline's 408 lingers too: a client still sending its head reads the whole
+       408 and EOF, its later bytes are taken (no reset), and the connection closes at the
+       client's EOF, not at the deadline */
+    s = start_head(5000);
+    fd = dial(s->net.port[0]);
+    puts_(fd, "GET / HTTP/1.1\r\nHost: t\r\n");
+    memset(&o, 0, sizeof o);
+    read_rest(fd, &o);
+    ok(o.rlen == sizeof T408 - 1 && !memcmp(o.resp, T408, o.rlen) && o.read_errno == 0,
+       "head deadline: the whole 408 and a clean EOF (read %zu bytes, errno %d)", o.rlen,
+       o.read_errno);
+    int taken = 0;
+    for (int i = 0; i < 4; i++) {
+        sleep_ms(50);
+        taken += send(fd, "X-A: b\r\n", 8, MSG_NOSIGNAL) == 8;
+    }
+    sleep_ms(50);
+    ok(taken == 4 && atomic_load(&s->closed) == 0,
+       "... the head bytes sent after it are taken without a reset (%d/4), the connection "
+       "lingers (%d closed)", taken, atomic_load(&s->closed));
+    close(fd);
+    ok(wait_closed(s, 1, 2000), "... and closes at the client's EOF (within 2 s; linger_ms 5 s)");
+    evnet_free(&s->net);
+
+    s = start_head(0);
+    fd = dial(s->net.port[0]);
+    puts_(fd, "GET / HTTP/1.1\r\nHost: t\r\n");
+    memset(&o, 0, sizeof o);
+    read_rest(fd, &o);
+    ok(o.rlen == sizeof T408 - 1 && wait_closed(s, 1, 1000),
+       "linger_ms 0: the 408, then the close at once");
     close(fd);
     evnet_free(&s->net);
     return tap_done();

@@ -33,6 +33,10 @@
             :doc "Access log lines to a command, as \"|command\" (same as access-log \"|command\").")
   (keepalive-timeout :duration :min 1 :default "60s"
                      :doc "Idle time allowed between requests on a connection.")
+  (linger-max :size :min 0 :default "64M"
+              :doc "Most bytes of a refused body read and dropped while a connection lingers.")
+  (linger-timeout :duration :min 0 :max 3600000 :default "5s"
+                  :doc "How long a connection closing while its client may still be sending reads and drops its input, so the client reads the answer rather than a reset (0: close at once).")
   (mail-conninfo :string
                  :doc "libpq connection string of the mail database for the /mail/ web app (crow.mailweb); unset, /mail/ answers 503.")
   (max-head :size :min 256 :max (* 1024 1024) :default "8K"
@@ -146,6 +150,8 @@ ADMIT)."
            :write-ms (config-value cfg :write-timeout)
            :max-head (config-value cfg :max-head)
            :max-body post-max
+           :linger-ms (config-value cfg :linger-timeout)
+           :linger-max (config-value cfg :linger-max)
            :refusal (canned 503) :timeout-reply (canned 408)
            :timeout-started-only t     ; an idle keep-alive connection closes silently
            (and admit (list :admit admit)))))

@@ -34,13 +34,12 @@ not HTTP/1.0 or 1.1 (answer 505), :unfinished when no line end occurs in it, els
               :close t)))
 
 (defun framing-error (ev unit kind)
-  (let ((conn (ev-unit-conn unit)))
-    (case kind
-      ;; a body refused after a well-formed head: answered (and logged) as a request
-      ((:too-large :bad) (if (plusp (nth-value 4 (ev-unit-http unit)))
-                             (refuse-request ev unit (if (eq kind :bad) 400 413))
-                             (framing-error-head ev unit kind)))
-      (t (framing-error-head ev unit kind)))))
+  (case kind
+    ;; a body refused after a well-formed head: answered (and logged) as a request
+    ((:too-large :bad) (if (plusp (nth-value 4 (ev-unit-http unit)))
+                           (refuse-request ev unit (if (eq kind :bad) 400 413))
+                           (framing-error-head ev unit kind)))
+    (t (framing-error-head ev unit kind))))
 
 (defun framing-error-head (ev unit kind)
   (let ((conn (ev-unit-conn unit)))
