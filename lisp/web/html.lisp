@@ -86,7 +86,7 @@
   (unless (%octets-p octets) (error 'type-error :datum octets :expected-type 'octets))
   (let* ((end (crow.unix::check-bounds octets start end))
          (n (- end start)))
-    (declare (fixnum end n start))
+    (declare (fixnum end n))
     (%ensure out n)
     (let ((fill (html-out-fill out)))
       (ffi:c-inline ((html-out-octets out) fill octets start n)
