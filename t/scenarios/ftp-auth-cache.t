@@ -16,7 +16,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import BIN, Tap, free_port, stop, wait_port
+from tap import BIN, Tap, free_port, mmftpasswd, stop, wait_port
 
 t = Tap()
 tmp = tempfile.mkdtemp(prefix="crow-ftp-auth-cache-t-")
@@ -28,9 +28,7 @@ accounts = os.path.join(tmp, "accounts")
 
 
 def passwd(*args, password=None):
-    return subprocess.run([os.path.join(BIN, "mmftpasswd"), "-f", accounts] + list(args),
-                          input=(password + "\n") if password is not None else None,
-                          capture_output=True, text=True)
+    return mmftpasswd(accounts, *args, password=password)
 
 
 for name in ("alice", "bob", "carol"):

@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import BIN, Tap, free_port, stop, wait_port
+from tap import BIN, Tap, free_port, mmftpasswd, stop, wait_port
 
 t = Tap()
 tmp = tempfile.mkdtemp(prefix="crow-ftp-limits-t-")
@@ -29,9 +29,7 @@ atexit.register(lambda: subprocess.run(["rm", "-rf", tmp]))
 
 
 def passwd(*args, password=None):
-    return subprocess.run([os.path.join(BIN, "mmftpasswd"), "-f", accounts] + list(args),
-                          input=(password + "\n") if password is not None else None,
-                          capture_output=True, text=True)
+    return mmftpasswd(accounts, *args, password=password)
 
 
 def home(name):

@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tap import BIN, ROOT, Tap, free_port, stop, wait_port
+from tap import BIN, ROOT, Tap, free_port, mmftpasswd, stop, wait_port
 
 t = Tap()
 tmp = tempfile.mkdtemp(prefix="crow-ftp-t-")
@@ -39,10 +39,7 @@ def mkhome(name):
     return d
 
 
-def passwd(accounts, *args, password=None):
-    return subprocess.run([os.path.join(BIN, "mmftpasswd"), "-f", accounts] + list(args),
-                          input=(password + "\n") if password is not None else None,
-                          capture_output=True, text=True)
+passwd = mmftpasswd
 
 
 def start(name, conf_text, ports):

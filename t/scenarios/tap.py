@@ -55,6 +55,14 @@ def demo_site_conf(path, port, drop=(), extra=""):
     return path
 
 
+def mmftpasswd(accounts, *args, password=None):
+    """Runs build/bin/mmftpasswd -f ACCOUNTS ARGS..., PASSWORD (if given) on its stdin.
+    Returns the CompletedProcess (text output captured)."""
+    return subprocess.run([os.path.join(BIN, "mmftpasswd"), "-f", accounts] + list(args),
+                          input=(password + "\n") if password is not None else None,
+                          capture_output=True, text=True)
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 
