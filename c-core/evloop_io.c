@@ -19,6 +19,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "evloop_int.h"
@@ -33,13 +34,34 @@
  * write after EAGAIN presents the same bytes again, as OpenSSL requires. */
 #define TLS_CHUNK 16384
 
+/* Plain TCP goes through recv/send, not read/writev: the socket calls skip the VFS layer
+ * (nginx does the same).  A small reply in several pieces (head, cached Date, body) is
+ * gathered into one buffer first: one contiguous copy into the socket is cheaper in the
+ * kernel than walking an iovec array.  Adopted descriptors may be pipes: read/writev. */
+#define GATHER_MAX 2048
+
 static ssize_t io_read(struct conn *c, void *buf, size_t n)
 {
-    return c->tls ? crow_tls_read(c->tls, buf, n) : CROW_RETRY(read(c->fd, buf, n));
+    if (c->tls)
+        return crow_tls_read(c->tls, buf, n);
+    return c->tcp ? CROW_RETRY(recv(c->fd, buf, n, 0)) : CROW_RETRY(read(c->fd, buf, n));
 }
 
 static ssize_t io_writev(struct conn *c, const struct iovec *iov, int cnt)
 {
+    if (!c->tls && c->tcp) {
+        if (cnt == 1)
+            return CROW_RETRY(send(c->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL));
+        char buf[GATHER_MAX];
+        size_t at = 0;
+        for (int i = 0; i < cnt; i++) {
+            if (iov[i].iov_len > sizeof buf - at)
+                return CROW_RETRY(writev(c->fd, iov, cnt));
+            memcpy(buf + at, iov[i].iov_base, iov[i].iov_len);
+            at += iov[i].iov_len;
+        }
+        return CROW_RETRY(send(c->fd, buf, at, MSG_NOSIGNAL));
+    }
     if (!c->tls)
         return CROW_RETRY(writev(c->fd, iov, cnt));
     size_t total = 0;
