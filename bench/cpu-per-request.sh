@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cpu-per-request.sh — server CPU time per request (utime+stime of the server's process tree
 # from /proc, over a wrk run; its user part alone in the last column), crow-httpd against
-# nginx, one worker each.  Robust to other load on the machine, unlike req/s.
+# nginx, one worker each, and the wrk client's own CPU per request (user+sys).  Robust to other
+# load on the machine, unlike req/s.
 # Usage: bench/cpu-per-request.sh [SECONDS] [CONNS]
 # PATHS="/hello /4k.bin /1m.bin" picks the rows; PIN=1 pins the servers to CPU 0 and wrk to
 # CPU 1 (req/s then compares servers on one core each); CROW_HTTPD=path runs another build.
@@ -48,19 +49,20 @@ tree() { local p=$1; echo "$p"; for c in $(pgrep -P "$p"); do tree "$c"; done; }
 # ticks PID [FIELDS]: utime+stime (or the awk expression FIELDS, e.g. '$14' for utime only)
 ticks() { local t=0; for p in $(tree "$1"); do t=$(( t + $(awk "{print ${2:-\$14 + \$15}}" /proc/$p/stat 2>/dev/null || echo 0) )); done; echo $t; }
 hz=$(getconf CLK_TCK)
-printf "%-8s %-10s %10s %10s %12s %12s\n" path server requests req/s "cpu us/req" "user us/req"
+printf "%-8s %-10s %10s %10s %12s %12s %12s\n" path server requests req/s "cpu us/req" "user us/req" "wrk us/req"
 for path in ${PATHS:-/hello /4k.bin /1m.bin}; do
   for s in nginx crow; do
     if [ $s = nginx ]; then port=$pn; pid=${pids[0]}; else port=$pc; pid=${pids[1]}; fi
     c=$conns; [ $path = /1m.bin ] && c=10
     "${wrk_pin[@]}" wrk -t1 -c$c -d1s "http://127.0.0.1:$port$path" >/dev/null 2>&1
     t0=$(ticks $pid); u0=$(ticks $pid '$14')
-    out=$("${wrk_pin[@]}" wrk -t1 -c$c -d${secs}s "http://127.0.0.1:$port$path" 2>&1)
+    out=$("${wrk_pin[@]}" /usr/bin/time -f "%U %S" -o "$work/wrk.time" wrk -t1 -c$c -d${secs}s "http://127.0.0.1:$port$path" 2>&1)
     grep -q Non-2xx <<<"$out" && echo "# $s $path: non-2xx answers"
     t1=$(ticks $pid); u1=$(ticks $pid '$14')
     n=$(awk '/requests in/ {print $1}' <<<"$out"); rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    printf "%-8s %-10s %10s %10s %12.2f %12.2f\n" $path $s $n $rps "$(echo "($t1-$t0)*1000000/$hz/$n" | bc -l)" \
-           "$(echo "($u1-$u0)*1000000/$hz/$n" | bc -l)"
+    wt=$(awk '{print $1 + $2}' "$work/wrk.time")
+    printf "%-8s %-10s %10s %10s %12.2f %12.2f %12.2f\n" $path $s $n $rps "$(echo "($t1-$t0)*1000000/$hz/$n" | bc -l)" \
+           "$(echo "($u1-$u0)*1000000/$hz/$n" | bc -l)" "$(echo "$wt*1000000/$n" | bc -l)"
   done
 done
 echo "# load: $(cut -d' ' -f1-3 /proc/loadavg)"
