@@ -256,19 +256,25 @@ static void case_repeat(struct srv *s, const char *what, const char *head, size_
                         int chunked, int watch)
 {
     int good = 0, whole = 0;
-    struct outcome o;
+    struct outcome o, cut = {0};
+    int64_t cut_ms = 0;
     for (int i = 0; i < REPEAT; i++) {
+        int64_t t0 = now_ms();
         upload(s->net.port[0], head, body, chunked, watch, &o);
         good += clean_answer(&o);
-        whole += o.sent == body && o.send_errno == 0;
+        if (o.sent == body && o.send_errno == 0)
+            whole++;
+        else
+            cut = o, cut_ms = now_ms() - t0;
     }
     if (!ok(good == REPEAT, "%s, %s: the whole 413 and a clean EOF, %d/%d times", what,
             watch ? "answer watched while sending" : "body sent first", good, REPEAT))
         printf("#   last: sent %zu of %zu (send errno %d), read %zu bytes (read errno %d): %.40s\n",
                o.sent, body, o.send_errno, o.rlen, o.read_errno, o.resp);
-    if (!watch)
-        ok(whole == REPEAT, "%s: the client sent its whole body every time (%d/%d)", what, whole,
-           REPEAT);
+    if (!watch && !ok(whole == REPEAT, "%s: the client sent its whole body every time (%d/%d)",
+                      what, whole, REPEAT))
+        printf("#   cut off: sent %zu of %zu (send errno %d) after %lld ms\n", cut.sent, body,
+               cut.send_errno, (long long)cut_ms);
 }
 
 int main(void)
@@ -293,8 +299,16 @@ int main(void)
     snprintf(head, sizeof head, "POST /refuse HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", big);
     case_repeat(s, "a HEAD unit refused without its body", head, big, 0, 0);
 
-    case_repeat(s, "8 MiB pipelined behind a request answered with a close",
-                "GET /close HTTP/1.1\r\nHost: t\r\n\r\n", big, 0, 0);
+    /* The pipelined bytes start in the request's own segment, so they are there when the loop
+       decides how to close: a client whose bytes arrive only after that decision (input
+       neither buffered nor readable then) gets the plain close, and its later bytes a reset —
+       nginx's lingering_close "on" heuristic has the same window. */
+    static char piped[4096 + 64];
+    int hl = snprintf(piped, sizeof piped, "GET /close HTTP/1.1\r\nHost: t\r\n\r\n");
+    memset(piped + hl, 'x', 4096);
+    piped[hl + 4096] = 0;
+    case_repeat(s, "8 MiB pipelined behind a request answered with a close", piped, big - 4096,
+                0, 0);
 
     int total = 7 * REPEAT, fd;
     struct outcome o;
