@@ -344,6 +344,27 @@ static void handle_event(struct crow_ev *ev, const struct epoll_event *e)
     }
 }
 
+/* Polls for events without sleeping for up to busy_poll_us (and at most WAIT ms when that is
+ * not -1).  Returns epoll_wait's count (0: none came, sleep now). */
+#define BUSY_MIN_EVENTS 8
+
+static int busy_poll(struct crow_ev *ev, int64_t wait)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t limit = ev->cfg.busy_poll_us;
+    if (wait > 0 && wait * 1000 < limit)
+        limit = wait * 1000;
+    for (;;) {
+        int n = epoll_wait(ev->epfd, ev->evs, BATCH, 0);
+        if (n != 0)
+            return n;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000000 + (t.tv_nsec - t0.tv_nsec) / 1000 >= limit)
+            return 0;
+    }
+}
+
 int crow_ev_next(struct crow_ev *ev, struct crow_ev_unit *u, int timeout_ms)
 {
     memset(u, 0, sizeof *u);
@@ -437,13 +458,20 @@ int crow_ev_next(struct crow_ev *ev, struct crow_ev_unit *u, int timeout_ms)
         answered = 0;
         if (wait > INT_MAX)
             wait = INT_MAX;
-        int n = epoll_wait(ev->epfd, ev->evs, BATCH, (int)wait);
+        int n = wait != 0 && ev->cfg.busy_poll_us && ev->busy_events >= BUSY_MIN_EVENTS
+                    ? busy_poll(ev, wait) : 0;
+        if (n == 0) {
+            n = epoll_wait(ev->epfd, ev->evs, BATCH, (int)wait);
+            if (wait != 0)
+                ev->busy_events = 0; /* it may have slept */
+        }
         ev->now = mono_ms();
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             return -1;
         }
+        ev->busy_events += (unsigned)n;
         polled = 1;
         for (int i = 0; i < n; i++)
             handle_event(ev, &ev->evs[i]);

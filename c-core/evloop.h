@@ -163,6 +163,14 @@ struct crow_ev_config {
                                  lingering_close).  0 = close at once.  The connection's id is
                                  stale meanwhile (EBADF); its CLOSED unit comes at the end. */
     size_t linger_max;
+    unsigned busy_poll_us;    /* after a busy stretch (at least 8 events since the loop last
+                                 slept), poll for new events without sleeping for up to this
+                                 many microseconds before sleeping in epoll_wait: a client
+                                 that sends its next request within that time finds the loop
+                                 awake and pays no wake-up (the kernel's busy_poll, in user
+                                 space, for loopback and fast links).  Costs at most this
+                                 much CPU per busy stretch, nothing when the load is light
+                                 (a wake-up with a few events sleeps at once).  0 = off */
     const struct crow_allocator *allocator; /* NULL = default; copied */
 };
 

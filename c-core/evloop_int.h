@@ -115,6 +115,7 @@ struct crow_ev {
     crow_ev_answer_fn answer;      /* crow_ev_set_answerer */
     void *answer_arg;
     void (*answer_free)(void *);
+    unsigned busy_events;          /* events since the loop last slept (busy_poll_us) */
     struct epoll_event evs[BATCH];
 };
 

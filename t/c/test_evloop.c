@@ -655,6 +655,75 @@ static void test_limits(void)
     server_stop(s);
 }
 
+/* CPU time of the loop thread of S, microseconds */
+static int64_t loop_cpu_us(struct server *s)
+{
+    clockid_t cid;
+    struct timespec ts;
+    if (pthread_getcpuclockid(s->net.th, &cid) != 0 || clock_gettime(cid, &ts) != 0)
+        return -1;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* N connections, one request each, all written before any answer is read; returns how many
+ * were answered 200 with their own path */
+static int burst(struct server *s, int n)
+{
+    int fds[64], good = 0;
+    for (int i = 0; i < n; i++) {
+        char req[64];
+        fds[i] = dial(s->net.port[1]);
+        snprintf(req, sizeof req, "GET /b%d HTTP/1.1\r\n\r\n", i);
+        puts_(fds[i], req);
+    }
+    for (int i = 0; i < n; i++) {
+        char *b, want[32];
+        size_t bl;
+        snprintf(want, sizeof want, "GET /b%d ", i);
+        good += get_response(fds[i], &b, &bl) == 200 && !strncmp(b, want, strlen(want));
+        free(b);
+    }
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    return good;
+}
+
+/* busy_poll_us: after a busy stretch the loop polls (CPU time spent awake) for at most that
+ * long, then sleeps; a light load never polls; answers are the same */
+static void test_busy_poll(void)
+{
+    struct crow_ev_config cfg;
+    crow_ev_config_init(&cfg);
+    cfg.busy_poll_us = 20000; /* 20 ms: far above the loop's own work in these checks */
+    struct server *s = server_start(&cfg);
+    is_int(burst(s, 40), 40, "busy_poll_us: a burst of 40 connections, each answered");
+    int64_t c0 = loop_cpu_us(s);
+    sleep_ms(150);
+    int64_t c1 = loop_cpu_us(s);
+    sleep_ms(300);
+    int64_t c2 = loop_cpu_us(s);
+    ok(c1 - c0 >= 2000 && c1 - c0 <= 60000,
+       "after the burst the loop polls awake, bounded (%lld us of CPU in the next 150 ms)",
+       (long long)(c1 - c0));
+    ok(c2 - c1 < 5000, "then it sleeps: %lld us of CPU in 300 ms idle", (long long)(c2 - c1));
+    /* a light load: single requests 20 ms apart never make a busy stretch */
+    int fd = dial(s->net.port[1]), good = 0;
+    sleep_ms(100);
+    int64_t l0 = loop_cpu_us(s);
+    for (int i = 0; i < 10; i++) {
+        char body[64];
+        good += roundtrip(fd, "GET /light HTTP/1.1\r\n\r\n", body, sizeof body) == 200 &&
+                !strncmp(body, "GET /light ", 11);
+        sleep_ms(20);
+    }
+    int64_t l1 = loop_cpu_us(s);
+    close(fd);
+    is_int(good, 10, "light load: every request answered");
+    ok(l1 - l0 < 20000, "light load: no polling (%lld us of CPU for 10 requests 20 ms apart; "
+       "polling each time would be >= 200000)", (long long)(l1 - l0));
+    server_stop(s);
+}
+
 /* timeout_started_only: an idle keep-alive connection (or one that never sent a byte) closes
  * without the timeout reply; a stalled unit still gets it */
 static void test_idle_silent(void)
@@ -951,6 +1020,7 @@ int main(void)
     test_limits();
     test_idle_silent();
     test_head_first();
+    test_busy_poll();
     close(file_fd);
     free(big);
     return tap_done();
