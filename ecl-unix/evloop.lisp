@@ -57,7 +57,8 @@ inlined such a form from another file's inline function, and the read crashed.)"
                        (max-head 8192) (max-body (* 1024 1024)) (max-raw 65536)
                        notify-open notify-close (nodelay t) admit (bandwidth-in 0)
                        (bandwidth-out 0) timeout-started-only head-first
-                       (head-first-over 0) (linger-ms 5000) (linger-max (* 64 1024 1024)))
+                       (head-first-over 0) (linger-ms 5000) (linger-max (* 64 1024 1024))
+                       (busy-poll-us 0))
   "Returns a new event loop.  REFUSAL (octets or a base-string) is written to connections
 refused beyond MAX-CONNECTIONS or by ADMIT; TIMEOUT-REPLY before a timed-out connection closes.
 ADMIT (see make-admit) is an admission table the loop's connections enter at accept and leave
@@ -69,7 +70,9 @@ Content-Length above HEAD-FIRST-OVER) comes first as a :head unit: answer it wit
 ev-continue (and a per-request body limit) or with a closing reply.  BANDWIDTH-IN/-OUT limit each connection's
 reads/writes to that many bytes/s (0 = unlimited).  An HTTP connection closing while its client
 may still be sending lingers (its input read and dropped until the client's end of file) for at
-most LINGER-MS milliseconds (0: it closes at once) and LINGER-MAX bytes.  Signals unix-error."
+most LINGER-MS milliseconds (0: it closes at once) and LINGER-MAX bytes.  After a busy stretch
+the loop polls for new events for up to BUSY-POLL-US microseconds before it sleeps (0: off; see
+busy_poll_us in c-core/evloop.h).  Signals unix-error."
   (let ((refusal (%ev-octets (or refusal (make-octets 0))))
         (tmo (%ev-octets (or timeout-reply (make-octets 0))))
         (ap (if admit (%admit-live admit) (ffi:make-null-pointer :void)))
@@ -77,13 +80,14 @@ most LINGER-MS milliseconds (0: it closes at once) and LINGER-MAX bytes.  Signal
                        max-body max-raw (if notify-open 1 0) (if notify-close 1 0)
                        (if nodelay 1 0) bandwidth-in bandwidth-out
                        (if timeout-started-only 1 0) (if head-first 1 0) head-first-over
-                       linger-ms linger-max)))
+                       linger-ms linger-max busy-poll-us)))
     (check-type refusal octets)
     (check-type tmo octets)
     (check-type bandwidth-in (integer 0 #.(expt 2 62)))
     (check-type bandwidth-out (integer 0 #.(expt 2 62)))
     (check-type linger-ms (integer 0 #.(1- (expt 2 32))))
     (check-type linger-max (integer 0 #.(expt 2 62)))
+    (check-type busy-poll-us (integer 0 1000000))
     (multiple-value-bind (p errno)
         (ffi:c-inline (refusal tmo sizes ap) (:object :object :object :pointer-void)
                       (values :pointer-void :int)
@@ -99,6 +103,7 @@ most LINGER-MS milliseconds (0: it closes at once) and LINGER-MAX bytes.  Signal
              c.timeout_started_only = ecl_to_int(v[14]);
              c.head_first = ecl_to_int(v[15]); c.head_first_over = ecl_to_size(v[16]);
              c.linger_ms = ecl_to_uint(v[17]); c.linger_max = ecl_to_size(v[18]);
+             c.busy_poll_us = ecl_to_uint(v[19]);
              c.admit = (struct crow_admit *)#3;
              c.refusal = (const char *)#0->vector.self.b8; c.refusal_len = #0->vector.fillp;
              c.timeout_reply = (const char *)#1->vector.self.b8; c.timeout_reply_len = #1->vector.fillp;

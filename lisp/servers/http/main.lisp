@@ -31,6 +31,8 @@
   (log-pipe :string :validator (lambda (v) (unless (and (plusp (length v)) (char= (char v 0) #\|))
                                               "expected \"|command\""))
             :doc "Access log lines to a command, as \"|command\" (same as access-log \"|command\").")
+  (busy-poll :integer :min 0 :max 1000 :default "50"
+             :doc "Microseconds a worker keeps polling for new requests after a busy stretch (8 or more events since it last slept) before it sleeps: a client sending its next request within that time finds the worker awake and pays no wake-up.  Light load never polls; 0 turns it off.")
   (keepalive-timeout :duration :min 1 :default "60s"
                      :doc "Idle time allowed between requests on a connection.")
   (linger-max :size :min 0 :default "64M"
@@ -152,6 +154,7 @@ ADMIT)."
            :max-body post-max
            :linger-ms (config-value cfg :linger-timeout)
            :linger-max (config-value cfg :linger-max)
+           :busy-poll-us (config-value cfg :busy-poll)
            :refusal (canned 503) :timeout-reply (canned 408)
            :timeout-started-only t     ; an idle keep-alive connection closes silently
            (and admit (list :admit admit)))))
