@@ -10,7 +10,9 @@
  * that only waited for the data socket would sit out its write timeout); the loop also polls
  * the control descriptor without waiting once per chunk, so ABOR stops a transfer the client
  * keeps reading (or, for uploads, feeding) too.  Binary files on a plain connection go by sendfile(2) (chunks of at most
- * 4 MiB, or what the buckets grant); ASCII files and everything under TLS go through a 128 KiB
+ * 4 MiB, or what the buckets grant) under TCP_CORK, so every segment leaves full where the
+ * end of each call would push a short one (as nginx's tcp_nopush: RETR 256 MiB on loopback
+ * +5-8% in alternating rounds, the client's receive being the bound); ASCII files and everything under TLS go through a 128 KiB
  * buffer (pread, LF -> CRLF, crow_tls_write).  A binary receive on a plain connection goes
  * socket -> pipe -> file by splice(2) (chunks of at most 1 MiB, the pipe grown to match): the
  * socket's pages move into the pipe and are copied once, into the file, where recv + write
@@ -31,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -415,6 +419,43 @@ static int net_errno(int e)
            e == ETIMEDOUT || e == EHOSTUNREACH || e == ENETUNREACH;
 }
 
+/* The binary send of a plain connection: sendfile(2) from OFFSET to the end of FILE_FD. */
+static int send_plain(struct crow_ftpdata *d, int file_fd, uint64_t offset, uint64_t *sent)
+{
+    uint64_t done = 0;
+    int st;
+    off_t off = (off_t)offset;
+    for (;;) {
+        if (control_ready(d))
+            return CROW_FTPDATA_CONTROL;
+        size_t allowed;
+        st = grant(d, &d->out, d->share_out, SENDFILE_CHUNK, &allowed);
+        if (st != CROW_FTPDATA_OK)
+            return st;
+        ssize_t w = sendfile(d->fd, file_fd, &off, allowed);
+        if (w < 0) {
+            int e = errno;
+            refund(&d->out, d->share_out, allowed);
+            if (e == EINTR)
+                continue;
+            if (e == EAGAIN) {
+                st = wait_io(d, POLLOUT, 1);
+                if (st != CROW_FTPDATA_OK)
+                    return st;
+                continue;
+            }
+            errno = e;
+            return net_errno(e) ? CROW_FTPDATA_NET : CROW_FTPDATA_FILE;
+        }
+        refund(&d->out, d->share_out, allowed - (size_t)w);
+        if (w == 0)
+            return CROW_FTPDATA_OK;
+        done += (uint64_t)w;
+        if (sent)
+            *sent = done;
+    }
+}
+
 int crow_ftpdata_send_file(struct crow_ftpdata *d, int file_fd, uint64_t offset, int ascii,
                            uint64_t *sent)
 {
@@ -426,36 +467,15 @@ int crow_ftpdata_send_file(struct crow_ftpdata *d, int file_fd, uint64_t offset,
     if (st != CROW_FTPDATA_OK)
         return st;
     if (!ascii && !d->tls) {
-        off_t off = (off_t)offset;
-        for (;;) {
-            if (control_ready(d))
-                return CROW_FTPDATA_CONTROL;
-            size_t allowed;
-            st = grant(d, &d->out, d->share_out, SENDFILE_CHUNK, &allowed);
-            if (st != CROW_FTPDATA_OK)
-                return st;
-            ssize_t w = sendfile(d->fd, file_fd, &off, allowed);
-            if (w < 0) {
-                int e = errno;
-                refund(&d->out, d->share_out, allowed);
-                if (e == EINTR)
-                    continue;
-                if (e == EAGAIN) {
-                    st = wait_io(d, POLLOUT, 1);
-                    if (st != CROW_FTPDATA_OK)
-                        return st;
-                    continue;
-                }
-                errno = e;
-                return net_errno(e) ? CROW_FTPDATA_NET : CROW_FTPDATA_FILE;
-            }
-            refund(&d->out, d->share_out, allowed - (size_t)w);
-            if (w == 0)
-                return CROW_FTPDATA_OK;
-            done += (uint64_t)w;
-            if (sent)
-                *sent = done;
-        }
+        /* corked, every segment leaves full (the end of each sendfile call would otherwise
+           push a short one); uncorking flushes the last */
+        int one = 1, zero = 0;
+        (void)setsockopt(d->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+        st = send_plain(d, file_fd, offset, sent);
+        int e = errno; /* the caller reads why the send stopped */
+        (void)setsockopt(d->fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+        errno = e;
+        return st;
     }
     if (ensure_buffers(d) < 0)
         return CROW_FTPDATA_NET;
