@@ -9,11 +9,12 @@
  * at once with CROW_FTPDATA_CONTROL (the client sends ABOR while it stops reading, so a server
  * that only waited for the data socket would sit out its write timeout); the loop also polls
  * the control descriptor without waiting once per chunk, so ABOR stops a transfer the client
- * keeps reading (or, for uploads, feeding) too.  Binary files on a plain connection go by sendfile(2) (chunks of at most
- * 4 MiB, or what the buckets grant) under TCP_CORK, so every segment leaves full where the
- * end of each call would push a short one (as nginx's tcp_nopush: RETR 256 MiB on loopback
- * +5-8% in alternating rounds, the client's receive being the bound); ASCII files and everything under TLS go through a 128 KiB
- * buffer (pread, LF -> CRLF, crow_tls_write).  A binary receive on a plain connection goes
+ * keeps reading (or, for uploads, feeding) too.  Binary files on a plain connection go by
+ * sendfile(2) (chunks of at most 4 MiB, or what the buckets grant) under TCP_CORK, so every
+ * segment leaves full where the end of each call would push a short one (as nginx's
+ * tcp_nopush: RETR 256 MiB on loopback +5-8% in alternating rounds, the client's receive
+ * being the bound); ASCII files and everything under TLS go through a 128 KiB buffer (pread,
+ * LF -> CRLF, crow_tls_write).  A binary receive on a plain connection goes
  * socket -> pipe -> file by splice(2) (chunks of at most 1 MiB, the pipe grown to match): the
  * socket's pages move into the pipe and are copied once, into the file, where recv + write
  * copies twice (a quarter less server CPU per upload to tmpfs, measured on loopback).  A file
